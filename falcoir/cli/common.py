@@ -1,0 +1,135 @@
+"""What every command shares: option types, error mapping, input, confirmation.
+
+:func:`guarded` is the one place where a :class:`~falcoir.errors.FalcoirError` becomes a
+message on stderr and an exit code (from :func:`falcoir.errors.exit_code_for`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+
+import typer
+
+from falcoir.errors import ConfirmationRefused, FalcoirError, InputError, exit_code_for
+from falcoir.render.output import OutputFormat
+
+if TYPE_CHECKING:
+    from falcoir.core.alert import Alert
+    from falcoir.core.gateway import ClusterGateway
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", help="Output format: table (human), json, jsonl, yaml."),
+]
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        envvar="KUBECONFIG",
+        help="Path to the kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
+    ),
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="The kubeconfig context to use.")]
+AlertArg = Annotated[
+    str | None,
+    typer.Argument(help="The Falco alert: a text line or a JSON document.", show_default=False),
+]
+AlertFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file", "-f", help="Read the alert from FILE ('-' for stdin).", show_default=False
+    ),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing anything.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Show what would change; the server validates (dryRun=All)."),
+]
+
+
+def guarded(func: Callable[P, R]) -> Callable[P, R]:
+    """Map falcoir errors to a message on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except FalcoirError as exc:
+            from falcoir.render.console import error, safe
+
+            detail = safe(exc.message, keep_newlines=True)
+            extra = getattr(exc, "missing", ()) or getattr(exc, "candidates", ())
+            if extra:
+                detail += "".join(f"\n  - {safe(x)}" for x in extra)
+            error(detail, safe(exc.hint) if exc.hint else None)
+            raise typer.Exit(int(exit_code_for(exc))) from None
+        except KeyboardInterrupt:
+            from falcoir.render.console import error
+
+            error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def read_input_text(alert: str | None, file: Path | None) -> str:
+    """The alert text from the argument, a file, or stdin (``-f -``)."""
+    if alert is not None and file is not None:
+        raise InputError("give the alert either as an argument or with --file, not both")
+    if alert is not None:
+        return alert
+    if file is None:
+        raise InputError(
+            "no alert given", hint="pass the alert line as an argument, or use -f FILE / -f -"
+        )
+    if str(file) == "-":
+        return sys.stdin.read()
+    try:
+        return file.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror or exc}") from exc
+
+
+def read_one_alert(alert: str | None, file: Path | None) -> Alert:
+    """Parse the input and return its alert; exactly one alert is expected (the last
+    one is used when a file holds several, with a warning)."""
+    from falcoir.core.parse import parse_text
+    from falcoir.render.console import warn
+
+    report = parse_text(read_input_text(alert, file))
+    if not report.alerts:
+        reasons = "; ".join(f"line {p.line}: {p.reason}" for p in report.problems[:3])
+        raise InputError(
+            "no Falco alert found in the input" + (f" ({reasons})" if reasons else ""),
+            hint="paste the whole alert line, or the JSON document Falco printed",
+        )
+    if len(report.alerts) > 1:
+        warn(f"{len(report.alerts)} alerts in the input; using the last one")
+    return report.alerts[-1]
+
+
+def connect(kubeconfig: str | None, context: str | None) -> ClusterGateway:
+    """A gateway to the cluster (imports the ``kubernetes`` client only now)."""
+    from falcoir.cluster import connect as cluster_connect
+
+    return cluster_connect(kubeconfig=kubeconfig, context=context)
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask before a change; with no terminal and no ``--yes``, refuse clearly."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationRefused(
+            f"{question} needs confirmation, and there is no terminal to ask on",
+            hint="re-run with --yes to proceed without asking, or --dry-run to see the plan",
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise ConfirmationRefused("cancelled: nothing was changed")
