@@ -1,0 +1,1 @@
+"""Fixtures that play lab scenarios (owned by the lab runtime work)."""
