@@ -31,7 +31,8 @@ class Rule:
     name: str
     output: str
     priority: str | None = None
-    source: str | None = None
+    source: str | None = "syscall"
+    """Falco's default event source when a rule names none."""
 
 
 @dataclass(frozen=True)
