@@ -37,7 +37,7 @@ import websocket
 
 from falcoir.cluster.errors import Op, from_status, truncate, unreachable
 from falcoir.core.gateway import PODS, ExecResult
-from falcoir.errors import ApiNotFound, ClusterUnreachable, Forbidden, InputError
+from falcoir.errors import ApiError, ApiNotFound, ClusterUnreachable, Forbidden, InputError
 
 if TYPE_CHECKING:
     from falcoir.cluster.gateway import KubeGateway
@@ -268,14 +268,21 @@ class _Session:
                 # Refused, reset, timed out, closed during the handshake: nothing ran.
                 retry_error = unreachable(self.gw.endpoint, self.op, str(exc) or repr(exc))
             if attempt >= policy.attempts or self.remaining() <= 0:
-                raise retry_error
+                return self._give_up(retry_error)
             delay = policy.backoff * (2 ** (attempt - 1)) if wait is None else wait
             delay = min(delay, policy.max_wait, max(self.remaining(), 0.0))
             if waited + delay > policy.budget:
-                raise retry_error
+                return self._give_up(retry_error)
             waited += delay
             self.gw.stats.retried()
             time.sleep(delay)
+
+    def _give_up(self, error: Exception) -> ExecResult:
+        """After the last try: no connection is ClusterUnreachable; a server that kept
+        refusing (5xx, 429) is recorded in the result, like any refusal to run."""
+        if isinstance(error, ClusterUnreachable) or not isinstance(error, ApiError):
+            raise error
+        return self.result(None, error.message, error.reason or f"HTTP{error.status}")
 
     def _open(self, url: str, timeout: float) -> websocket.WebSocket:
         sslopt: dict[str, Any] = {}

@@ -373,6 +373,7 @@ class FakeApi:
             self.exec_max_active = max(self.exec_max_active, self.exec_active)
         stdin = bytearray()
         stdin_closed = asyncio.Event()
+        client_gone = asyncio.Event()
 
         async def reader() -> None:
             async for msg in ws:
@@ -383,11 +384,12 @@ class FakeApi:
                     elif data == b"\xff\x00":
                         stdin_closed.set()
             stdin_closed.set()
+            client_gone.set()
 
         read_task = asyncio.create_task(reader())
         try:
             await ws.send_bytes(b"\x01")
-            status = await self._program(ws, argv, stdin, stdin_closed)
+            status = await self._program(ws, argv, stdin, stdin_closed, client_gone)
             if status is not None:
                 await ws.send_bytes(b"\x03" + json.dumps(status).encode())
                 await ws.close(code=1000)
@@ -403,6 +405,7 @@ class FakeApi:
         argv: list[str],
         stdin: bytearray,
         stdin_closed: asyncio.Event,
+        client_gone: asyncio.Event,
     ) -> dict[str, Any] | None:
         prog = argv[0] if argv else ""
         ok: dict[str, Any] = {"metadata": {}, "status": "Success"}
@@ -421,8 +424,11 @@ class FakeApi:
                 "details": {"causes": [{"reason": "ExitCode", "message": code}]},
             }
         if prog == "sleep":
-            await asyncio.sleep(float(argv[1]))
-            return ok
+            try:
+                await asyncio.wait_for(client_gone.wait(), float(argv[1]))
+            except TimeoutError:
+                return ok
+            return None
         if prog in ("big", "bigerr"):
             total = int(argv[1])
             chunk = int(argv[2]) if len(argv) > 2 else 65536
@@ -451,7 +457,7 @@ class FakeApi:
                 transport.abort()
             return None
         if prog == "chatty":
-            while not ws.closed:
+            while not ws.closed and not client_gone.is_set():
                 await ws.send_bytes(b"\x01" + b"y\n" * 512)
                 await asyncio.sleep(0.01)
             return None
