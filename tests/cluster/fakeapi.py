@@ -206,7 +206,8 @@ class FakeApi:
                 body=text.encode() if isinstance(text, str) else text,
                 headers={"Content-Type": "application/json", **scripted.headers},
             )
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token != self.token:
             return self._status(401, "Unauthorized", "Unauthorized")
         if request.path == "/version":
             return web.json_response({"major": "1", "minor": "32", "gitVersion": "v1.32.0"})

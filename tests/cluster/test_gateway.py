@@ -472,3 +472,28 @@ def test_gateway_is_thread_safe_for_reads(api: FakeApi, gw: KubeGateway) -> None
         )
     assert names == [f"p{i}" for i in range(20)]
     assert gw.stats.requests == 20
+
+
+def test_in_cluster_fallback(
+    tls_api: FakeApi, certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from kubernetes.config import incluster_config
+
+    claims = base64.urlsafe_b64encode(b'{"sub":"system:serviceaccount:ir:falcoir"}').rstrip(b"=")
+    token_file = tmp_path / "token"
+    token_file.write_text(f"eyJhbGciOiJSUzI1NiJ9.{claims.decode()}.sig")
+    tls_api.token = token_file.read_text()
+    tls_api.selfsubjectreview = False
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token_file))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(certs.ca))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(tls_api.port))
+    tls_api.add_pod("prod", "web-1")
+    gw = connect()
+    assert gw.context == "in-cluster" and gw.server == tls_api.url
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert gw.whoami() == "system:serviceaccount:ir:falcoir"
