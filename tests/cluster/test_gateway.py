@@ -392,6 +392,11 @@ def test_tls_with_the_right_ca(tls_api: FakeApi, certs: Certs, tmp_path: Path) -
     gw = connect(str(write_kubeconfig(tmp_path / "k", tls_api.url, ca=certs.ca)))
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
     assert gw.exec("prod", "web-1", None, ["echo", "tls"]).stdout == b"tls\n"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda i: gw.exec("prod", "web-1", None, ["echo", str(i)]), range(24)))
+    assert [r.stdout for r in outs] == [f"{i}\n".encode() for i in range(24)]
 
 
 def test_tls_with_a_stranger_ca_is_unreachable(
