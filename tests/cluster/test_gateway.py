@@ -502,3 +502,13 @@ def test_in_cluster_fallback(
     assert gw.context == "in-cluster" and gw.server == tls_api.url
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
     assert gw.whoami() == "system:serviceaccount:ir:falcoir"
+
+
+def test_truncated_json_answer_is_retried_for_reads(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    api.script("GET", POD_PATH, 200, '{"kind": "Pod", "metadata": {"na')
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert len(api.requests_to("GET", POD_PATH)) == 2
+    api.script("GET", POD_PATH, 200, "[]", times=3)
+    with pytest.raises(ApiError, match="invalid JSON"):
+        gw.get(PODS, "web-1", "prod")
