@@ -397,6 +397,7 @@ class KubeGateway:
         items: list[JSON] = []
         cont = ""
         pages = 0
+        restarted = False
         while True:
             query: list[tuple[str, str]] = [("limit", str(limit or DEFAULT_PAGE))]
             if label_selector:
@@ -405,7 +406,14 @@ class KubeGateway:
                 query.append(("fieldSelector", field_selector))
             if cont:
                 query.append(("continue", cont))
-            doc = self._send_json("GET", path, op, query=query)
+            try:
+                doc = self._send_json("GET", path, op, query=query)
+            except ApiError as exc:
+                if exc.status != 410 or not cont or restarted:
+                    raise
+                # The continue token expired (410 Gone): start over, once.
+                restarted, items, cont, pages = True, [], "", 0
+                continue
             for item in doc.get("items") or []:
                 if isinstance(item, dict):
                     item.setdefault("apiVersion", resource.api_version)

@@ -512,3 +512,31 @@ def test_truncated_json_answer_is_retried_for_reads(api: FakeApi, gw: KubeGatewa
     api.script("GET", POD_PATH, 200, "[]", times=3)
     with pytest.raises(ApiError, match="invalid JSON"):
         gw.get(PODS, "web-1", "prod")
+
+
+def test_expired_continue_token_restarts_the_list_once(api: FakeApi, gw: KubeGateway) -> None:
+    for i in range(5):
+        api.add_pod("prod", f"p{i}")
+    gone = status_body(410, "Expired", "The provided continue parameter is too old")
+    original = api._list
+
+    calls = {"n": 0}
+
+    def flaky(rec, prefix, ns, plural):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            from aiohttp import web
+
+            return web.json_response(gone, status=410)
+        return original(rec, prefix, ns, plural)
+
+    api._list = flaky  # type: ignore[method-assign]
+    pods = gw.list(PODS, "prod", limit=2)
+    assert sorted(p["metadata"]["name"] for p in pods) == [f"p{i}" for i in range(5)]
+    assert [r.q("continue") for r in api.requests_to("GET", "/api/v1/namespaces/prod/pods")] == [
+        [],
+        ["2"],
+        [],
+        ["2"],
+        ["4"],
+    ]
