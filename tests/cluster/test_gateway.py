@@ -540,3 +540,12 @@ def test_expired_continue_token_restarts_the_list_once(api: FakeApi, gw: KubeGat
         ["2"],
         ["4"],
     ]
+
+
+def test_cli_connect_uses_this_gateway(api: FakeApi, kubeconfig: Path) -> None:
+    from falcoir.cli.common import connect as cli_connect
+
+    gw = cli_connect(str(kubeconfig), "fake")
+    assert isinstance(gw, KubeGateway) and gw.context == "fake"
+    api.add_pod("prod", "web-1")
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
