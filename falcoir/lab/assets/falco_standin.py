@@ -9,7 +9,8 @@ name (``comm``) is a known miner: ``xmrig``, ``cpuminer``, ``ethminer``, ``miner
 - the walkthrough's text alert, with the real host pid, to stdout (the pod's log) and
   appends it to ``<out>/alerts.txt``::
 
-    08:30:00.123 - Critical - Suspicious crypto miner process (name=xmrig, cmdline=/tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x, pid=12345)
+    08:30:00.123 - Critical - Suspicious crypto miner process (name=xmrig, \
+cmdline=/tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x, pid=12345)
 
 - the same event as Falco JSON (``json_output: true``, 0.39+ key order) to
   ``<out>/alerts.jsonl``, with ``hostname``, ``proc.pid``, ``proc.vpid``,
@@ -34,7 +35,7 @@ from typing import Any
 MINERS = ("xmrig", "cpuminer", "ethminer", "minerd", "xmr-stak")
 RULE = "Suspicious crypto miner process"
 TAGS = ["container", "crypto-mining", "cryptojacking"]
-CGROUP_RE = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}|[0-9a-zA-Z-]+)/(?:[a-z-]+-)?([0-9a-f]{64})")  # fmt: skip
+CGROUP_RE = re.compile(r"[/-]pod([0-9a-zA-Z_-]+?)(?:\.slice)?/(?:[a-z-]+-)?([0-9a-f]{64})")
 stop = False
 
 
