@@ -145,6 +145,11 @@ def _json_object(data: bytes) -> JSON | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _status_details(data: bytes) -> JSON:
+    details = (_json_object(data) or {}).get("details")
+    return details if isinstance(details, dict) else {}
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -277,6 +282,8 @@ class KubeGateway:
         if status in RETRYABLE_STATUS:
             mapped = from_status(self.endpoint, op, status, data)
             wait = _retry_after(resp.headers.get("Retry-After")) if status == 429 else None
+            if status == 429 and wait is None:
+                wait = _retry_after(str(_status_details(data).get("retryAfterSeconds") or ""))
             # 429: rejected before processing, so even a create may be sent again.
             raise _Transient(mapped, wait=wait, sent=status != 429)
         doc = _json_object(data) if ok and want_json else None

@@ -549,3 +549,12 @@ def test_cli_connect_uses_this_gateway(api: FakeApi, kubeconfig: Path) -> None:
     assert isinstance(gw, KubeGateway) and gw.context == "fake"
     api.add_pod("prod", "web-1")
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+
+
+def test_retry_after_seconds_from_status_details(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    throttled = status_body(429, "TooManyRequests", "slow down", retryAfterSeconds=0.3)
+    api.script("GET", POD_PATH, 429, throttled)
+    t0 = time.monotonic()
+    gw.get(PODS, "web-1", "prod")
+    assert 0.3 <= time.monotonic() - t0 < 2
