@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from falcoir.cluster import KubeGateway, RetryPolicy, connect
-from falcoir.core.gateway import NETWORK_POLICIES, PODS, JSON
+from falcoir.core.gateway import JSON, NETWORK_POLICIES, PODS
 from falcoir.errors import ApiConflict, ApiError, ApiNotFound, ClusterUnreachable, Forbidden
 
 pytestmark = pytest.mark.lab
