@@ -128,6 +128,10 @@ def test_exec_end_to_end(gw: KubeGateway, pod: str) -> None:
     assert missing.error_reason == "NotFound" and missing.exit_code is None
     echoed = gw.exec(pod, "target", "app", ["cat"], stdin=b"\x00\xffraw stdin")
     assert echoed.ok and echoed.stdout == b"\x00\xffraw stdin"
+    big = bytes(range(256)) * 8192  # 2 MiB through stdin and back
+    assert gw.exec(pod, "target", "app", ["cat"], stdin=big, timeout=30).stdout == big
+    ignored = gw.exec(pod, "target", "app", ["true"], stdin=bytes(4 * 1024 * 1024))
+    assert ignored.exit_code == 0
     t0 = time.monotonic()
     slow = gw.exec(pod, "target", "app", ["sleep", "30"], timeout=1)
     assert slow.timed_out and time.monotonic() - t0 < 5
