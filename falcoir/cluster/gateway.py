@@ -19,6 +19,10 @@ their total bounded by ``RetryPolicy.budget``):
 - other mutations (POST create, JSON patch): only when the server cannot have acted on
   it: 429 (rejected before it is processed) and failures to connect. A 5xx or a drop
   after the request was sent is reported, not repeated.
+
+Timeouts: every request has one (``request_timeout``, default 15 s, for connecting and
+for the whole body, however slowly it arrives); log reads and exec sessions have their
+own overall deadline (``timeout``). TLS and certificate failures are never retried.
 """
 
 from __future__ import annotations
