@@ -335,7 +335,7 @@ async def handle_log(server: LabServer, request: web.Request, pod: JSON) -> web.
     try:
         while limit is None or sent < limit:
             await asyncio.sleep(0.2)
-            if request.transport is None or request.transport.is_closing():
+            if server.stopping or request.transport is None or request.transport.is_closing():
                 break
             try:
                 size = path.stat().st_size
