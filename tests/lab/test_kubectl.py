@@ -90,8 +90,8 @@ def test_selectors(lab: Lab, fresh_namespace: str) -> None:
     assert names.split() == ["pod/bystander"]
     names = ok(lab.kubectl("get", "pods", "-n", ns, "-l", "app!=web", "-o", "name"))
     assert "bystander" not in names and "cryptominer" in names
-    names = ok(lab.kubectl("get", "pods", "-n", ns, "--field-selector",
-                           "spec.nodeName=lab-node,metadata.name=bystander", "-o", "name"))  # fmt: skip
+    fields = "spec.nodeName=lab-node,metadata.name=bystander"
+    names = ok(lab.kubectl("get", "pods", "-n", ns, "--field-selector", fields, "-o", "name"))
     assert names.split() == ["pod/bystander"]
     none = lab.kubectl("get", "pods", "-n", ns, "--field-selector", "spec.nodeName=elsewhere")
     assert none.returncode == 0 and "No resources found" in none.stderr
