@@ -187,8 +187,6 @@ def test_restricted_identity_is_forbidden(
 
 
 def test_wrong_token_and_no_server(lab: Any, tmp_path: Any) -> None:
-    import json
-
     doc = json.loads(lab.kubeconfig.read_text())
     for user in doc["users"]:
         user["user"]["token"] = "not-a-token"
