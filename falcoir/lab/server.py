@@ -905,6 +905,18 @@ class LabServer:
         body = await self._body(request)
         if body is None:
             raise bad_request("the body of the request was empty")
+        ctype_raw = request.headers.get("Content-Type", "")
+        if (
+            verb == "patch"
+            and not sub
+            and ctype_raw.startswith("application/apply-patch")
+            and self.store.get(rtype, ns or "", name) is None
+        ):
+            # Server-side apply of an object that does not exist yet creates it.
+            if not isinstance(body, dict):
+                raise bad_request("an apply patch must be an object")
+            body.setdefault("metadata", {})["name"] = name
+            return json_response(self.create(rtype, ns, body, dry_run=dry), 201)
         obj = self._must_get(rtype, ns or "", name)
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "application/strategic-merge-patch+json")
