@@ -526,6 +526,8 @@ class LabServer:
             if latency > 0:
                 await asyncio.sleep(latency / 1000)
             fault = self.faults.pick()
+            if fault == "drop":
+                request["falcoir_drop"] = True  # streams (watch) cut after one event
             if fault in ("429", "500", "503"):
                 code = int(fault)
                 reason, msg = {
@@ -1183,6 +1185,9 @@ class LabServer:
             else:
                 doc = self._with_kind(rtype, obj)
             await resp.write(_dump({"type": kind, "object": doc}) + b"\n")
+            if request.get("falcoir_drop") and request.transport is not None:
+                request.transport.abort()  # injected fault: the stream dies mid-way
+                raise ConnectionResetError("fault injection: stream dropped")
 
         async def deliver(ev: WatchEvent) -> None:
             key = (ev.obj["metadata"].get("namespace", ""), ev.obj["metadata"]["name"])
