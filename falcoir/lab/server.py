@@ -261,6 +261,7 @@ class LabServer:
         self._runner: web.AppRunner | None = None
         self.started = time.monotonic()
         self.stopping = False
+        self._hashes: dict[tuple[str, Any], str] = {}
 
     # ----------------------------------------------------------------------------------
     # lifecycle
@@ -1957,7 +1958,7 @@ class LabServer:
     async def _controller_loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)  # batch bursts of changes into one pass
             self._dirty.clear()
             try:
                 self.reconcile()
@@ -2045,7 +2046,7 @@ class LabServer:
         if spec.get("paused"):
             return
         tmpl = copy.deepcopy(spec.get("template", {}))
-        h = template_hash(tmpl)
+        h = self._template_hash(dep)
         rs_name = f"{dep['metadata']['name']}-{h}"
         current = next((r for r in owned if r["metadata"]["name"] == rs_name), None)
         replicas = int(spec.get("replicas", 1))
@@ -2115,8 +2116,17 @@ class LabServer:
                 new["metadata"]["generation"] = int(new["metadata"].get("generation", 1)) + 1
                 self.store.put(REPLICASETS, new, created=False)
 
+    def _template_hash(self, dep: JSON) -> str:
+        key = (dep["metadata"]["uid"], dep["metadata"].get("generation", 1))
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) > 100_000:
+                self._hashes.clear()
+            h = self._hashes[key] = template_hash(dep["spec"].get("template", {}))
+        return h
+
     def _deployment_status(self, dep: JSON, owned: list[JSON]) -> None:
-        h = template_hash(dep["spec"].get("template", {}))
+        h = self._template_hash(dep)
         rs_name = f"{dep['metadata']['name']}-{h}"
         total = sum(int(r.get("status", {}).get("replicas", 0)) for r in owned)
         ready = sum(int(r.get("status", {}).get("readyReplicas", 0)) for r in owned)
@@ -2197,7 +2207,7 @@ class LabServer:
 
     def _create_owned_pod(
         self, owner_type: ResourceType, owner: JSON, node: str | None = None
-    ) -> None:
+    ) -> int:
         ns = owner["metadata"]["namespace"]
         for _ in range(10):
             name = f"{owner['metadata']['name']}-{rand_suffix()}"
@@ -2222,7 +2232,7 @@ class LabServer:
                 "Warning",
                 component=f"{owner_type.plural[:-1]}-controller",
             )
-            return
+            return 0
         self.record_event(
             {
                 "kind": owner_type.kind,
@@ -2235,6 +2245,7 @@ class LabServer:
             f"Created pod: {name}",
             component=f"{owner_type.plural[:-1]}-controller",
         )
+        return 1
 
     def _reconcile_replicaset(self, rs: JSON, owned: list[JSON], orphans: list[JSON]) -> None:
         if rs["metadata"].get("deletionTimestamp"):
@@ -2278,21 +2289,20 @@ class LabServer:
                 self.store.put(PODS, new, created=False)
                 active.append(new)
         want = int(rs["spec"].get("replicas", 1))
+        created = 0
         if len(active) < want:
             for _ in range(want - len(active)):
-                self._create_owned_pod(REPLICASETS, rs)
+                created += self._create_owned_pod(REPLICASETS, rs)
         elif len(active) > want:
             victims = sorted(
                 active, key=lambda p: (_pod_ready(p), p["metadata"]["creationTimestamp"])
-            )
-            for pod in victims[: len(active) - want]:
+            )[: len(active) - want]
+            for pod in victims:
                 self.delete(PODS, pod, grace=None, dry_run=False)
-        current_pods = [
-            p
-            for p in self.store.items(PODS, rs["metadata"]["namespace"])
-            if (_controller_ref(p) or {}).get("uid") == rs["metadata"]["uid"]
-            and not p["metadata"].get("deletionTimestamp")
-        ]
+            gone = {id(p) for p in victims}
+            active = [p for p in active if id(p) not in gone]
+        # New pods are not ready yet; the status catches up on the next pass.
+        current_pods = active + [{}] * created
         ready = sum(1 for p in current_pods if _pod_ready(p))
         status: JSON = {
             "replicas": len(current_pods),
