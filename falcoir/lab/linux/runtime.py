@@ -865,6 +865,8 @@ class LinuxRuntime:
                     "name": c.name,
                     "kind": c.kind,
                     "host_pid": c.host_pid,
+                    "start_ticks": _start_ticks(c.host_pid),
+                    "isolated": self.isolated,
                     "shim_pid": c.shim.pid if c.shim else 0,
                     "cgroups": [str(d) for d in c.cgroup_dirs],
                     "image": str(c.spec.get("image", "")),
@@ -1192,6 +1194,8 @@ def _remove_pod_resources(rec: JSON) -> None:
             cgroups.kill_all(dirs, 5.0)
             cgroups.remove(dirs, parents=1)
         _kill_shim(int(c.get("shim_pid") or 0))
+        if not dirs and not c.get("isolated", True):
+            _kill_plain(int(c.get("host_pid") or 0), str(c.get("start_ticks") or ""))
         if rec.get("rootfs"):
             with contextlib.suppress(OSError):
                 (Path(rec["rootfs"]) / cid).rmdir()
@@ -1207,6 +1211,23 @@ def _pod_parent_cgroups(rec: JSON) -> list[Path]:
         for d in c.get("cgroups") or []:
             out.add(Path(d).parent)
     return sorted(out)
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time (clock ticks since boot): tells a pid from its reuse."""
+    if pid <= 0:
+        return ""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _kill_plain(pid: int, start_ticks: str) -> None:
+    """Kill a non-isolated container's process group if that pid is still it."""
+    if pid > 0 and start_ticks and _start_ticks(pid) == start_ticks:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _kill_shim(pid: int) -> None:
