@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from falcoir.lab.linux.pool import read_records
+from falcoir.lab.linux.pool import messages_from
 from falcoir.lab.scenario import CryptominerScenario
 from tests.lab_runtime.conftest import needs_isolation
 
@@ -166,11 +166,7 @@ def test_python_client_stream(lab: Any, cryptominer: CryptominerScenario) -> Non
 
 
 def _from_ip(state_dir: Path, ip: str) -> int:
-    return sum(
-        1
-        for r in read_records(state_dir)
-        if r["event"] == "message" and r["peer"].startswith(ip + ":")
-    )
+    return messages_from(state_dir, ip)
 
 
 DENY = """
@@ -190,7 +186,8 @@ spec:
 def test_deny_egress_silences_the_miner(lab: Any, fresh_cryptominer: CryptominerScenario) -> None:
     sc = fresh_cryptominer
     ip = lab.client.get("pods", sc.pod, sc.namespace)["status"]["podIP"]
-    lab.client.wait_until(lambda: _from_ip(lab.state_dir, ip) >= 3, timeout=20)
+    assert ip == sc.pod_ip
+    lab.client.wait_until(lambda: sc.pool_messages() >= 3, timeout=20)
     r = lab.kubectl("apply", "-f", "-", input=DENY.format(ns=sc.namespace))
     assert r.returncode == 0, r.stderr
     time.sleep(1.0)
