@@ -286,3 +286,36 @@ def test_python_client_tty(lab: Any, cryptominer: CryptominerScenario) -> None:
     ws.close()
     assert json.loads(status)["status"] == "Success", (status, out)
     assert b"/dev/pts/" in out and b"45 123" in out, out
+
+
+QUARANTINE = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: falcoir-quarantine
+  namespace: {ns}
+spec:
+  podSelector:
+    matchLabels:
+      falcoir.dev/quarantine: "true"
+  policyTypes: ["Ingress", "Egress"]
+"""
+
+
+def test_policy_first_then_label_isolates_the_running_miner(
+    lab: Any, fresh_cryptominer: CryptominerScenario
+) -> None:
+    sc = fresh_cryptominer
+    lab.client.wait_until(lambda: sc.pool_messages() >= 3, timeout=20)
+    assert lab.kubectl("apply", "-f", "-", input=QUARANTINE.format(ns=sc.namespace)).returncode == 0
+    time.sleep(0.5)
+    n = sc.pool_messages()
+    lab.client.wait_until(lambda: sc.pool_messages() > n + 1, timeout=10)  # not selected yet
+    r = lab.kubectl("label", "pod", "-n", sc.namespace, sc.pod, "falcoir.dev/quarantine=true")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.0)
+    n = sc.pool_messages()
+    time.sleep(2.0)
+    assert sc.pool_messages() == n
+    probe = kexec(lab, sc, "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/pool.example.com/3333")
+    assert probe.returncode != 0

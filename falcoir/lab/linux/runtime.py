@@ -817,8 +817,7 @@ class LinuxRuntime:
             return
         p.stopping = True
         running = [c for c in p.all_containers() if c.state == "running" and c.host_pid]
-        for c in running:
-            self._event(p, "Killing", f"Stopping container {c.name}")
+        for c in running:  # (the server records the Killing event)
             with contextlib.suppress(OSError):
                 os.kill(c.host_pid, signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, min(float(grace_seconds), MAX_GRACE_SECONDS))
