@@ -13,7 +13,7 @@ import pytest
 
 from falcoir.lab.linux.pool import messages_from
 from falcoir.lab.scenario import CryptominerScenario
-from tests.lab_runtime.conftest import needs_isolation
+from tests.lab_runtime.conftest import needs_isolation, needs_nft
 
 pytestmark = [pytest.mark.lab, pytest.mark.root, needs_isolation]
 
@@ -183,6 +183,7 @@ spec:
 """
 
 
+@needs_nft
 def test_deny_egress_silences_the_miner(lab: Any, fresh_cryptominer: CryptominerScenario) -> None:
     sc = fresh_cryptominer
     ip = lab.client.get("pods", sc.pod, sc.namespace)["status"]["podIP"]
@@ -302,6 +303,7 @@ spec:
 """
 
 
+@needs_nft
 def test_policy_first_then_label_isolates_the_running_miner(
     lab: Any, fresh_cryptominer: CryptominerScenario
 ) -> None:
