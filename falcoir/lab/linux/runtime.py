@@ -42,6 +42,7 @@ from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, Runtime
 log = logging.getLogger("falcoir.lab.runtime")
 
 SHIM = Path(__file__).resolve().parent / "shim.py"
+ENTER = Path(__file__).resolve().parent / "enter.py"
 POOL_HOSTNAME = "pool.example.com"
 FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
 """Where the ``falco`` image profile has the lab's Falco stand-in."""
@@ -966,6 +967,11 @@ class LinuxRuntime:
                 f'exec failed: unable to start container process: exec: "{argv[0]}": '
                 "executable file not found in $PATH: unknown"
             )
+        if self.isolated and tty:
+            procs = [str(d / "cgroup.procs") for d in c.cgroup_dirs]
+            full = [sys.executable, "-I", "-S", str(ENTER), str(c.host_pid),
+                    "1" if p.netns else "0", str(len(procs)), *procs, "--", *argv]  # fmt: skip
+            return await Exec.start(full, env=dict(c.env), stdin=stdin, tty=True, helper=True)
         if self.isolated:
             enter = [
                 "nsenter",
@@ -1071,14 +1077,20 @@ class Exec:
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader | None,
         master: int | None,
+        helper: bool = False,
     ) -> None:
+        self._helper = helper
         self._proc = proc
         self.stdout = stdout
         self.stderr = stderr
         self._master = master
 
     @classmethod
-    async def start(cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool) -> Exec:
+    async def start(
+        cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool, helper: bool = False
+    ) -> Exec:
+        """``helper``: ``argv`` is :mod:`falcoir.lab.linux.enter`, which makes the command
+        a session leader on the terminal itself (inside the container's pid namespace)."""
         loop = asyncio.get_running_loop()
         if not tty:
             proc = await asyncio.create_subprocess_exec(
@@ -1101,7 +1113,8 @@ class Exec:
                 stdout=slave,
                 stderr=slave,
                 env={**env, "TERM": env.get("TERM", "xterm")},
-                preexec_fn=_make_controlling_tty,
+                start_new_session=helper,
+                preexec_fn=None if helper else _make_controlling_tty,
             )
         except BaseException:
             os.close(master)
@@ -1124,7 +1137,7 @@ class Exec:
                 reader.feed_eof()
 
         loop.add_reader(master, readable)
-        return cls(proc, reader, None, master)
+        return cls(proc, reader, None, master, helper)
 
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
@@ -1169,6 +1182,10 @@ class Exec:
         return 128 - rc if rc < 0 else rc
 
     def kill(self) -> None:
+        if self._helper and self._proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self._proc.pid, signal.SIGTERM)  # the helper kills the command
+            return
         with contextlib.suppress(OSError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
