@@ -243,3 +243,15 @@ def test_init_containers_run_first_and_in_order(harness: Harness) -> None:
     assert next(c for c in st["conditions"] if c["type"] == "Initialized")["status"] == "True"
     one = harness.rt.log_path(pod, "one", previous=False)
     assert one is not None and one.read_text() == "one\n"
+
+
+def test_interactive_shell_on_a_tty_has_its_own_session(harness: Harness) -> None:
+    pod = harness.pod("shell", [dict(SLEEPER)])
+    script = b"ps -o pid,sid,tty,comm\nexit 5\n"
+    rc, out, _ = harness.exec(pod, "app", ["/bin/sh", "-i"], stdin=script, tty=True)
+    text = out.decode(errors="replace")
+    assert rc == 5, text
+    assert "Cannot set tty process group" not in text
+    rows = [line.split() for line in text.splitlines() if line.strip().endswith((" sh", " ps"))]
+    sh_row = next(r for r in rows if r[-1] == "sh")
+    assert sh_row[0] == sh_row[1], text  # sh leads its own session, inside the pod's pids
