@@ -160,6 +160,10 @@ class Pod:
         return [*self.init, *self.containers.values(), *self.ephemeral.values()]
 
 
+class MountError(Exception):
+    """A volume cannot be mounted (the container does not start)."""
+
+
 class _NoEvents:
     def pod_status(self, namespace: str, name: str, uid: str, status: JSON) -> None:
         pass
@@ -527,11 +531,23 @@ class LinuxRuntime:
                 continue
             if vol.get("hostPath"):
                 source = str(vol["hostPath"].get("path", ""))
+                kind = str(vol["hostPath"].get("type") or "")
                 if not os.path.exists(source):
-                    if (vol["hostPath"].get("type") or "") in ("DirectoryOrCreate", ""):
+                    if kind in ("DirectoryOrCreate", ""):  # "": created, as containerd does
                         os.makedirs(source, exist_ok=True)
+                    elif kind == "FileOrCreate":
+                        os.makedirs(os.path.dirname(source) or "/", exist_ok=True)
+                        Path(source).touch()
                     else:
-                        continue
+                        raise MountError(
+                            f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                            f"hostPath type check failed: {source} does not exist"
+                        )
+                elif kind == "Directory" and not os.path.isdir(source):
+                    raise MountError(
+                        f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                        f"hostPath type check failed: {source} is not a directory"
+                    )
             elif "emptyDir" in vol:
                 d = p.dir / "volumes" / str(vol["name"])
                 d.mkdir(parents=True, exist_ok=True)
@@ -572,7 +588,11 @@ class LinuxRuntime:
         self._event(p, "Created", f"Created container {c.name}")
         exitfile = cdir / f"{c.id}.exit"
         if self.isolated:
-            pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            try:
+                pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            except MountError as e:
+                self._event(p, "FailedMount", str(e), "Warning")
+                pid, err = 0, str(e)
         else:
             pid, err = await self._start_plain(c, argv, env, logf, exitfile)
         c.host_pid = pid
