@@ -138,6 +138,11 @@ def _stream(
         if stdin is not None and not sent_close:
             ws.close_channel(0)  # the v5 close signal for stdin
             sent_close = True
+    # read_channel() of an empty channel runs update() itself, which may have buffered
+    # the last frames of the other channels before it saw the close: collect them too.
+    out += ws.read_channel(1) or b""
+    err += ws.read_channel(2) or b""
+    status += ws.read_channel(3) or b""
     ws.close()
     return out, err, json.loads(status or b"{}")
 
@@ -284,6 +289,8 @@ def test_python_client_tty(lab: Any, cryptominer: CryptominerScenario) -> None:
         ws.update(timeout=1)
         out += ws.read_channel(1) or b""
         status += ws.read_channel(3) or b""
+    out += ws.read_channel(1) or b""
+    status += ws.read_channel(3) or b""
     ws.close()
     assert json.loads(status)["status"] == "Success", (status, out)
     assert b"/dev/pts/" in out and b"45 123" in out, out
