@@ -242,9 +242,9 @@ class LinuxRuntime:
             self._pool = None
 
     async def shutdown(self) -> None:
-        for pod in list(self._pods.values()):
-            with contextlib.suppress(Exception):
-                await self.kill_pod(pod.pod, 0)
+        await asyncio.gather(
+            *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())), return_exceptions=True
+        )
         if self._pool is not None:
             await self._pool.stop()
             self._pool = None
@@ -382,8 +382,6 @@ class LinuxRuntime:
             "HOSTNAME": p.name,
             "HOME": "/root",
         }
-        if c.profile.name == "falco":
-            env["PATH"] = images.DEFAULT_PATH
         for e in c.spec.get("env") or []:
             name = str(e.get("name", ""))
             if not name:
