@@ -293,3 +293,25 @@ def test_missing_host_path_directory_fails_the_mount(harness: Harness, tmp_path:
     harness.wait_for(lambda: (created / "f").exists(), what="the file through the volume")
     assert (created / "f").read_text() == "hi\n"
     harness.run(harness.rt.kill_pod(ok, 0))
+
+
+def test_share_process_namespace_has_a_pause_pid_1(harness: Harness) -> None:
+    pod = harness.pod(
+        "shared",
+        [
+            {"name": "a", "image": "ubuntu", "command": ["sleep", "1001"]},
+            {"name": "b", "image": "busybox", "command": ["sleep", "1002"]},
+        ],
+        shareProcessNamespace=True,
+    )
+    rc, out, _ = harness.exec(pod, "b", ["ps"])
+    text = out.decode()
+    assert rc == 0 and "sleep 1001" in text and "sleep 1002" in text, text
+    first = text.splitlines()[1].split()
+    assert first[0] == "1" and first[-1] == "/pause", text
+    st = harness.status(pod)
+    assert [c["name"] for c in st["containerStatuses"]] == ["a", "b"]
+    assert not any(r == "Started" and "POD" in m for _, r, m in harness.events.events)
+    with pytest.raises(ContainerNotRunning):
+        harness.run(harness.rt.exec(pod, "POD", ["ls"], stdin=False, tty=False))
+    harness.run(harness.rt.kill_pod(pod, 1))
