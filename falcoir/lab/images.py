@@ -63,6 +63,7 @@ BUSYBOX_APPLETS = (
     "false", "gzip", "base64", "dd", "od", "touch", "sed", "awk", "sort", "uniq", "cut",
     "tr", "du", "df", "which", "test", "[", "printf", "pwd", "tee", "top", "free", "pidof",
     "xargs", "vi", "tty", "stty", "seq", "nohup", "mktemp", "sha512sum", "diff", "clear",
+    "nc", "wget", "nslookup", "ip", "ifconfig", "route", "hostid", "id",
 )  # fmt: skip
 
 
