@@ -54,6 +54,7 @@ class CryptominerScenario:
     container_id: str
     """``containerd://<64 hex>``, as in the pod's status."""
     node: str
+    pod_ip: str
     host_pid: int
     vpid: int
     alert_text: str
@@ -74,6 +75,13 @@ class CryptominerScenario:
     @property
     def pool_records(self) -> Path:
         return self.state_dir / "pool" / "received.jsonl"
+
+    def pool_messages(self) -> int:
+        """Stratum messages the lab's pool has had from this pod so far (the miner sends
+        one every 0.5 s while it can reach the pool)."""
+        from falcoir.lab.linux.pool import messages_from
+
+        return messages_from(self.state_dir, self.pod_ip)
 
 
 def payload_dir(state_dir: Path) -> Path:
@@ -239,6 +247,22 @@ def _text_for(state_dir: Path, pid: int) -> str:
     return next((ln for ln in reversed(lines) if ln.endswith(f", pid={pid})")), "")
 
 
+def _require_isolating_lab(sd: Path) -> None:
+    """The miner needs the Linux runtime's namespaces, /etc/hosts and pool."""
+    records = []
+    for f in (sd / "runtime").glob("lab-*.json"):
+        try:
+            records.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    if not any(isinstance(r, dict) and r.get("gateway") for r in records):
+        raise LabError(
+            f"the lab at {sd} does not run isolated pods, so the cryptominer scenario "
+            "cannot play there",
+            hint="run `falcoir lab up` as root on Linux (with iproute2 and util-linux)",
+        )
+
+
 def play_cryptominer(
     client: LabClient,
     state_dir: Path,
@@ -249,6 +273,7 @@ def play_cryptominer(
 ) -> CryptominerScenario:
     """Apply Falco and the miner, wait for Falco's alert on it, return where it is."""
     sd = Path(state_dir).resolve()
+    _require_isolating_lab(sd)
     for body in falco_manifests(sd):
         _apply(client, body)
     _apply(client, miner_manifest(sd, namespace=namespace, name=name))
@@ -306,6 +331,7 @@ def play_cryptominer(
         container="miner",
         container_id=cid,
         node=str(pod["spec"].get("nodeName", "")),
+        pod_ip=str((pod.get("status") or {}).get("podIP", "")),
         host_pid=pid,
         vpid=int(fields.get("proc.vpid") or 0),
         alert_text=text,

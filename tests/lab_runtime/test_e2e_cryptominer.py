@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from falcoir.lab.linux.pool import read_records
+from falcoir.lab.linux.pool import messages_from
 from falcoir.lab.scenario import CryptominerScenario
-from tests.lab_runtime.conftest import needs_isolation
+from tests.lab_runtime.conftest import needs_isolation, needs_nft
 
 pytestmark = [pytest.mark.lab, pytest.mark.root, needs_isolation]
 
@@ -138,6 +138,11 @@ def _stream(
         if stdin is not None and not sent_close:
             ws.close_channel(0)  # the v5 close signal for stdin
             sent_close = True
+    # read_channel() of an empty channel runs update() itself, which may have buffered
+    # the last frames of the other channels before it saw the close: collect them too.
+    out += ws.read_channel(1) or b""
+    err += ws.read_channel(2) or b""
+    status += ws.read_channel(3) or b""
     ws.close()
     return out, err, json.loads(status or b"{}")
 
@@ -166,11 +171,7 @@ def test_python_client_stream(lab: Any, cryptominer: CryptominerScenario) -> Non
 
 
 def _from_ip(state_dir: Path, ip: str) -> int:
-    return sum(
-        1
-        for r in read_records(state_dir)
-        if r["event"] == "message" and r["peer"].startswith(ip + ":")
-    )
+    return messages_from(state_dir, ip)
 
 
 DENY = """
@@ -187,10 +188,12 @@ spec:
 """
 
 
+@needs_nft
 def test_deny_egress_silences_the_miner(lab: Any, fresh_cryptominer: CryptominerScenario) -> None:
     sc = fresh_cryptominer
     ip = lab.client.get("pods", sc.pod, sc.namespace)["status"]["podIP"]
-    lab.client.wait_until(lambda: _from_ip(lab.state_dir, ip) >= 3, timeout=20)
+    assert ip == sc.pod_ip
+    lab.client.wait_until(lambda: sc.pool_messages() >= 3, timeout=20)
     r = lab.kubectl("apply", "-f", "-", input=DENY.format(ns=sc.namespace))
     assert r.returncode == 0, r.stderr
     time.sleep(1.0)
@@ -286,6 +289,64 @@ def test_python_client_tty(lab: Any, cryptominer: CryptominerScenario) -> None:
         ws.update(timeout=1)
         out += ws.read_channel(1) or b""
         status += ws.read_channel(3) or b""
+    out += ws.read_channel(1) or b""
+    status += ws.read_channel(3) or b""
     ws.close()
     assert json.loads(status)["status"] == "Success", (status, out)
     assert b"/dev/pts/" in out and b"45 123" in out, out
+
+
+QUARANTINE = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: falcoir-quarantine
+  namespace: {ns}
+spec:
+  podSelector:
+    matchLabels:
+      falcoir.dev/quarantine: "true"
+  policyTypes: ["Ingress", "Egress"]
+"""
+
+
+@needs_nft
+def test_policy_first_then_label_isolates_the_running_miner(
+    lab: Any, fresh_cryptominer: CryptominerScenario
+) -> None:
+    sc = fresh_cryptominer
+    lab.client.wait_until(lambda: sc.pool_messages() >= 3, timeout=20)
+    assert lab.kubectl("apply", "-f", "-", input=QUARANTINE.format(ns=sc.namespace)).returncode == 0
+    time.sleep(0.5)
+    n = sc.pool_messages()
+    lab.client.wait_until(lambda: sc.pool_messages() > n + 1, timeout=10)  # not selected yet
+    r = lab.kubectl("label", "pod", "-n", sc.namespace, sc.pod, "falcoir.dev/quarantine=true")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.0)
+    n = sc.pool_messages()
+    time.sleep(2.0)
+    assert sc.pool_messages() == n
+    probe = kexec(lab, sc, "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/pool.example.com/3333")
+    assert probe.returncode != 0
+
+
+def test_cli_prints_the_alert_and_replays_idempotently(
+    lab: Any, cryptominer: CryptominerScenario
+) -> None:
+    from tests.plugins.lab import run_falcoir
+
+    r = run_falcoir("lab", "scenario", "cryptominer", "--state-dir", str(lab.state_dir))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [cryptominer.alert_text]
+    assert f"default/{cryptominer.pod}" in r.stderr
+    j = run_falcoir(
+        "lab", "scenario", "cryptominer", "--state-dir", str(lab.state_dir), "-o", "json"
+    )
+    doc = json.loads(j.stdout)
+    assert (doc["pod"], doc["host_pid"], doc["vpid"]) == (
+        cryptominer.pod,
+        cryptominer.host_pid,
+        cryptominer.vpid,
+    )
+    assert doc["alert"]["output_fields"]["proc.pid"] == cryptominer.host_pid
+    assert len(lab.client.list("pods", "default", label_selector="app=cryptominer")) == 1

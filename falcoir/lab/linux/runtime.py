@@ -7,6 +7,16 @@ that starts it in its own pid, mount and uts namespaces, in kubelet-named cgroup
 (:mod:`falcoir.lab.images`). Otherwise containers are plain processes and a warning
 says what is not isolated.
 
+Exec joins the container's cgroups and namespaces (``nsenter``; with a TTY the small
+:mod:`falcoir.lab.linux.enter` helper, so the command leads a session inside the pod's
+pid namespace). ``shareProcessNamespace`` pods get a pause process as pid 1; ephemeral
+containers join their target's pid namespace; ``hostPID`` pods keep the host's.
+
+Departures from a kubelet, on purpose: at most 2 s between SIGTERM and SIGKILL
+(:data:`MAX_GRACE_SECONDS`), crash-loop back-off from 1 s (not 10 s) up to 30 s, no
+probes (a running container is ready), no configMap/secret/projected volumes (hostPath
+and emptyDir only), named ports in NetworkPolicies match nothing.
+
 Everything made is recorded under ``<state dir>/runtime`` first, so :func:`cleanup`
 can undo it even after the lab was killed with SIGKILL.
 """
@@ -42,10 +52,15 @@ from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, Runtime
 log = logging.getLogger("falcoir.lab.runtime")
 
 SHIM = Path(__file__).resolve().parent / "shim.py"
+ENTER = Path(__file__).resolve().parent / "enter.py"
 POOL_HOSTNAME = "pool.example.com"
 FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
 """Where the ``falco`` image profile has the lab's Falco stand-in."""
 BACKOFF_MAX = 30.0
+MAX_GRACE_SECONDS = 2.0
+"""The lab waits at most this long after SIGTERM before SIGKILL, whatever the pod's
+grace period: a shell as a container's pid 1 ignores SIGTERM (as on a real node, where
+such pods take their full 30 s to die); the lab keeps deletions quick instead."""
 NOT_ISOLATED_WARNING = (
     "falcoir lab: not running as root on Linux: pods are plain host processes with no "
     "pid/mount/network namespaces, no cgroups, no image profiles and no NetworkPolicy "
@@ -78,7 +93,7 @@ def can_isolate() -> tuple[bool, str]:
         return False, f"not Linux ({sys.platform})"
     if os.geteuid() != 0:
         return False, "not root"
-    for tool in ("ip", "nsenter", "nft"):
+    for tool in ("ip", "nsenter"):
         if shutil.which(tool) is None:
             return False, f"{tool} is not installed"
     if not Path("/proc/self/ns/pid").exists():
@@ -151,8 +166,16 @@ class Pod:
     phase: str = "Pending"
     task: asyncio.Task[None] | None = None
 
+    sandbox: Container | None = None
+    """The pause process holding a shared pid namespace (``shareProcessNamespace``)."""
+
     def all_containers(self) -> list[Container]:
-        return [*self.init, *self.containers.values(), *self.ephemeral.values()]
+        sandbox = [self.sandbox] if self.sandbox is not None else []
+        return [*sandbox, *self.init, *self.containers.values(), *self.ephemeral.values()]
+
+
+class MountError(Exception):
+    """A volume cannot be mounted (the container does not start)."""
 
 
 class _NoEvents:
@@ -190,6 +213,7 @@ class LinuxRuntime:
         self._all_pods: list[JSON] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._warned_nft = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -232,9 +256,9 @@ class LinuxRuntime:
             self._pool = None
 
     async def shutdown(self) -> None:
-        for pod in list(self._pods.values()):
-            with contextlib.suppress(Exception):
-                await self.kill_pod(pod.pod, 0)
+        await asyncio.gather(
+            *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())), return_exceptions=True
+        )
         if self._pool is not None:
             await self._pool.stop()
             self._pool = None
@@ -315,11 +339,18 @@ class LinuxRuntime:
         p.ip = self._subnet.pod_ip(p.index)
         self._record_pod(p)
         await asyncio.to_thread(net.setup_pod, self.lab_id, self._subnet, p.index)
-        if self.enforce_network_policy and self._policies:
+        if self.enforce_network_policy and self._policies and shutil.which("nft"):
             await self._enforce(p)
 
     async def _run(self, p: Pod) -> None:
         restart = str((p.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        spec = p.pod.get("spec") or {}
+        if self.isolated and spec.get("shareProcessNamespace") and not spec.get("hostPID"):
+            # As with a real sandbox: a pause process is pid 1 of the pod's pid namespace
+            # and every container joins it.
+            pause = {"name": "POD", "image": "registry.k8s.io/pause:3.9", "command": ["/pause"]}
+            p.sandbox = self._container(pause, "sandbox")
+            await self._start(p, p.sandbox)
         for c in p.init:
             while not p.stopping:
                 await self._start(p, c)
@@ -372,8 +403,6 @@ class LinuxRuntime:
             "HOSTNAME": p.name,
             "HOME": "/root",
         }
-        if c.profile.name == "falco":
-            env["PATH"] = images.DEFAULT_PATH
         for e in c.spec.get("env") or []:
             name = str(e.get("name", ""))
             if not name:
@@ -521,11 +550,23 @@ class LinuxRuntime:
                 continue
             if vol.get("hostPath"):
                 source = str(vol["hostPath"].get("path", ""))
+                kind = str(vol["hostPath"].get("type") or "")
                 if not os.path.exists(source):
-                    if (vol["hostPath"].get("type") or "") in ("DirectoryOrCreate", ""):
+                    if kind in ("DirectoryOrCreate", ""):  # "": created, as containerd does
                         os.makedirs(source, exist_ok=True)
+                    elif kind == "FileOrCreate":
+                        os.makedirs(os.path.dirname(source) or "/", exist_ok=True)
+                        Path(source).touch()
                     else:
-                        continue
+                        raise MountError(
+                            f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                            f"hostPath type check failed: {source} does not exist"
+                        )
+                elif kind == "Directory" and not os.path.isdir(source):
+                    raise MountError(
+                        f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                        f"hostPath type check failed: {source} is not a directory"
+                    )
             elif "emptyDir" in vol:
                 d = p.dir / "volumes" / str(vol["name"])
                 d.mkdir(parents=True, exist_ok=True)
@@ -560,13 +601,17 @@ class LinuxRuntime:
         if self.isolated:
             c.cgroup_dirs = await asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
         self._record_pod(p)
-        self._event(
-            p, "Pulled", f'Container image "{c.spec.get("image", "")}" already present on machine'
-        )
-        self._event(p, "Created", f"Created container {c.name}")
+        if c.kind != "sandbox":
+            image = c.spec.get("image", "")
+            self._event(p, "Pulled", f'Container image "{image}" already present on machine')
+            self._event(p, "Created", f"Created container {c.name}")
         exitfile = cdir / f"{c.id}.exit"
         if self.isolated:
-            pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            try:
+                pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            except MountError as e:
+                self._event(p, "FailedMount", str(e), "Warning")
+                pid, err = 0, str(e)
         else:
             pid, err = await self._start_plain(c, argv, env, logf, exitfile)
         c.host_pid = pid
@@ -577,7 +622,8 @@ class LinuxRuntime:
         else:
             c.state, c.reason, c.message = "running", "", ""
             c.started_at = time.time()
-            self._event(p, "Started", f"Started container {c.name}")
+            if c.kind != "sandbox":
+                self._event(p, "Started", f"Started container {c.name}")
         self._record_pod(p)
         self._publish(p)
         self._spawn(self._reap(p, c, exitfile))
@@ -597,6 +643,8 @@ class LinuxRuntime:
                 pid_mode = f"/proc/{target.host_pid}/ns/pid"
             else:
                 pid_mode = "new"
+        elif p.sandbox is not None and c is not p.sandbox and p.sandbox.host_pid:
+            pid_mode = f"/proc/{p.sandbox.host_pid}/ns/pid"
         else:
             pid_mode = "host" if spec.get("hostPID") else "new"
         sc = c.spec.get("securityContext") or {}
@@ -813,11 +861,10 @@ class LinuxRuntime:
             return
         p.stopping = True
         running = [c for c in p.all_containers() if c.state == "running" and c.host_pid]
-        for c in running:
-            self._event(p, "Killing", f"Stopping container {c.name}")
+        for c in running:  # (the server records the Killing event)
             with contextlib.suppress(OSError):
                 os.kill(c.host_pid, signal.SIGTERM)
-        deadline = time.monotonic() + max(0, grace_seconds)
+        deadline = time.monotonic() + max(0.0, min(float(grace_seconds), MAX_GRACE_SECONDS))
         while time.monotonic() < deadline and any(not c.done.is_set() for c in running):
             await asyncio.sleep(0.05)
         for c in p.all_containers():
@@ -861,6 +908,8 @@ class LinuxRuntime:
                     "name": c.name,
                     "kind": c.kind,
                     "host_pid": c.host_pid,
+                    "start_ticks": _start_ticks(c.host_pid),
+                    "isolated": self.isolated,
                     "shim_pid": c.shim.pid if c.shim else 0,
                     "cgroups": [str(d) for d in c.cgroup_dirs],
                     "image": str(c.spec.get("image", "")),
@@ -920,7 +969,9 @@ class LinuxRuntime:
         p = self._pods.get(str((pod.get("metadata") or {}).get("uid", "")))
         if p is None:
             raise ContainerNotRunning("the pod does not run on this node")
-        c = next((c for c in p.all_containers() if c.name == container), None)
+        c = next(
+            (c for c in p.all_containers() if c.name == container and c.kind != "sandbox"), None
+        )
         if c is None:
             raise ContainerNotRunning(f"container {container} not found")
         if c.state != "running" or not c.host_pid:
@@ -960,6 +1011,11 @@ class LinuxRuntime:
                 f'exec failed: unable to start container process: exec: "{argv[0]}": '
                 "executable file not found in $PATH: unknown"
             )
+        if self.isolated and tty:
+            procs = [str(d / "cgroup.procs") for d in c.cgroup_dirs]
+            full = [sys.executable, "-I", "-S", str(ENTER), str(c.host_pid),
+                    "1" if p.netns else "0", str(len(procs)), *procs, "--", *argv]  # fmt: skip
+            return await Exec.start(full, env=dict(c.env), stdin=stdin, tty=True, helper=True)
         if self.isolated:
             enter = [
                 "nsenter",
@@ -1020,6 +1076,12 @@ class LinuxRuntime:
                 await self.kill_pod(p.pod, 0)
         if not self.enforce_network_policy or not self.isolated:
             return
+        if shutil.which("nft") is None:
+            if policies and not self._warned_nft:
+                log.warning("falcoir lab: nft (nftables) is not installed: NetworkPolicies are "
+                            "not enforced")  # fmt: skip
+                self._warned_nft = True
+            return
         async with self._lock:
             for p in list(self._pods.values()):
                 if p.netns:
@@ -1059,14 +1121,20 @@ class Exec:
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader | None,
         master: int | None,
+        helper: bool = False,
     ) -> None:
+        self._helper = helper
         self._proc = proc
         self.stdout = stdout
         self.stderr = stderr
         self._master = master
 
     @classmethod
-    async def start(cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool) -> Exec:
+    async def start(
+        cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool, helper: bool = False
+    ) -> Exec:
+        """``helper``: ``argv`` is :mod:`falcoir.lab.linux.enter`, which makes the command
+        a session leader on the terminal itself (inside the container's pid namespace)."""
         loop = asyncio.get_running_loop()
         if not tty:
             proc = await asyncio.create_subprocess_exec(
@@ -1089,7 +1157,8 @@ class Exec:
                 stdout=slave,
                 stderr=slave,
                 env={**env, "TERM": env.get("TERM", "xterm")},
-                preexec_fn=_make_controlling_tty,
+                start_new_session=helper,
+                preexec_fn=None if helper else _make_controlling_tty,
             )
         except BaseException:
             os.close(master)
@@ -1112,7 +1181,7 @@ class Exec:
                 reader.feed_eof()
 
         loop.add_reader(master, readable)
-        return cls(proc, reader, None, master)
+        return cls(proc, reader, None, master, helper)
 
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
@@ -1157,6 +1226,10 @@ class Exec:
         return 128 - rc if rc < 0 else rc
 
     def kill(self) -> None:
+        if self._helper and self._proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self._proc.pid, signal.SIGTERM)  # the helper kills the command
+            return
         with contextlib.suppress(OSError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
@@ -1188,6 +1261,8 @@ def _remove_pod_resources(rec: JSON) -> None:
             cgroups.kill_all(dirs, 5.0)
             cgroups.remove(dirs, parents=1)
         _kill_shim(int(c.get("shim_pid") or 0))
+        if not dirs and not c.get("isolated", True):
+            _kill_plain(int(c.get("host_pid") or 0), str(c.get("start_ticks") or ""))
         if rec.get("rootfs"):
             with contextlib.suppress(OSError):
                 (Path(rec["rootfs"]) / cid).rmdir()
@@ -1203,6 +1278,23 @@ def _pod_parent_cgroups(rec: JSON) -> list[Path]:
         for d in c.get("cgroups") or []:
             out.add(Path(d).parent)
     return sorted(out)
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time (clock ticks since boot): tells a pid from its reuse."""
+    if pid <= 0:
+        return ""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _kill_plain(pid: int, start_ticks: str) -> None:
+    """Kill a non-isolated container's process group if that pid is still it."""
+    if pid > 0 and start_ticks and _start_ticks(pid) == start_ticks:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _kill_shim(pid: int) -> None:
