@@ -59,6 +59,7 @@ def test_k8s_fields_vpid_from_nspid_through_falco() -> None:
         "falco-lab-node",
         "falco",
         "cat",
+        "/host/proc/1/cgroup",
         "/host/proc/12345/status",
         "/host/proc/12345/cgroup",
     ) in [c[1:] for c in w.calls if c[0] == "exec"]
@@ -181,6 +182,9 @@ def test_host_pid_asks_every_node_and_keeps_the_matching_one() -> None:
     asked = {c[2] for c in w.calls if c[0] == "exec"}
     assert asked == {"falco-lab-node"} | {f"falco-node-{i}" for i in range(2, 7)}
     assert "asking 6 Falco pods" in " ".join(steps)
+    # a node whose pid has another name is ruled out by its status alone
+    cmdline_reads = [a for a in w.exec_argvs() if a[-1].endswith("/cmdline")]
+    assert len(cmdline_reads) == 1 and w.count("exec") == 6 + 1
 
 
 def test_host_pid_argv_only_and_pid_validated() -> None:

@@ -53,7 +53,14 @@ from falcoir.core.locate.pods import (
     pod_phase,
     pod_uid,
 )
-from falcoir.core.locate.procfs import Match, ProcStatus, describe, process_match, valid_pid
+from falcoir.core.locate.procfs import (
+    Match,
+    ProcStatus,
+    describe,
+    process_match,
+    same_name,
+    valid_pid,
+)
 from falcoir.core.locate.scan import ContainerProcess, list_processes, match_processes
 from falcoir.core.owners import controller_ref, owner_chain
 from falcoir.core.target import LocateMethod, PodRef, Target
@@ -512,8 +519,14 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         return None
     ctx.step(f"host pid {pid}: no node known; asking {len(by_node)} Falco pods")
     readers = [reader_for(p, ctx.host_proc) for p in by_node.values()]
+    alert_name = alert.process.name
+
+    def want(status: ProcStatus) -> bool:
+        # A different process name rules the node out: no need for its cmdline.
+        return not alert_name or status.name is None or same_name(alert_name, status.name)
+
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers))) as pool:
-        reads = list(pool.map(lambda r: read_proc(ctx.gateway, r, pid), readers))
+        reads = list(pool.map(lambda r: read_proc(ctx.gateway, r, pid, want_cmdline=want), readers))
     strong: list[ProcRead] = []
     weak: list[ProcRead] = []
     problems: list[str] = []
