@@ -465,3 +465,11 @@ def test_unreachable_propagates() -> None:
         locate(DownCluster(), alert=json_alert(ns="default", pod=POD))
     with pytest.raises(ClusterUnreachable):
         locate(DownCluster(), alert=text_alert())
+
+
+def test_alert_hostname_that_is_not_a_node_name_falls_back_to_all_nodes() -> None:
+    w, _ = scenario()
+    steps: list[str] = []
+    t = locate(w, alert=json_alert(node="ip-10-0-0-7.internal"), on_step=steps.append)
+    _assert_miner(t, LocateMethod.HOST_PID)
+    assert any("no Falco pod on a node named ip-10-0-0-7.internal" in x for x in steps)

@@ -106,6 +106,7 @@ class _Ctx:
     reasons: list[str] = field(default_factory=list)
     """Why each strategy could not answer: the not-found message is made of these."""
     node_pods: dict[str, list[JSON]] = field(default_factory=dict)
+    no_falco_on_node: bool = False
 
     def pods_on_node(self, node: str) -> list[JSON]:
         if node not in self.node_pods:
@@ -452,6 +453,11 @@ def _by_host_pid(ctx: _Ctx, alert: Alert) -> Target | None:
     if node:
         read = _read_on_node(ctx, node, pid)
         if read is None:
+            if ctx.no_falco_on_node and not ctx.options.node and not ctx.options.node_debug:
+                # Falco's hostname is not always the node's name: ask every node
+                # (a match of name and command line is still required).
+                ctx.step(f"host pid {pid}: no Falco pod on a node named {node}; asking all")
+                return _host_pid_all_nodes(ctx, alert, pid)
             return None
         m = process_match(alert.process, read.status or _EMPTY, read.argv)
         desc = describe(read.status or _EMPTY, read.argv)
@@ -483,6 +489,7 @@ def _read_on_node(ctx: _Ctx, node: str, pid: int) -> ProcRead | None:
             ctx.reasons.append(f"no pid {pid} on node {node} (the process has exited)")
             return None
     else:
+        ctx.no_falco_on_node = True
         problem = f"no running Falco pod on node {node} (selector {selector})"
         ctx.step(f"host pid {pid}: {problem}")
     if not ctx.options.node_debug:
