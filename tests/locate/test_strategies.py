@@ -473,3 +473,12 @@ def test_alert_hostname_that_is_not_a_node_name_falls_back_to_all_nodes() -> Non
     t = locate(w, alert=json_alert(node="ip-10-0-0-7.internal"), on_step=steps.append)
     _assert_miner(t, LocateMethod.HOST_PID)
     assert any("no Falco pod on a node named ip-10-0-0-7.internal" in x for x in steps)
+
+
+def test_forbidden_exec_after_the_pod_is_found_only_costs_the_vpid() -> None:
+    w, _ = scenario()
+    w.denied.add(("create", "pods/exec", None))
+    t = locate(w, alert=json_alert(ns="default", pod=POD))
+    assert t.pod == POD and t.vpid is None
+    assert any("create pods/exec -n falco" in n for n in t.notes)
+    assert any("create pods/exec -n default" in n for n in t.notes)

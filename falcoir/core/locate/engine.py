@@ -64,7 +64,7 @@ from falcoir.core.locate.procfs import (
 from falcoir.core.locate.scan import ContainerProcess, list_processes, match_processes
 from falcoir.core.owners import controller_ref, owner_chain
 from falcoir.core.target import LocateMethod, PodRef, Target
-from falcoir.errors import ApiNotFound, InputError, TargetAmbiguous, TargetNotFound
+from falcoir.errors import ApiNotFound, Forbidden, InputError, TargetAmbiguous, TargetNotFound
 
 Step = Callable[[str], None]
 
@@ -201,6 +201,10 @@ def _make_target(
     )
 
 
+def _missing(exc: Forbidden) -> str:
+    return "forbidden: " + (", ".join(exc.missing) or exc.message)
+
+
 def _alert_pid(ctx: _Ctx) -> int | None:
     return valid_pid(ctx.alert.process.pid) if ctx.alert else None
 
@@ -218,9 +222,17 @@ def _enrich_pids(
         return host_pid, valid_pid(proc.vpid)
     node = pod_node(pod)
     if host_pid and node and container.container_id:
-        falco, _ = find_falco_pods(ctx.gateway, ctx.options, node)
-        if falco:
-            read = read_proc(ctx.gateway, reader_for(falco[0], ctx.host_proc), host_pid)
+        try:
+            falco, _ = find_falco_pods(ctx.gateway, ctx.options, node)
+            read = (
+                read_proc(ctx.gateway, reader_for(falco[0], ctx.host_proc), host_pid)
+                if falco
+                else None
+            )
+        except Forbidden as exc:
+            ctx.notes.append(f"in-container pid not read through Falco: {_missing(exc)}")
+            read = None
+        if read is not None:
             if read.ok and read.cgroup and read.cgroup.container_id == container.container_id:
                 assert read.status is not None
                 ctx.step(f"pid {host_pid}: NSpid on {node} gives pid {read.status.vpid} inside")
@@ -229,13 +241,19 @@ def _enrich_pids(
                 f"host pid {host_pid} on {node} could not be tied to the container"
                 + (f" ({read.problem})" if read.problem else "")
             )
+            if read.ok:
+                host_pid = None  # that pid is another process now
     if (proc.name or proc.cmdline) and container.running:
-        procs, problem = list_processes(
-            ctx.gateway,
-            str((pod.get("metadata") or {}).get("namespace")),
-            str((pod.get("metadata") or {}).get("name")),
-            container.name,
-        )
+        try:
+            procs, problem = list_processes(
+                ctx.gateway,
+                str((pod.get("metadata") or {}).get("namespace")),
+                str((pod.get("metadata") or {}).get("name")),
+                container.name,
+            )
+        except Forbidden as exc:
+            ctx.notes.append(f"in-container pid unknown: {_missing(exc)}")
+            return host_pid, None
         found = [(p, m) for p, m in match_processes(proc, procs) if m == Match.STRONG]
         if len(found) == 1:
             ctx.step(f"process list in {container.name}: pid {found[0][0].pid} matches")
@@ -741,9 +759,7 @@ def _by_scan(ctx: _Ctx, alert: Alert) -> Target | None:
         ctx.notes.append(f"several matching processes in the container: pids {vpids}")
     ctx.step(f"scan: {pod_key(pod)}/{container.name} pid {vpids[0]} matches")
     ctx.notes.append(f"found by scanning the processes of {len(jobs)} containers in {scope}")
-    return _make_target(
-        ctx, pod, container, LocateMethod.SCAN, host_pid=_alert_pid(ctx), vpid=vpids[0]
-    )
+    return _make_target(ctx, pod, container, LocateMethod.SCAN, vpid=vpids[0])
 
 
 # -- the not-found message ------------------------------------------------------------
