@@ -482,3 +482,15 @@ def test_forbidden_exec_after_the_pod_is_found_only_costs_the_vpid() -> None:
     assert t.pod == POD and t.vpid is None
     assert any("create pods/exec -n falco" in n for n in t.notes)
     assert any("create pods/exec -n default" in n for n in t.notes)
+
+
+def test_crash_looping_falco_pod_is_not_used_and_unreadable_nodes_are_named() -> None:
+    w, _ = scenario(nodes=2)
+    falco = w.objects[("pods", "falco", "falco-node-2")]
+    falco["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    w.objects[("pods", "falco", "falco-lab-node")]["spec"]["containers"][0]["name"] = "x"
+    w.objects[("pods", "falco", "falco-lab-node")]["status"]["containerStatuses"][0]["name"] = "x"
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=text_alert())
+    assert "could not read 1: lab-node: cannot run cat" in exc.value.message
+    assert not any(c[2] == "falco-node-2" for c in w.calls if c[0] == "exec")

@@ -566,7 +566,7 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         elif m == Match.WEAK:
             weak.append(read)
     if problems:
-        ctx.notes.append("could not read some nodes: " + "; ".join(problems))
+        ctx.notes.append("could not read some nodes: " + "; ".join(problems[:5]))
     chosen: ProcRead | None = None
     if len(strong) == 1:
         chosen = strong[0]
@@ -602,6 +602,7 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         ctx.reasons.append(
             f"none of the {len(readers)} nodes with a Falco pod runs the alert's process "
             f"as pid {pid} (it has exited, or its node has no Falco pod)"
+            + (f"; could not read {len(problems)}: " + "; ".join(problems[:3]) if problems else "")
         )
         return None
     desc = describe(chosen.status or _EMPTY, chosen.argv)
