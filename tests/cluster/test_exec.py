@@ -226,3 +226,8 @@ def test_hundred_mebibytes_hold_the_cap(gw: KubeGateway) -> None:
     assert r.ok and r.stdout_bytes == n and r.stdout_truncated
     assert len(r.stdout) == 1024 * 1024 and r.stdout == bytes(1024 * 1024)
     assert time.monotonic() - t0 < 30
+
+
+def test_stdin_to_a_command_that_does_not_read_it(gw: KubeGateway) -> None:
+    r = gw.exec("prod", "web-1", None, ["echo", "early"], stdin=bytes(8 * 1024 * 1024))
+    assert r.ok and r.stdout == b"early\n"
