@@ -494,3 +494,12 @@ def test_crash_looping_falco_pod_is_not_used_and_unreadable_nodes_are_named() ->
         locate(w, alert=text_alert())
     assert "could not read 1: lab-node: cannot run cat" in exc.value.message
     assert not any(c[2] == "falco-node-2" for c in w.calls if c[0] == "exec")
+
+
+def test_gone_pod_when_owners_are_unreadable_is_still_not_found() -> None:
+    w, _ = scenario()
+    w.delete(PODS, POD, "default")
+    w.denied.add(("get", "replicasets", None))
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=json_alert(ns="default", pod=POD))
+    assert not isinstance(exc.value, PodReplaced)

@@ -348,7 +348,12 @@ _REPLACEMENT_OWNERS: tuple[Resource, ...] = (REPLICA_SETS, DAEMON_SETS, JOBS)
 def _raise_gone(ctx: _Ctx, ns: str, name: str, uid: str | None, *, source: str) -> None:
     """Raise ``PodReplaced`` when the gone pod's owner made a replacement, else
     ``TargetNotFound``."""
-    owner, replacements = _find_replacements(ctx, ns, name)
+    try:
+        owner, replacements = _find_replacements(ctx, ns, name)
+    except Forbidden as exc:
+        # Not being allowed to look for a replacement does not change the answer.
+        owner, replacements = None, []
+        ctx.notes.append(f"could not look for a replacement: {_missing(exc)}")
     if replacements:
         names = ", ".join(replacements)
         raise PodReplaced(
