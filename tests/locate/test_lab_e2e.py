@@ -284,6 +284,16 @@ def test_pod_flag_and_table(miner: Miner) -> None:
     assert "pod-flag" in res.stdout and "Deployment cryptominer-demo" in res.stdout
 
 
+def test_scan_within_a_namespace_finds_the_process_inside(miner: Miner) -> None:
+    text = miner.text_alert().replace(f", pid={miner.host_pid}", "")
+    res = falcoir("locate", "--kubeconfig", miner.kubeconfig, "-o", "json",
+                  "-n", miner.namespace, "-l", "app=cryptominer", text)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert (doc["method"], doc["pod"], doc["container"]) == ("scan", miner.pod, "miner")
+    assert doc["vpid"] == miner.vpid
+
+
 def test_exited_process_is_not_found(miner: Miner) -> None:
     res = falcoir(
         "locate", "--kubeconfig", miner.kubeconfig, miner.json_alert(**{"proc.pid": 4_000_000})
