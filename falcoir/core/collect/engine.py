@@ -468,9 +468,6 @@ def collect_binary(run: _Run) -> CollectorOutcome:
     exe_link: str | None = None
     deleted = False
     if vpid is not None:
-        proc = next((p for p in run.procs if p.pid == vpid), None)
-        if proc is not None:
-            exe_link, deleted = proc.exe, proc.exe_deleted
         exe = f"/proc/{vpid}/exe"
         h = run.exec(name, "binary/exe.sha256sum.txt", ["sha256sum", exe])
         arts.append(h.artifact)
@@ -488,6 +485,11 @@ def collect_binary(run: _Run) -> CollectorOutcome:
         statuses.append(copy_art.status)
         if copy_art.status is ArtifactStatus.OK:
             copied, size = copy_art.sha256, copy_art.bytes
+        # What the process list says of that executable (deleted from disk?).
+        run.procs_ready.wait(run.remaining())
+        proc = next((p for p in run.procs if p.pid == vpid), None)
+        if proc is not None:
+            exe_link, deleted = proc.exe, proc.exe_deleted
     if alert_exe is not None:
         p = run.exec(name, "binary/path.sha256sum.txt", ["sha256sum", run.root + alert_exe])
         arts.append(p.artifact)
