@@ -106,19 +106,15 @@ def kubectl(kubeconfig: Path, *args: str, out: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def find_miner(kubeconfig: Path, state_dir: Path | None) -> tuple[str, str]:
-    """(namespace, pod) of the scenario's miner; starts it if needed."""
+def find_miner(kubeconfig: Path, state_dir: Path | None) -> tuple[str, str, str | None]:
+    """(namespace, pod, Falco's alert text) of the scenario's miner; starts it if needed
+    (``falcoir lab scenario cryptominer``; a plain miner pod when that is missing)."""
     if state_dir is not None:
         sc = falcoir("lab", "scenario", "cryptominer", "--state-dir", str(state_dir), "-o", "json")
         if sc.returncode == 0:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 doc = json.loads(sc.stdout)
-                pod = doc.get("pod") or {}
-                if isinstance(pod, dict) and pod.get("name"):
-                    return str(pod.get("namespace", "default")), str(pod["name"])
-                if isinstance(pod, str) and "/" in pod:
-                    ns, name = pod.split("/", 1)
-                    return ns, name
+                return str(doc["namespace"]), str(doc["pod"]), str(doc["alert_text"])
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
     subprocess.run(
         [KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
@@ -135,7 +131,7 @@ def find_miner(kubeconfig: Path, state_dir: Path | None) -> tuple[str, str]:
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if "/tmp/xmrig" in got.stdout:
-            return NS, str(name)
+            return NS, str(name), None
         time.sleep(0.2)
     raise SystemExit("the miner pod did not start")
 
@@ -164,11 +160,14 @@ def manual(kubeconfig: Path, ns: str, pod: str, *, full: bool, tmp: Path) -> flo
     return sum(kubectl(kubeconfig, *argv, out=out) for argv, out in steps)
 
 
-def run_falcoir(kubeconfig: Path, ns: str, pod: str, out: Path, home: Path) -> tuple[float, int]:
+def run_falcoir(
+    kubeconfig: Path, ns: str, pod: str, alert: str | None, out: Path, home: Path
+) -> tuple[float, int]:
+    """One ``falcoir collect``: from Falco's alert (locate included) when there is one."""
+    what = [alert] if alert else ["--pod", f"{ns}/{pod}", "-c", "miner"]
     t0 = time.perf_counter()
     r = falcoir(
-        "collect", "--pod", f"{ns}/{pod}", "-c", "miner", "--out", str(out),
-        "--kubeconfig", str(kubeconfig), "-o", "json",
+        "collect", *what, "--out", str(out), "--kubeconfig", str(kubeconfig), "-o", "json",
         extra_env={"FALCOIR_HOME": str(home)},
     )  # fmt: skip
     return time.perf_counter() - t0, r.returncode
@@ -197,14 +196,16 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     with lab(args.kubeconfig) as (kubeconfig, state_dir):
-        ns, pod = find_miner(kubeconfig, state_dir)
+        ns, pod, alert = find_miner(kubeconfig, state_dir)
         work = Path(tempfile.mkdtemp(prefix="falcoir-bench-"))
         try:
             for ms in [float(x) for x in args.latency_ms.split(",") if x.strip()]:
                 set_latency(state_dir, ms)
                 f_times, w_times, s_times, codes = [], [], [], []
                 for i in range(args.runs):
-                    t, code = run_falcoir(kubeconfig, ns, pod, work / f"ev-{ms}-{i}", work / "home")
+                    t, code = run_falcoir(
+                        kubeconfig, ns, pod, alert, work / f"ev-{ms}-{i}", work / "home"
+                    )
                     f_times.append(t)
                     codes.append(code)
                     w_times.append(manual(kubeconfig, ns, pod, full=False, tmp=work))
@@ -225,9 +226,11 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if args.output == "json":
-        print(json.dumps({"target": f"{ns}/{pod}", "runs": args.runs, "results": rows}, indent=2))
+        doc = {"target": f"{ns}/{pod}", "from_alert": bool(alert), "runs": args.runs}
+        print(json.dumps({**doc, "results": rows}, indent=2))
         return
-    print(f"target {ns}/{pod}, median of {args.runs} runs (goal: ratio <= 0.3)")
+    how = "from Falco's alert (locate included)" if alert else "--pod"
+    print(f"target {ns}/{pod}, falcoir {how}, median of {args.runs} runs (goal: ratio <= 0.3)")
     print(f"{'latency':>8} {'falcoir':>9} {'walkthrough':>12} {'same-evid.':>11} "
           f"{'ratio/walk':>11} {'ratio/same':>11}")  # fmt: skip
     for r in rows:

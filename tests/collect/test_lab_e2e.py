@@ -190,3 +190,42 @@ def test_dropped_exec_streams_are_retried_or_recorded(
                 "truncated",
             }
     assert res.complete or any(not c.status.good for c in res.collectors)
+
+
+def test_cryptominer_scenario_from_falcos_alert(lab: Lab, cryptominer: Any, tmp_path: Path) -> None:
+    """The issue's check: the walkthrough's miner, collected from Falco's own alert."""
+    sc = cryptominer
+    real = hashlib.sha256(Path(f"/proc/{sc.host_pid}/exe").read_bytes()).hexdigest()
+    r = falcoir(lab, tmp_path, "collect", sc.alert_text, "--out", "ev", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["target"]["pod"] == sc.pod and doc["target"]["container"] == sc.container
+    data = Path(doc["bundle"]) / "data"
+    ps = (data / "processes/ps.txt").read_text(errors="replace")
+    assert "/tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x" in ps
+    assert "xmrig" in (data / "files/ls-tmp.txt").read_text(errors="replace")
+    conns = json.loads((data / "network/connections.json").read_text())
+    pool = [c for c in conns if c["remote_port"] == 3333 and c["state"] == "ESTABLISHED"]
+    assert pool and sc.vpid in pool[0]["pids"] and "xmrig" in pool[0]["processes"], conns
+    assert b":3333" in (data / "network/netstat.txt").read_bytes()
+    assert doc["binary"]["vpid"] == sc.vpid
+    assert doc["binary"]["sha256"] == doc["binary"]["in_pod_sha256"] == real
+    copied = data / "binary/exe.bin"
+    assert hashlib.sha256(copied.read_bytes()).hexdigest() == real
+    assert (data / "alert.txt").read_text() == sc.alert_text
+    bundle = Path(doc["bundle"])
+    assert falcoir(lab, tmp_path, "bundle", "verify", str(bundle)).returncode == 0
+    assert falcoir(lab, tmp_path, "bundle", "verify", doc["archive"]).returncode == 0
+    assert bagit.Bag(str(bundle)).is_valid()
+    # any artifact, one flipped byte: both checks fail
+    victim = data / "network/connections.json"
+    victim.chmod(0o644)
+    raw = bytearray(victim.read_bytes())
+    raw[0] ^= 0x20
+    victim.write_bytes(bytes(raw))
+    bad = falcoir(lab, tmp_path, "bundle", "verify", str(bundle), "-o", "json")
+    assert bad.returncode == 1
+    assert [p["path"] for p in json.loads(bad.stdout)["problems"]] == [
+        "data/network/connections.json"
+    ]
+    assert not bagit.Bag(str(bundle)).is_valid()
