@@ -944,11 +944,16 @@ def collect(
     """Every collector into ``writer`` (which is not sealed here: see ``run_collect``).
 
     With ``options.ephemeral_debug``, when the image has no tools, an ephemeral debug
-    container is added (``action_log`` records it) and the in-pod collectors run again
-    there, reading the suspect container through ``/proc/1/root``.
+    container is added (``action_log``, by default the incident's, records it) and the
+    in-pod collectors run again there, reading the suspect container through
+    ``/proc/1/root``.
     """
     opts = options or CollectOptions()
     started = time.monotonic()
+    if action_log is None and writer.actions_path is not None:
+        # The incident's own log (the writer was created for it).
+        operator = writer.info.get("Falcoir-Operator") or None
+        action_log = ActionLog(writer.actions_path, writer.incident_id, operator)
     run = _start(gateway, target, alert, writer, opts, progress, action_log)
     names = [n for n in COLLECTORS if opts.volatile or n not in VOLATILE]
     ok = _run_collectors(run, names)
