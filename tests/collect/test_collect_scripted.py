@@ -189,7 +189,7 @@ def test_busybox_fallbacks(tmp_path: Path) -> None:
     assert arts["processes/ps-2.txt"].argv == ("ps", "-ef")
     assert b"xmrig" in read(res, "processes/ps-2.txt")
     assert arts["files/ls-tmp.txt"].argv == ("ls", "-la", "--time-style=full-iso", "/tmp")
-    assert arts["files/ls-tmp-2.txt"].argv == ("ls", "-lae", "/tmp")
+    assert arts["files/ls-tmp-2.txt"].argv == ("ls", "-la", "--full-time", "/tmp")
     assert b"xmrig" in read(res, "files/ls-tmp-2.txt")
 
 

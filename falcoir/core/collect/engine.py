@@ -372,7 +372,12 @@ def collect_processes(run: _Run) -> CollectorOutcome:
 def collect_network(run: _Run) -> CollectorOutcome:
     name = "network"
     tools_side = _side(
-        lambda: run.first_ok(name, "network/netstat.txt", (["netstat", "-tunap"], ["ss", "-tunap"]))
+        lambda: run.first_ok(
+            name,
+            "network/netstat.txt",
+            # busybox's netstat may lack -p: /proc/<pid>/fd gives the owners anyway
+            (["netstat", "-tunap"], ["ss", "-tunap"], ["netstat", "-tuna"]),
+        )
     )
     dump = run.exec(name, "network/proc-net.txt", ["sh", "-c", scripts.NET_DUMP, "sh", run.marker])
     tools = tools_side(run.remaining()) or []
@@ -444,7 +449,7 @@ def collect_files(run: _Run) -> CollectorOutcome:
             art_name,
             (
                 ["ls", "-la", "--time-style=full-iso", path],
-                ["ls", "-lae", path],
+                ["ls", "-la", "--full-time", path],
                 ["ls", "-la", path],
                 ["sh", "-c", scripts.DIR_LIST, "sh", path],
             ),
