@@ -9,6 +9,7 @@ from falcoir.core.locate import LocateOptions, PodReplaced, locate
 from falcoir.core.target import LocateMethod, OwnerRef, PodRef
 from falcoir.errors import (
     ClusterUnreachable,
+    FalcoirError,
     Forbidden,
     InputError,
     TargetAmbiguous,
@@ -482,3 +483,98 @@ def test_forbidden_exec_after_the_pod_is_found_only_costs_the_vpid() -> None:
     assert t.pod == POD and t.vpid is None
     assert any("create pods/exec -n falco" in n for n in t.notes)
     assert any("create pods/exec -n default" in n for n in t.notes)
+
+
+def test_crash_looping_falco_pod_is_not_used_and_unreadable_nodes_are_named() -> None:
+    w, _ = scenario(nodes=2)
+    falco = w.objects[("pods", "falco", "falco-node-2")]
+    falco["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    w.objects[("pods", "falco", "falco-lab-node")]["spec"]["containers"][0]["name"] = "x"
+    w.objects[("pods", "falco", "falco-lab-node")]["status"]["containerStatuses"][0]["name"] = "x"
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=text_alert())
+    assert "could not read 1: lab-node: cannot run cat" in exc.value.message
+    assert not any(c[2] == "falco-node-2" for c in w.calls if c[0] == "exec")
+
+
+def test_gone_pod_when_owners_are_unreadable_is_still_not_found() -> None:
+    w, _ = scenario()
+    w.delete(PODS, POD, "default")
+    w.denied.add(("get", "replicasets", None))
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=json_alert(ns="default", pod=POD))
+    assert not isinstance(exc.value, PodReplaced)
+
+
+class FailingDebugWorld(DebugWorld):
+    def create(self, resource, body, *, dry_run=False):  # type: ignore[no-untyped-def]
+        out = super().create(resource, body, dry_run=dry_run)
+        key = ("pods", "default", body["metadata"]["name"])
+        if key in self.objects:
+            self.objects[key]["status"] = {"phase": "Failed"}
+        return out
+
+
+def test_node_debug_pod_that_fails_is_still_deleted() -> None:
+    w = FailingDebugWorld()
+    rs = w.deployment("default", "cryptominer-demo", "7d9f8b6c5", {"app": "cryptominer"})
+    pod = w.pod("default", f"{rs}-abc12", "lab-node", ("miner",), owner=("ReplicaSet", rs))
+    w.run_process("lab-node", 12345, pod, "miner", 7, XMRIG_ARGV)
+    with pytest.raises(FalcoirError) as exc:
+        locate(w, alert=json_alert(), options=LocateOptions(node_debug=True))
+    assert "did not start (phase Failed)" in exc.value.message
+    assert w.count("delete") == 1
+    assert not [k for k in w.objects if k[2].startswith("falcoir-node-debug")]
+
+
+def test_static_pod_found_by_its_config_hash() -> None:
+    w = World()
+    falco = w.falco("cp-1")
+    assert falco
+    h = "b5e9d3c1a2f34e6d8c7b9a0f1e2d3c4b"
+    pod = w.pod("kube-system", "etcd-cp-1", "cp-1", ("etcd",))
+    pod["metadata"].setdefault("annotations", {})["kubernetes.io/config.hash"] = h
+    w.objects[("pods", "kube-system", "etcd-cp-1")]["metadata"]["annotations"] = {
+        "kubernetes.io/config.hash": h
+    }
+    w.host_process(
+        "cp-1",
+        4321,
+        ("etcd", "--data-dir=/var/lib/etcd"),
+        f"0::/kubepods/burstable/pod{h}/{cid('kube-system' + 'etcd-cp-1' + 'etcd')}\n",
+    )
+    t = locate(w, alert=text_alert(name="etcd", cmdline="etcd --data-dir=/var/lib/etcd", pid=4321))
+    assert (t.namespace, t.pod, t.container, t.method) == (
+        "kube-system",
+        "etcd-cp-1",
+        "etcd",
+        LocateMethod.HOST_PID,
+    )
+
+
+class NamespacedOnly(World):
+    """RBAC with Roles only: pods may be listed per namespace, not cluster-wide."""
+
+    def list(self, resource, namespace=None, **kw):  # type: ignore[no-untyped-def]
+        if namespace is None:
+            self.calls.append(("list", resource.plural, "", "", ""))
+            raise Forbidden("cannot list pods at the cluster scope", missing=["list pods"])
+        return super().list(resource, namespace, **kw)
+
+
+def test_forbidden_cluster_wide_falco_listing_suggests_falco_namespace() -> None:
+    base, _ = scenario()
+    w = NamespacedOnly(objects=base.objects, exec_handlers=base.exec_handlers)
+    with pytest.raises(Forbidden) as exc:
+        locate(w, alert=text_alert())
+    assert "--falco-namespace" in (exc.value.hint or "")
+    assert exc.value.missing == ("list pods",)
+    # with the Falco namespace given, the pid is read; mapping it to a pod needs the
+    # node's pods: a cluster-scope list, unless -n says where to look
+    with pytest.raises(Forbidden):
+        locate(w, alert=text_alert(), options=LocateOptions(falco_namespace="falco"))
+    assert any(c[0] == "exec" for c in w.calls)
+    t = locate(
+        w, alert=text_alert(), options=LocateOptions(falco_namespace="falco", namespace="default")
+    )
+    assert (t.pod, t.method) == (POD, LocateMethod.HOST_PID)

@@ -124,6 +124,7 @@ _CONTAINER_INFO_TAIL = re.compile(
 )
 _NESTED_KEY = re.compile(r"^([A-Za-z_][\w]*\.[\w.]*)=(.*)$", re.S)
 _COMMA_SPLIT = re.compile(r",\s+(?=[A-Za-z_][\w .\[\]-]{0,60}?=)")
+_SPACED_KEY = re.compile(r"\s[a-z_][\w.]*(?:\[[^\]\s=]*\])?=")
 _COMMA_PIECE = re.compile(r"^([A-Za-z_][\w .\[\]-]{0,60}?)=(.*)$", re.S)
 
 
@@ -158,7 +159,10 @@ def split_comma(text: str) -> list[Pair] | None:
         m = _COMMA_PIECE.match(piece)
         if m is None:
             return None
-        pairs.append((m.group(1).strip(), m.group(2).strip()))
+        value = m.group(2).strip()
+        if _SPACED_KEY.search(value):
+            return None  # "k=v k=v" inside: space-separated after all
+        pairs.append((m.group(1).strip(), value))
     return pairs
 
 
@@ -206,15 +210,23 @@ def split_pairs(text: str) -> tuple[str, list[Pair]]:
     lead = "".join(lead_parts)
     acc = ""
     free_text = key in FREE_TEXT_KEYS
+    cache_get = _KEY_CACHE.get
+    append = pairs.append
     for j in range(i + 1, n - 1):
         piece = pieces[j]
         before, sp, word = piece.rpartition(" ")
-        if sp and _is_key(word) and (not free_text or _field_like(word)):
-            value = (acc + before).strip()
-            if "=" in value or value.endswith(")"):
+        if not sp:
+            acc += piece + "="
+            continue
+        ok = cache_get(word)
+        if ok is None:
+            ok = _is_key(word)
+        if ok and (not free_text or _field_like(word)):
+            value = (acc + before).strip() if acc else before.strip()
+            if "=" in value or value[-1:] == ")":
                 _append_value(pairs, key, value)
             else:
-                pairs.append((key, value))
+                append((key, value))
             acc = ""
             key = word
             free_text = key in FREE_TEXT_KEYS
