@@ -774,10 +774,12 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
             done[cname].set()
         run.emit(CollectorEvent(cname, "done", status=out.status, bytes=out.bytes, detail=out.note))
 
-    for cname in names:
-        threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True).start()
     interrupted = False
     try:
+        for cname in names:
+            threading.Thread(
+                target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True
+            ).start()
         # Event.wait, not Thread.join: an interrupted join can leave is_alive() wrong.
         for ev in done.values():
             ev.wait(max(0.0, run.deadline_at - time.monotonic()))
