@@ -158,6 +158,9 @@ def test_full_collection_of_the_miner(tmp_path: Path) -> None:
     assert stat.S_IMODE(copied.stat().st_mode) & 0o333 == 0
     owners = read(res, "api/owners.yaml").decode()
     assert "ReplicaSet" in owners and "Deployment" in owners
+    # each owner is read once (the chain's own reads are what the bundle saves)
+    gets = [c[1] for c in cluster.calls if c[0] == "get"]
+    assert gets.count("replicasets") == 1 and gets.count("deployments") == 1
     assert b"starting web server" in read(res, "logs/miner.log")
     assert verify(res.bundle.dir).ok and verify(res.bundle.archive).ok
     assert bagit.Bag(str(res.bundle.dir)).is_valid()

@@ -502,12 +502,14 @@ def collect_binary(run: _Run) -> CollectorOutcome:
     copy_art: Artifact | None = None
     exe_link: str | None = None
     deleted = False
+    # The in-pod hashes run beside the copy: each is one exec round trip.
+    path_side = None
+    if alert_exe is not None:
+        argv = ["sha256sum", run.root + alert_exe]
+        path_side = _side(lambda: run.exec(name, "binary/path.sha256sum.txt", argv))
     if vpid is not None:
         exe = f"/proc/{vpid}/exe"
-        h = run.exec(name, "binary/exe.sha256sum.txt", ["sha256sum", exe])
-        arts.append(h.artifact)
-        if h.artifact.status is ArtifactStatus.OK:
-            in_pod = _sha_from(run.read_file(h.artifact))
+        hash_side = _side(lambda: run.exec(name, "binary/exe.sha256sum.txt", ["sha256sum", exe]))
         c = run.exec(
             name,
             "binary/exe.bin",
@@ -515,16 +517,22 @@ def collect_binary(run: _Run) -> CollectorOutcome:
             timeout=run.options.binary_timeout,
             max_bytes=run.options.max_binary_bytes,
         )
+        h = hash_side(run.remaining())
+        if h is not None:
+            arts.append(h.artifact)
+            if h.artifact.status is ArtifactStatus.OK:
+                in_pod = _sha_from(run.read_file(h.artifact))
         copy_art = c.artifact
         arts.append(copy_art)
         statuses.append(copy_art.status)
         if copy_art.status is ArtifactStatus.OK:
             copied, size = copy_art.sha256, copy_art.bytes
-    if alert_exe is not None:
-        p = run.exec(name, "binary/path.sha256sum.txt", ["sha256sum", run.root + alert_exe])
-        arts.append(p.artifact)
-        if p.artifact.status is ArtifactStatus.OK:
-            path_sha = _sha_from(run.read_file(p.artifact))
+    if path_side is not None:
+        ph = path_side(run.remaining())
+        if ph is not None:
+            arts.append(ph.artifact)
+            if ph.artifact.status is ArtifactStatus.OK:
+                path_sha = _sha_from(run.read_file(ph.artifact))
     if vpid is not None:
         # What the process list says of that executable (deleted from disk?).
         run.procs_ready.wait(run.remaining())

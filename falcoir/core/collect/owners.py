@@ -8,11 +8,28 @@ save its full object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from falcoir.core.gateway import JSON, RESOURCES_BY_KIND, ClusterGateway, Resource
 from falcoir.core.owners import owner_chain
 from falcoir.errors import FalcoirError
+
+
+class _Keeping:
+    """A gateway whose ``get`` keeps what it read: the owner chain reads each owner
+    once, and the bundle saves those same objects (no second round trip)."""
+
+    def __init__(self, gateway: ClusterGateway) -> None:
+        self._gateway = gateway
+        self.objects: dict[tuple[str, str], JSON] = {}
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        obj = self._gateway.get(resource, name, namespace)
+        self.objects[(resource.kind, name)] = obj
+        return obj
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._gateway, attr)
 
 
 def owner_objects(
@@ -25,8 +42,11 @@ def owner_objects(
     An owner that cannot be read is kept as its reference, and said in ``problems``."""
     namespace = (pod.get("metadata") or {}).get("namespace")
     problems: list[str] = []
+    keeping = _Keeping(gateway)
     try:
-        chain = call(lambda: owner_chain(gateway, pod, on_forbidden=problems.append))
+        chain = call(
+            lambda: owner_chain(cast(ClusterGateway, keeping), pod, on_forbidden=problems.append)
+        )
     except FalcoirError as exc:
         return [], [exc.message]
     problems = [f"forbidden: {p}" for p in problems]
@@ -44,6 +64,11 @@ def owner_objects(
             objects.append(
                 {"kind": ref.kind, "metadata": {"name": ref.name}, "ownerReference": reference}
             )
+            continue
+
+        kept = keeping.objects.get((ref.kind, ref.name))
+        if kept is not None:
+            objects.append(kept)
             continue
 
         def fetch(r: Resource = resource, n: str = ref.name) -> JSON:
