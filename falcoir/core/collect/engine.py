@@ -38,10 +38,10 @@ from falcoir.core.collect.model import (
     CollectorStatus,
     CollectResult,
 )
-from falcoir.core.collect.owners import owner_objects
+from falcoir.core.collect.owners import objects_for_refs, owner_objects
 from falcoir.core.gateway import EVENTS, JSON, NODES, PODS, ClusterGateway, ExecResult
 from falcoir.core.incident import ActionLog, utc_now
-from falcoir.core.target import Target
+from falcoir.core.target import LocateMethod, Target
 from falcoir.errors import ApiError, FalcoirError
 
 Progress = Callable[[CollectorEvent], None]
@@ -631,11 +631,17 @@ def collect_pod(run: _Run) -> CollectorOutcome:
 
 def collect_owners(run: _Run) -> CollectorOutcome:
     name = "owners"
-    run.pod_ready.wait(run.remaining())
-    if run.pod is None:
-        return run.finish(name, CollectorStatus.FAILED, "the pod could not be read", [])
     started = utc_now()
-    objects, problems = owner_objects(run.gateway, run.pod, call=run.api_call)
+    if run.target.owner and run.target.method is not LocateMethod.POD_FLAG:
+        # locate already walked the chain (owner_chain): read its objects at once.
+        objects, problems = objects_for_refs(
+            run.gateway, run.target.namespace, run.target.owner, call=run.api_call
+        )
+    else:
+        run.pod_ready.wait(run.remaining())
+        if run.pod is None:
+            return run.finish(name, CollectorStatus.FAILED, "the pod could not be read", [])
+        objects, problems = owner_objects(run.gateway, run.pod, call=run.api_call)
     arts = [
         run.add(
             name,
