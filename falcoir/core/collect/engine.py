@@ -443,7 +443,7 @@ def collect_files(run: _Run) -> CollectorOutcome:
     all_missing = True
     for d in dirs:
         path = run.root + d if run.root else d
-        art_name = f"files/ls{safe_component(d, fallback='root')}.txt".replace("ls", "ls-", 1)
+        art_name = f"files/ls-{safe_component(d, fallback='root')}.txt"
         attempts = run.first_ok(
             name,
             art_name,
