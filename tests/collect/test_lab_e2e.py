@@ -216,7 +216,11 @@ def test_cryptominer_scenario_from_falcos_alert(lab: Lab, cryptominer: Any, tmp_
     bundle = Path(doc["bundle"])
     assert falcoir(lab, tmp_path, "bundle", "verify", str(bundle)).returncode == 0
     assert falcoir(lab, tmp_path, "bundle", "verify", doc["archive"]).returncode == 0
-    assert bagit.Bag(str(bundle)).is_valid()
+    bag = bagit.Bag(str(bundle))
+    assert bag.is_valid()
+    assert bag.info["Falcoir-Operator"] not in ("", "unknown")  # who the API says we are
+    assert bag.info["Falcoir-Incident"] == doc["incident"]
+    assert "Suspicious crypto miner process" in bag.info["Falcoir-Alert"]
     # any artifact, one flipped byte: both checks fail
     victim = data / "network/connections.json"
     victim.chmod(0o644)
