@@ -565,6 +565,8 @@ class BundleWriter:
             err_file = path.with_name(path.name + STDERR_SUFFIX)
             with err_file.open("xb") as fh:
                 fh.write(meta.stderr)
+            if self.default_mode is not None:
+                os.chmod(err_file, self.default_mode)
             stderr_path = str(err_file.relative_to(self.dir))
         mode = self.default_mode if mode is None else mode
         if mode is not None:
@@ -688,6 +690,7 @@ def _write_archive(directory: Path, archive: Path) -> str:
                 path, arcname=f"{root}/{path.relative_to(directory)}", recursive=False, filter=clean
             )
     digest, _ = _sha256_file(tmp)
+    os.chmod(tmp, 0o600)  # evidence (pod specs, logs) is for the responders only
     tmp.replace(archive)
     archive.with_name(archive.name + ".sha256").write_text(
         f"{digest}  {archive.name}\n", encoding="utf-8"
