@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
-from falcoir.core.gateway import JSON, RESOURCES_BY_KIND, ClusterGateway
+from falcoir.core.gateway import JSON, ClusterGateway
+from falcoir.core.owners import owner_chain
 from falcoir.core.target import OwnerRef
-from falcoir.errors import ApiError, ApiNotFound, ClusterUnreachable, FalcoirError
+from falcoir.errors import ApiError, ClusterUnreachable, FalcoirError
 
 T = TypeVar("T")
 
@@ -80,22 +80,4 @@ def controller_ref(obj: JSON) -> OwnerRef | None:
     return None
 
 
-def owner_chain(gateway: ClusterGateway, pod: JSON, *, max_depth: int = 5) -> tuple[OwnerRef, ...]:
-    """The pod's controller, its controller, ... up to the top (bounded). Stops at a
-    kind falcoir does not know or an owner that is gone."""
-    chain: list[OwnerRef] = []
-    obj = pod
-    namespace = (pod.get("metadata") or {}).get("namespace")
-    for _ in range(max_depth):
-        ref = controller_ref(obj)
-        if ref is None:
-            break
-        chain.append(ref)
-        resource = RESOURCES_BY_KIND.get(ref.kind)
-        if resource is None:
-            break
-        try:
-            obj = with_retries(partial(gateway.get, resource, ref.name, namespace))
-        except ApiNotFound:
-            break
-    return tuple(chain)
+__all__ = ["Step", "StepCallback", "actor", "controller_ref", "owner_chain", "with_retries"]

@@ -158,7 +158,7 @@ def plan_delete(
             f"pod {ns}/{name} was replaced (uid {uid}, expected {target.pod_uid})",
             hint="pass --pod NS/NAME to act on the new pod deliberately",
         )
-    owners = owner_chain(gateway, pod)
+    owners = with_retries(lambda: owner_chain(gateway, pod))
     consequence, recreates = _consequence(owners, name)
     replicas: int | None = None
     if owners and owners[-1].kind in SCALABLE_KINDS:
