@@ -10,13 +10,16 @@ from falcoir.core.contain.delete import (
     DeleteResult,
     delete,
     plan_delete,
+    validate_delete,
 )
 from falcoir.core.contain.policy import LABEL_KEY, build_policy, policy_name, validate_cidr
 from falcoir.core.contain.probe import Endpoint, parse_host_port, probe_endpoint
 from falcoir.core.contain.quarantine import (
     QuarantineOptions,
     QuarantineResult,
+    ReleasePlan,
     ReleaseResult,
+    plan_release,
     quarantine,
     release,
 )
@@ -31,6 +34,7 @@ __all__ = [
     "Permission",
     "QuarantineOptions",
     "QuarantineResult",
+    "ReleasePlan",
     "ReleaseResult",
     "Step",
     "build_policy",
@@ -39,9 +43,11 @@ __all__ = [
     "owner_chain",
     "parse_host_port",
     "plan_delete",
+    "plan_release",
     "policy_name",
     "probe_endpoint",
     "quarantine",
     "release",
     "validate_cidr",
+    "validate_delete",
 ]

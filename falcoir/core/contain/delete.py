@@ -17,6 +17,7 @@ from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.rbac import (
     SCALABLE_KINDS,
     SUSPENDABLE_KINDS,
+    Permission,
     check_permissions,
     delete_permissions,
 )
@@ -187,18 +188,9 @@ def plan_delete(
     )
 
 
-def delete(
-    gateway: ClusterGateway,
-    target: Target,
-    *,
-    plan: DeletePlan,
-    options: DeleteOptions,
-    incident: Incident,
-    log: ActionLog,
-    on_step: StepCallback | None = None,
-) -> DeleteResult:
-    """Delete the pod (stopping its top controller first with ``scale_owner``).
-    Refuses when falcoir holds no evidence bundle for it, unless ``force``."""
+def validate_delete(plan: DeletePlan, options: DeleteOptions) -> str | None:
+    """Refuse what ``delete`` would refuse, before asking anyone anything. Returns the
+    kind of controller ``--scale-owner`` will stop (``None`` without it)."""
     if options.grace_period is not None and not 0 <= options.grace_period <= 86400:
         raise InputError("--grace-period must be 0-86400 seconds")
     if not plan.has_evidence and not options.force:
@@ -220,6 +212,30 @@ def delete(
                 f"handle {top.kind} {top.name} yourself",
             )
         stop_kind = top.kind
+    return stop_kind
+
+
+def required_permissions(plan: DeletePlan, options: DeleteOptions) -> tuple[Permission, ...]:
+    return delete_permissions(
+        owner_kinds=[o.kind for o in plan.owners],
+        scale_owner_kind=validate_delete(plan, options),
+    )
+
+
+def delete(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    plan: DeletePlan,
+    options: DeleteOptions,
+    incident: Incident,
+    log: ActionLog,
+    on_step: StepCallback | None = None,
+) -> DeleteResult:
+    """Delete the pod (stopping its top controller first with ``scale_owner``).
+    Refuses when falcoir holds no evidence bundle for it, unless ``force``."""
+    stop_kind = validate_delete(plan, options)
+    top = plan.top
     if options.check_permissions:
         perms = delete_permissions(
             owner_kinds=[o.kind for o in plan.owners], scale_owner_kind=stop_kind

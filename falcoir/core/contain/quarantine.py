@@ -659,6 +659,62 @@ def find_release_scope(
     return None, pod.namespace, obj
 
 
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What a release would undo (found by reads only)."""
+
+    incident: str | None
+    namespace: str | None
+    pods: tuple[JSON, ...] = ()
+    """Pods carrying the incident's quarantine label."""
+    policies: tuple[JSON, ...] = ()
+    """NetworkPolicies falcoir created for the incident."""
+    foreign: tuple[str, ...] = ()
+    """Policies carrying the label that falcoir did not create (left alone)."""
+    pod_name: str | None = None
+    pod_uid: str | None = None
+
+    def describe(self) -> list[str]:
+        if self.incident is None:
+            return ["nothing to release: the pod is not quarantined"]
+        lines = [f"incident {self.incident} in namespace {self.namespace}:"]
+        lines += [
+            f"  remove label {pol.LABEL_KEY} from pod {p['metadata']['name']}" for p in self.pods
+        ]
+        lines += [f"  delete NetworkPolicy {p['metadata']['name']}" for p in self.policies]
+        lines += [f"  leave alone NetworkPolicy {n} (not created by falcoir)" for n in self.foreign]
+        if not self.pods and not self.policies:
+            lines.append("  nothing left to release")
+        return lines
+
+
+def plan_release(
+    gateway: ClusterGateway,
+    *,
+    pod: PodRef | None,
+    incident_id: str | None,
+    store: IncidentStore | None = None,
+) -> ReleasePlan:
+    inc_id, ns, pod_obj = find_release_scope(gateway, pod=pod, incident_id=incident_id, store=store)
+    meta = (pod_obj or {}).get("metadata") or {}
+    name = str(meta.get("name") or (pod.name if pod else "")) or None
+    if inc_id is None or ns is None:
+        return ReleasePlan(None, ns, pod_name=name)
+    selector = f"{pol.LABEL_KEY}={inc_id}"
+    pods = with_retries(lambda: gateway.list(PODS, ns, label_selector=selector))
+    policies = with_retries(lambda: gateway.list(NETWORK_POLICIES, ns, label_selector=selector))
+    ours = [
+        p
+        for p in policies
+        if pol.is_falcoir_policy(p)
+        and ((p["metadata"].get("annotations") or {}).get(pol.ANN_INCIDENT) == inc_id)
+    ]
+    foreign = tuple(str(p["metadata"]["name"]) for p in policies if p not in ours)
+    return ReleasePlan(
+        inc_id, ns, tuple(pods), tuple(ours), foreign, pod_name=name, pod_uid=meta.get("uid")
+    )
+
+
 def release(
     gateway: ClusterGateway,
     *,
@@ -669,11 +725,14 @@ def release(
     dry_run: bool = False,
     check_access: bool = True,
     on_step: StepCallback | None = None,
+    plan: ReleasePlan | None = None,
 ) -> ReleaseResult:
     """Remove the quarantine label from the incident's pods and delete the policies
     falcoir created for it; nothing else (workload labels of a detached pod stay
     removed, or its controller would adopt it and scale one replica down)."""
-    inc_id, ns, pod_obj = find_release_scope(gateway, pod=pod, incident_id=incident_id, store=store)
+    if plan is None:
+        plan = plan_release(gateway, pod=pod, incident_id=incident_id, store=store)
+    inc_id, ns = plan.incident, plan.namespace
     steps: list[Step] = []
 
     def emit(name: str, status: str, detail: str) -> None:
@@ -688,23 +747,11 @@ def release(
     if check_access:
         check_permissions(gateway, release_permissions(), ns)
     if log is None and store is not None:
-        meta = (pod_obj or {}).get("metadata") or {}
         opened = store.get(inc_id) or store.open(
-            ns,
-            str(meta.get("name") or (pod.name if pod else "")),
-            meta.get("uid"),
-            incident_id=inc_id,
+            ns, plan.pod_name or "", plan.pod_uid, incident_id=inc_id
         )
         log = opened.action_log(actor(gateway))
-    selector = f"{pol.LABEL_KEY}={inc_id}"
-    pods = with_retries(lambda: gateway.list(PODS, ns, label_selector=selector))
-    policies = with_retries(lambda: gateway.list(NETWORK_POLICIES, ns, label_selector=selector))
-    ours = [
-        p
-        for p in policies
-        if pol.is_falcoir_policy(p)
-        and ((p["metadata"].get("annotations") or {}).get(pol.ANN_INCIDENT) == inc_id)
-    ]
+    pods, ours = plan.pods, plan.policies
     notes: list[str] = []
     unlabelled: list[str] = []
     outcome = "dry-run" if dry_run else "ok"
@@ -752,9 +799,8 @@ def release(
             )
         deleted.append(pname)
         emit("policy", outcome, f"deleted NetworkPolicy {ns}/{pname}")
-    skipped = [p["metadata"]["name"] for p in policies if p not in ours]
-    if skipped:
-        notes.append(f"left alone (not created by falcoir): {', '.join(skipped)}")
+    if plan.foreign:
+        notes.append(f"left alone (not created by falcoir): {', '.join(plan.foreign)}")
     if not unlabelled and not deleted:
         emit("release", "unchanged", f"nothing of incident {inc_id} left to release")
     if store is not None and not dry_run:
