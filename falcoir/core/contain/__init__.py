@@ -4,16 +4,6 @@ knowing what its owner will do. Every change is appended to the incident's actio
 from __future__ import annotations
 
 from falcoir.core.contain.common import Step, owner_chain
-from falcoir.core.contain.removal import (
-    DeleteOptions,
-    DeletePlan,
-    DeleteResult,
-    delete,
-    plan_delete,
-    validate_delete,
-)
-from falcoir.core.contain.policy import LABEL_KEY, build_policy, policy_name, validate_cidr
-from falcoir.core.contain.probe import Endpoint, parse_host_port, probe_endpoint
 from falcoir.core.contain.isolation import (
     QuarantineOptions,
     QuarantineResult,
@@ -22,6 +12,16 @@ from falcoir.core.contain.isolation import (
     plan_release,
     quarantine,
     release,
+)
+from falcoir.core.contain.policy import LABEL_KEY, build_policy, policy_name, validate_cidr
+from falcoir.core.contain.probe import Endpoint, parse_host_port, probe_endpoint
+from falcoir.core.contain.removal import (
+    DeleteOptions,
+    DeletePlan,
+    DeleteResult,
+    delete,
+    plan_delete,
+    validate_delete,
 )
 from falcoir.core.rbac import Permission, check_permissions
 
