@@ -133,9 +133,17 @@ def up(
         runtime=runtime,
     )
     if not detach:
-        from falcoir.lab.serve import main
-
-        main(argv[3:])
+        # The same server process, in the foreground: its log goes to our stderr and
+        # Ctrl-C (or SIGTERM to us) stops it cleanly.
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            child.terminate()
+            child.wait(timeout)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return status(state_dir)
     log = (state_dir / "lab.log").open("ab")
     proc = subprocess.Popen(
@@ -160,8 +168,9 @@ def up(
         time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    raise LabError(f"the lab server did not answer within {timeout:.0f} s",
-                   hint=f"see {state_dir / 'lab.log'}")  # fmt: skip
+    raise LabError(
+        f"the lab server did not answer within {timeout:.0f} s", hint=f"see {state_dir / 'lab.log'}"
+    )
 
 
 def _log_tail(state_dir: Path) -> str:
