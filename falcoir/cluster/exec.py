@@ -140,8 +140,9 @@ def _readable(ws: websocket.WebSocket) -> bool:
         return False
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
-    r, _, _ = select.select([sock], [], [], 0)
-    return bool(r)
+    poller = select.poll()  # not select(): descriptors above 1024 are common in busy runs
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _Session:
@@ -362,7 +363,10 @@ class _Session:
         dropped: str | None = None
         try:
             if self.stdin is not None:
-                self.send_stdin(ws, ws.subprotocol == V5)
+                # The command may end without reading its stdin: what it printed and
+                # its status can still be waiting to be read, so a failed send is not fatal.
+                with contextlib.suppress(OSError, websocket.WebSocketException):
+                    self.send_stdin(ws, ws.subprotocol == V5)
             while not self.closed_by_server:
                 left = self.remaining()
                 if self.got_status:
@@ -373,7 +377,6 @@ class _Session:
                 if not self.recv(ws, left):
                     break
         except _SinkError as exc:
-            self._close(ws)
             return self.result(None, f"could not write stdout to its sink: {exc}", "SinkError")
         except (websocket.WebSocketTimeoutException, TimeoutError):
             timed_out = not self.got_status

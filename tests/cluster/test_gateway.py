@@ -502,3 +502,98 @@ def test_in_cluster_fallback(
     assert gw.context == "in-cluster" and gw.server == tls_api.url
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
     assert gw.whoami() == "system:serviceaccount:ir:falcoir"
+
+
+def test_truncated_json_answer_is_retried_for_reads(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    api.script("GET", POD_PATH, 200, '{"kind": "Pod", "metadata": {"na')
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert len(api.requests_to("GET", POD_PATH)) == 2
+    api.script("GET", POD_PATH, 200, "[]", times=3)
+    with pytest.raises(ApiError, match="invalid JSON"):
+        gw.get(PODS, "web-1", "prod")
+
+
+def test_expired_continue_token_restarts_the_list_once(api: FakeApi, gw: KubeGateway) -> None:
+    for i in range(5):
+        api.add_pod("prod", f"p{i}")
+    gone = status_body(410, "Expired", "The provided continue parameter is too old")
+    original = api._list
+
+    calls = {"n": 0}
+
+    def flaky(rec, prefix, ns, plural):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            from aiohttp import web
+
+            return web.json_response(gone, status=410)
+        return original(rec, prefix, ns, plural)
+
+    api._list = flaky  # type: ignore[method-assign]
+    pods = gw.list(PODS, "prod", limit=2)
+    assert sorted(p["metadata"]["name"] for p in pods) == [f"p{i}" for i in range(5)]
+    assert [r.q("continue") for r in api.requests_to("GET", "/api/v1/namespaces/prod/pods")] == [
+        [],
+        ["2"],
+        [],
+        ["2"],
+        ["4"],
+    ]
+
+
+def test_cli_connect_uses_this_gateway(api: FakeApi, kubeconfig: Path) -> None:
+    from falcoir.cli.common import connect as cli_connect
+
+    gw = cli_connect(str(kubeconfig), "fake")
+    assert isinstance(gw, KubeGateway) and gw.context == "fake"
+    api.add_pod("prod", "web-1")
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+
+
+def test_retry_after_seconds_from_status_details(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    throttled = status_body(429, "TooManyRequests", "slow down", retryAfterSeconds=0.3)
+    api.script("GET", POD_PATH, 429, throttled)
+    t0 = time.monotonic()
+    gw.get(PODS, "web-1", "prod")
+    assert 0.3 <= time.monotonic() - t0 < 2
+
+
+def test_client_certificate_auth_for_requests_and_exec(certs: Certs, tmp_path: Path) -> None:
+    from tests.cluster.fakeapi import server_ssl_context
+
+    api = FakeApi(ssl_context=server_ssl_context(certs, client_certs=True)).start()
+    try:
+        api.add_pod("prod", "web-1")
+        user = {"client-certificate": str(certs.client_cert), "client-key": str(certs.client_key)}
+        path = write_kubeconfig(tmp_path / "k", api.url, ca=certs.ca, user_entry=user)
+        gw = connect(str(path), retry=FAST_RETRY)
+        assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+        assert gw.exec("prod", "web-1", None, ["echo", "mtls"]).stdout == b"mtls\n"
+        assert len(api.cert_users) == 2 and all("cert-user" in u for u in api.cert_users)
+        assert all("Authorization" not in r.headers for r in api.requests)
+    finally:
+        api.stop()
+
+
+def test_exec_plugin_credentials(api: FakeApi, tmp_path: Path) -> None:
+    plugin = tmp_path / "get-token"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        'echo \'{"apiVersion": "client.authentication.k8s.io/v1beta1", '
+        '"kind": "ExecCredential", "status": {"token": "t0k3n"}}\'\n'
+    )
+    plugin.chmod(0o755)
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    path = write_kubeconfig(tmp_path / "k", api.url, user_entry=user)
+    gw = connect(str(path), retry=FAST_RETRY)
+    api.add_pod("prod", "web-1")
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert gw.exec("prod", "web-1", None, ["echo", "plugin"]).stdout == b"plugin\n"
