@@ -9,6 +9,7 @@ from falcoir.core.locate import LocateOptions, PodReplaced, locate
 from falcoir.core.target import LocateMethod, OwnerRef, PodRef
 from falcoir.errors import (
     ClusterUnreachable,
+    FalcoirError,
     Forbidden,
     InputError,
     TargetAmbiguous,
@@ -59,6 +60,7 @@ def test_k8s_fields_vpid_from_nspid_through_falco() -> None:
         "falco-lab-node",
         "falco",
         "cat",
+        "/host/proc/1/cgroup",
         "/host/proc/12345/status",
         "/host/proc/12345/cgroup",
     ) in [c[1:] for c in w.calls if c[0] == "exec"]
@@ -181,6 +183,9 @@ def test_host_pid_asks_every_node_and_keeps_the_matching_one() -> None:
     asked = {c[2] for c in w.calls if c[0] == "exec"}
     assert asked == {"falco-lab-node"} | {f"falco-node-{i}" for i in range(2, 7)}
     assert "asking 6 Falco pods" in " ".join(steps)
+    # a node whose pid has another name is ruled out by its status alone
+    cmdline_reads = [a for a in w.exec_argvs() if a[-1].endswith("/cmdline")]
+    assert len(cmdline_reads) == 1 and w.count("exec") == 6 + 1
 
 
 def test_host_pid_argv_only_and_pid_validated() -> None:
@@ -461,3 +466,62 @@ def test_unreachable_propagates() -> None:
         locate(DownCluster(), alert=json_alert(ns="default", pod=POD))
     with pytest.raises(ClusterUnreachable):
         locate(DownCluster(), alert=text_alert())
+
+
+def test_alert_hostname_that_is_not_a_node_name_falls_back_to_all_nodes() -> None:
+    w, _ = scenario()
+    steps: list[str] = []
+    t = locate(w, alert=json_alert(node="ip-10-0-0-7.internal"), on_step=steps.append)
+    _assert_miner(t, LocateMethod.HOST_PID)
+    assert any("no Falco pod on a node named ip-10-0-0-7.internal" in x for x in steps)
+
+
+def test_forbidden_exec_after_the_pod_is_found_only_costs_the_vpid() -> None:
+    w, _ = scenario()
+    w.denied.add(("create", "pods/exec", None))
+    t = locate(w, alert=json_alert(ns="default", pod=POD))
+    assert t.pod == POD and t.vpid is None
+    assert any("create pods/exec -n falco" in n for n in t.notes)
+    assert any("create pods/exec -n default" in n for n in t.notes)
+
+
+def test_crash_looping_falco_pod_is_not_used_and_unreadable_nodes_are_named() -> None:
+    w, _ = scenario(nodes=2)
+    falco = w.objects[("pods", "falco", "falco-node-2")]
+    falco["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    w.objects[("pods", "falco", "falco-lab-node")]["spec"]["containers"][0]["name"] = "x"
+    w.objects[("pods", "falco", "falco-lab-node")]["status"]["containerStatuses"][0]["name"] = "x"
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=text_alert())
+    assert "could not read 1: lab-node: cannot run cat" in exc.value.message
+    assert not any(c[2] == "falco-node-2" for c in w.calls if c[0] == "exec")
+
+
+def test_gone_pod_when_owners_are_unreadable_is_still_not_found() -> None:
+    w, _ = scenario()
+    w.delete(PODS, POD, "default")
+    w.denied.add(("get", "replicasets", None))
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=json_alert(ns="default", pod=POD))
+    assert not isinstance(exc.value, PodReplaced)
+
+
+class FailingDebugWorld(DebugWorld):
+    def create(self, resource, body, *, dry_run=False):  # type: ignore[no-untyped-def]
+        out = super().create(resource, body, dry_run=dry_run)
+        key = ("pods", "default", body["metadata"]["name"])
+        if key in self.objects:
+            self.objects[key]["status"] = {"phase": "Failed"}
+        return out
+
+
+def test_node_debug_pod_that_fails_is_still_deleted() -> None:
+    w = FailingDebugWorld()
+    rs = w.deployment("default", "cryptominer-demo", "7d9f8b6c5", {"app": "cryptominer"})
+    pod = w.pod("default", f"{rs}-abc12", "lab-node", ("miner",), owner=("ReplicaSet", rs))
+    w.run_process("lab-node", 12345, pod, "miner", 7, XMRIG_ARGV)
+    with pytest.raises(FalcoirError) as exc:
+        locate(w, alert=json_alert(), options=LocateOptions(node_debug=True))
+    assert "did not start (phase Failed)" in exc.value.message
+    assert w.count("delete") == 1
+    assert not [k for k in w.objects if k[2].startswith("falcoir-node-debug")]

@@ -44,7 +44,7 @@ _FALCO_STATS = re.compile(
     r"|^\s+(?:[A-Z]+|[^:]{1,200}): \d+$"
 )
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_CONT = re.compile(r'^\s*["{}\[\],:0-9tfn-]')
+_JSON_CONT = re.compile(r'^(?:\s|[}\]"])')
 
 
 def _trim(text: str) -> str:
@@ -100,16 +100,19 @@ class _Parser:
         self.depth = 0
         return ParseProblem(line=start, reason=reason, text=_trim(text), end_line=end)
 
-    def _from_json_text(self, text: str, start: int, end: int, prefix: str) -> Alert | ParseProblem:
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            partial = self._partial(text, start, end, prefix)
-            if partial is not None:
-                return partial
-            return ParseProblem(
-                line=start, reason=f"invalid JSON: {exc}", text=_trim(text), end_line=end
-            )
+    def _from_json_text(
+        self, text: str, start: int, end: int, prefix: str, doc: object = None
+    ) -> Alert | ParseProblem:
+        if doc is None:
+            try:
+                doc = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                partial = self._partial(text, start, end, prefix)
+                if partial is not None:
+                    return partial
+                return ParseProblem(
+                    line=start, reason=f"invalid JSON: {exc}", text=_trim(text), end_line=end
+                )
         if not isinstance(doc, dict):
             return ParseProblem(
                 line=start,
@@ -167,7 +170,7 @@ class _Parser:
             )
             return
         if self.buf:
-            if _JSON_CONT.match(line) or not line.strip():
+            if _JSON_CONT.match(line) and not ANCHOR.match(line.lstrip()):
                 delta, in_string = _json_state(line)
                 if in_string:
                     self.buf.append(line)
@@ -199,11 +202,11 @@ class _Parser:
                 doc = None
             else:
                 if isinstance(doc, dict):
-                    yield self._from_json_text(fragment, lineno, lineno, prefix)
+                    yield self._from_json_text(fragment, lineno, lineno, prefix, doc)
                     return
             if doc is None:
                 delta, in_string = _json_state(fragment)
-                if not in_string and delta > 0:
+                if not in_string and delta > 0 and not fragment.rstrip().endswith("}"):
                     self.buf = [fragment]
                     self.buf_chars = len(fragment)
                     self.buf_start = lineno
