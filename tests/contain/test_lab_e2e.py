@@ -313,3 +313,25 @@ def test_enforcement_off_is_reported(payload: Path, tmp_path: Path) -> None:
         assert doc["policy"]["status"] == "created"
         assert "does not enforce" in res.stderr
         assert hears_from(lab, ip), "without enforcement the miner keeps talking"
+
+
+def test_walkthrough_alert_to_quarantine(fresh_cryptominer: Any, lab: Lab, tmp_path: Path) -> None:
+    """The scenario's own alert line (host pid only, no k8s fields): located, cut off, and
+    the endpoint to probe taken from the miner's command line."""
+    sc = fresh_cryptominer
+    pod = lab.client.get("pods", sc.pod, sc.namespace)
+    ip = pod["status"]["podIP"]
+    lab.client.wait_until(lambda: pool_messages(lab, ip) >= 1, timeout=30)
+    alert_file = tmp_path / "alert.txt"
+    alert_file.write_text(sc.alert_text + "\n")
+    res = falcoir(lab, tmp_path, "quarantine", "-f", str(alert_file), "--yes", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["pod"] == sc.pod and doc["namespace"] == sc.namespace
+    assert doc["verified"]["probe"]["endpoint"] == {
+        "host": "pool.example.com",
+        "port": 3333,
+        "source": "alert.cmdline",
+    }
+    assert doc["verified"]["egress_blocked"] is True
+    assert not hears_from(lab, ip), "the pool still hears from the miner"
