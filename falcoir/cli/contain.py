@@ -371,6 +371,8 @@ def delete_cmd(
     check_permissions(gateway, required_permissions(plan, options), target.namespace)
     info(f"plan: delete pod {safe(plan.namespace)}/{safe(plan.pod)}")
     (warn if plan.recreates else info)(safe(plan.consequence))
+    if plan.terminating:
+        info("the pod is already being deleted; this asks again (with the grace period given)")
     if plan.has_evidence:
         info(f"evidence: {len(plan.bundles)} bundle(s) for incident {plan.incident}")
     else:

@@ -167,6 +167,12 @@ def test_quarantine_cuts_the_miner_off_and_release_restores(
     assert pol["metadata"]["labels"] == {LABEL: inc, "app.kubernetes.io/managed-by": "falcoir"}
     assert pol["metadata"]["annotations"]["falcoir.io/incident"] == inc
 
+    # and the real kubectl sees the same
+    kc = lab.kubectl("-n", ns, "get", "pods", "-l", f"{LABEL}={inc}", "-o", "name")
+    assert kc.returncode == 0 and kc.stdout.split() == [f"pod/{name}"], kc.stderr
+    kc = lab.kubectl("-n", ns, "get", "networkpolicy", f"falcoir-quarantine-{inc}", "-o", "json")
+    assert kc.returncode == 0 and json.loads(kc.stdout)["spec"] == pol["spec"], kc.stderr
+
     # a second run changes nothing and says so
     again = falcoir(lab, tmp_path, "quarantine", "--pod", f"{ns}/{name}", "--probe", POOL,
                     "--yes", "-o", "json")  # fmt: skip
