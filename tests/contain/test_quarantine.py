@@ -179,6 +179,9 @@ def test_existing_different_policy_is_reported_not_overwritten(store: IncidentSt
     assert result.policy_differences == ("egress",)
     assert policies(cluster)[0] == before
     assert any("differs" in w for w in result.warnings)
+    doc = result.to_dict()["policy"]
+    assert doc["object"] == before  # what is in the cluster
+    assert doc["wanted"]["spec"]["egress"][0]["ports"][0]["port"] == 53  # what was asked
 
 
 @pytest.mark.parametrize(

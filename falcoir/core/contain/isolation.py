@@ -81,6 +81,7 @@ class QuarantineResult:
     """``created``, ``unchanged``, ``differs`` (an existing policy was left as it was),
     ``dry-run``."""
     policy_object: JSON
+    """The policy as it is in the cluster (or, when created or dry-run, as sent)."""
     label_status: str
     """``applied``, ``unchanged``, ``dry-run``."""
     verified: dict[str, Any]
@@ -89,6 +90,8 @@ class QuarantineResult:
     detach: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
+    wanted_object: JSON | None = None
+    """What falcoir would have applied, when an existing policy differs from it."""
 
     @property
     def changed(self) -> bool:
@@ -115,6 +118,7 @@ class QuarantineResult:
                 "status": self.policy_status,
                 "differences": list(self.policy_differences),
                 "object": self.policy_object,
+                **({"wanted": self.wanted_object} if self.wanted_object is not None else {}),
             },
             "label": {"key": pol.LABEL_KEY, "value": self.incident, "status": self.label_status},
             "detach": self.detach,
@@ -346,7 +350,8 @@ def quarantine(
         policy_status="dry-run"
         if options.dry_run and policy_status == "created"
         else policy_status,
-        policy_object=body,
+        policy_object=body if existing is None else existing,
+        wanted_object=body if differences else None,
         label_status=label_status,
         verified=verified,
         dry_run=options.dry_run,
