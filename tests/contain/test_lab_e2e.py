@@ -290,6 +290,7 @@ def test_faults_during_quarantine_are_retried_or_reported(
         lab.clear_faults()
     pols = lab.client.list("networking.k8s.io/v1/networkpolicies", ns)
     labels = lab.client.get("pods", name, ns)["metadata"]["labels"]
+    print(f"under faults: exit {res.returncode}; {res.stderr.strip().splitlines()[-1:]}")
     if res.returncode == 0:
         doc = json.loads(res.stdout)
         assert [p["metadata"]["name"] for p in pols] == [doc["policy"]["name"]]
