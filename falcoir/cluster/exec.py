@@ -11,7 +11,8 @@ once. The session:
    401 -> ClusterUnreachable, 403 -> Forbidden, 404 -> ApiNotFound; any other refusal
    (400 container not found, 500 after retries...) is returned as an ExecResult error;
 2. stdin, if any, in chunks on channel 0 (reading output between chunks), then the v5
-   close signal ``FF 00``;
+   close signal ``FF 00`` (a v4 server, before Kubernetes 1.30, has no such signal: a
+   command that reads stdin to its end then runs until the timeout);
 3. frames read until the server closes: channel 1 stdout, 2 stderr (each kept up to
    ``max_bytes``, the rest counted and dropped), 3 the status JSON, parsed here:
    ``Success`` -> 0, ``NonZeroExitCode`` -> the ``ExitCode`` cause, anything else -> not

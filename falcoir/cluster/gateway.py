@@ -19,6 +19,10 @@ their total bounded by ``RetryPolicy.budget``):
 - other mutations (POST create, JSON patch): only when the server cannot have acted on
   it: 429 (rejected before it is processed) and failures to connect. A 5xx or a drop
   after the request was sent is reported, not repeated.
+
+Timeouts: every request has one (``request_timeout``, default 15 s, for connecting and
+for the whole body, however slowly it arrives); log reads and exec sessions have their
+own overall deadline (``timeout``). TLS and certificate failures are never retried.
 """
 
 from __future__ import annotations
@@ -239,7 +243,6 @@ class KubeGateway:
         op: Op,
         body: bytes | None,
         headers: dict[str, str],
-        safety: Safety,
         timeout: float,
         max_bytes: int,
         want_json: bool = False,
@@ -273,7 +276,8 @@ class KubeGateway:
         if ok and max_bytes == 0:
             return status, b"", resp, None  # the caller streams the body
         try:
-            data = self._read(resp, max_bytes if ok else MAX_ERROR_BYTES, strict=ok)
+            limit = max_bytes if ok else MAX_ERROR_BYTES
+            data = self._read(resp, limit, strict=ok, timeout=timeout)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             err = unreachable(self.endpoint, op, f"connection dropped while reading: {exc}")
             raise _Transient(err, sent=True) from exc
@@ -293,21 +297,27 @@ class KubeGateway:
             raise _Transient(bad, sent=True)
         return status, data, resp, doc
 
-    def _read(self, resp: urllib3.BaseHTTPResponse, max_bytes: int, *, strict: bool) -> bytes:
-        """The body, at most ``max_bytes``: beyond that an error (``strict``) or cut."""
+    def _read(
+        self, resp: urllib3.BaseHTTPResponse, max_bytes: int, *, strict: bool, timeout: float
+    ) -> bytes:
+        """The body, at most ``max_bytes`` (beyond: an error if ``strict``, else cut),
+        within ``timeout`` seconds overall, however slowly the server sends it."""
+        deadline = time.monotonic() + timeout
         chunks: list[bytes] = []
         total = 0
         while total <= max_bytes:
-            chunk = resp.read(min(1 << 20, max_bytes - total + 1))
+            if time.monotonic() > deadline:
+                resp.close()
+                raise TimeoutError(f"the response took longer than {timeout:g}s")
+            chunk = resp.read1(min(1 << 20, max_bytes - total + 1))
             if not chunk:
                 return b"".join(chunks)
             total += len(chunk)
             self.stats.received(len(chunk))
             chunks.append(chunk)
-        if strict:
-            resp.close()
-            raise ApiError(f"response larger than {max_bytes} bytes", status=resp.status)
         resp.close()
+        if strict:
+            raise ApiError(f"response larger than {max_bytes} bytes", status=resp.status)
         return b"".join(chunks)[:max_bytes]
 
     def _send(
@@ -339,7 +349,7 @@ class KubeGateway:
                 headers["Content-Type"] = content_type
             try:
                 status, data, resp, doc = self._send_once(
-                    method, url, op, payload, headers, safety, timeout, max_bytes, want_json
+                    method, url, op, payload, headers, timeout, max_bytes, want_json
                 )
             except _Transient as exc:
                 repeatable = safety is not Safety.ONCE or not exc.sent
@@ -538,7 +548,7 @@ class KubeGateway:
         out = bytearray()
         try:
             while len(out) < cap and time.monotonic() < deadline:
-                chunk = resp.read(min(1 << 16, cap - len(out)))
+                chunk = resp.read1(min(1 << 16, cap - len(out)))
                 if not chunk:
                     break
                 self.stats.received(len(chunk))

@@ -75,6 +75,8 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     times: int = 1
+    dribble: bool = False
+    """Send the body one byte every 50 ms, for ever."""
 
 
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -131,10 +133,13 @@ class FakeApi:
         headers: dict[str, str] | None = None,
         drop: bool = False,
         times: int = 1,
+        dribble: bool = False,
     ) -> None:
         """The next ``times`` requests ``method path`` get this answer (or a cut)."""
         with self._lock:
-            self.scripted.append(Scripted(method, path, status, body, headers or {}, drop, times))
+            self.scripted.append(
+                Scripted(method, path, status, body, headers or {}, drop, times, dribble)
+            )
 
     def requests_to(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and r.path == path]
@@ -201,6 +206,12 @@ class FakeApi:
                 request.transport.abort()
                 await asyncio.sleep(0.05)
                 raise ConnectionResetError("dropped by the test")
+            if scripted.dribble:
+                resp = web.StreamResponse(status=scripted.status)
+                await resp.prepare(request)
+                while True:
+                    await resp.write(b" ")
+                    await asyncio.sleep(0.05)
             payload = scripted.body
             text = payload if isinstance(payload, str | bytes) else json.dumps(payload or {})
             return web.Response(

@@ -597,3 +597,29 @@ def test_exec_plugin_credentials(api: FakeApi, tmp_path: Path) -> None:
     api.add_pod("prod", "web-1")
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
     assert gw.exec("prod", "web-1", None, ["echo", "plugin"]).stdout == b"plugin\n"
+
+
+def test_a_server_that_dribbles_cannot_hold_us(api: FakeApi, kubeconfig: Path) -> None:
+    gw = connect(str(kubeconfig), request_timeout=0.4, retry=FAST_RETRY)
+    api.script("GET", POD_PATH, dribble=True, times=3)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterUnreachable, match="longer than"):
+        gw.get(PODS, "web-1", "prod")
+    assert time.monotonic() - t0 < 4
+    api.script("GET", POD_PATH + "/log", dribble=True)
+    t0 = time.monotonic()
+    log = gw.read_log("prod", "web-1", None, timeout=0.5)
+    assert 0 < len(log) < 100 and set(log) == {ord(" ")}
+    assert time.monotonic() - t0 < 2
+
+
+def test_kubeconfig_path_list_merges(api: FakeApi, tmp_path: Path) -> None:
+    first = write_kubeconfig(tmp_path / "a", api.url, context="one")
+    second = write_kubeconfig(tmp_path / "b", "http://127.0.0.1:1", context="two")
+    doc = json.loads(second.read_text())  # its own cluster name: the first "c" would win
+    doc["clusters"][0]["name"] = doc["contexts"][0]["context"]["cluster"] = "c2"
+    second.write_text(json.dumps(doc))
+    listed = f"{tmp_path / 'missing'}:{first}:{second}"
+    assert connect(listed).context == "one"  # the first file's current-context wins
+    gw = connect(listed, context="two")
+    assert gw.server == "http://127.0.0.1:1"
