@@ -199,8 +199,12 @@ def alert_from_json(
         style_out = style
     all_fields = tuple(fields) + tuple(appended)
 
-    d = collect(output_fields)
-    collect(all_fields, d)
+    d: Mapping[str, Any]
+    if all_fields:
+        d = collect(output_fields)
+        collect(all_fields, d)
+    else:
+        d = of_raw if isinstance(of_raw, dict) else {}
     if source is None:
         source = _text_source(message, d) if m is not None else None
         if source is None and message.startswith("Falco internal:"):
@@ -213,7 +217,11 @@ def alert_from_json(
     else:
         prio = out_prio
     tags_raw = low.get("tags")
-    tags = tuple(str(t) for t in tags_raw) if isinstance(tags_raw, list) else ()
+    tags: tuple[str, ...] = ()
+    if isinstance(tags_raw, list):
+        tags = tuple(tags_raw)
+        if not all(t.__class__ is str for t in tags):
+            tags = tuple(str(t) for t in tags)
     evt_ns = None
     for name in ("evt.time", "evt.time.iso8601", "evt.rawtime"):
         v = of_raw.get(name) if isinstance(of_raw, Mapping) else None
