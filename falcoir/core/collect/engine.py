@@ -272,8 +272,8 @@ class _Run:
             sum(a.bytes for a in arts),
         )
         with self.lock:
-            self.outcomes[name] = out
-        return out
+            self.outcomes.setdefault(name, out)
+            return self.outcomes[name]
 
     def api_call(self, fn: Callable[[], Any]) -> Any:
         with self.slots:
@@ -372,7 +372,12 @@ def collect_processes(run: _Run) -> CollectorOutcome:
 def collect_network(run: _Run) -> CollectorOutcome:
     name = "network"
     tools_side = _side(
-        lambda: run.first_ok(name, "network/netstat.txt", (["netstat", "-tunap"], ["ss", "-tunap"]))
+        lambda: run.first_ok(
+            name,
+            "network/netstat.txt",
+            # busybox's netstat may lack -p: /proc/<pid>/fd gives the owners anyway
+            (["netstat", "-tunap"], ["ss", "-tunap"], ["netstat", "-tuna"]),
+        )
     )
     dump = run.exec(name, "network/proc-net.txt", ["sh", "-c", scripts.NET_DUMP, "sh", run.marker])
     tools = tools_side(run.remaining()) or []
@@ -444,7 +449,7 @@ def collect_files(run: _Run) -> CollectorOutcome:
             art_name,
             (
                 ["ls", "-la", "--time-style=full-iso", path],
-                ["ls", "-lae", path],
+                ["ls", "-la", "--full-time", path],
                 ["ls", "-la", path],
                 ["sh", "-c", scripts.DIR_LIST, "sh", path],
             ),
@@ -753,8 +758,10 @@ COLLECTORS: dict[str, Callable[[_Run], CollectorOutcome]] = {
 
 def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
     """Run ``names`` concurrently until done or the deadline; returns False when
-    interrupted (Ctrl-C). Collectors still running are recorded as timed out."""
-    threads: dict[str, threading.Thread] = {}
+    interrupted (Ctrl-C). Collectors still running are recorded as timed out (or
+    interrupted) and left behind: their threads are daemons, and the sealed bundle
+    refuses their late writes."""
+    done: dict[str, threading.Event] = {n: threading.Event() for n in names}
 
     def body(cname: str) -> None:
         run.emit(CollectorEvent(cname, "start"))
@@ -763,23 +770,25 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
         except BaseException as exc:  # recorded, never lost
             msg = exc.message if isinstance(exc, FalcoirError) else f"{type(exc).__name__}: {exc}"
             out = run.finish(cname, CollectorStatus.FAILED, f"collector error: {msg}", [])
+        finally:
+            done[cname].set()
         run.emit(CollectorEvent(cname, "done", status=out.status, bytes=out.bytes, detail=out.note))
 
     for cname in names:
-        t = threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True)
-        threads[cname] = t
-        t.start()
+        threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True).start()
     interrupted = False
     try:
-        for t in threads.values():
-            t.join(max(0.0, run.deadline_at - time.monotonic()))
+        # Event.wait, not Thread.join: an interrupted join can leave is_alive() wrong.
+        for ev in done.values():
+            ev.wait(max(0.0, run.deadline_at - time.monotonic()))
     except KeyboardInterrupt:
         interrupted = True
-    for cname, t in threads.items():
-        if t.is_alive() and cname not in run.outcomes:
+    for cname, ev in done.items():
+        if not ev.is_set():
             status = CollectorStatus.INTERRUPTED if interrupted else CollectorStatus.TIMEOUT
             why = "interrupted" if interrupted else "did not finish before the deadline"
-            run.finish(cname, status, why, [])
+            with run.lock:
+                run.outcomes[cname] = CollectorOutcome(cname, status, why)
             run.emit(CollectorEvent(cname, "done", status=status, detail=why))
     # Unblock anything still waiting on the others.
     run.procs_ready.set()
@@ -940,11 +949,16 @@ def collect(
     """Every collector into ``writer`` (which is not sealed here: see ``run_collect``).
 
     With ``options.ephemeral_debug``, when the image has no tools, an ephemeral debug
-    container is added (``action_log`` records it) and the in-pod collectors run again
-    there, reading the suspect container through ``/proc/1/root``.
+    container is added (``action_log``, by default the incident's, records it) and the
+    in-pod collectors run again there, reading the suspect container through
+    ``/proc/1/root``.
     """
     opts = options or CollectOptions()
     started = time.monotonic()
+    if action_log is None and writer.actions_path is not None:
+        # The incident's own log (the writer was created for it).
+        operator = writer.info.get("Falcoir-Operator") or None
+        action_log = ActionLog(writer.actions_path, writer.incident_id, operator)
     run = _start(gateway, target, alert, writer, opts, progress, action_log)
     names = [n for n in COLLECTORS if opts.volatile or n not in VOLATILE]
     ok = _run_collectors(run, names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,7 @@ def _assemble_text(
 _SIDEKICK_SOURCES = frozenset({"syscalls"})
 
 
+_NESTED = (dict, list)
 _TOP_KEYS = ("output", "priority", "rule", "time", "source", "tags", "hostname", "uuid")
 
 
@@ -177,6 +179,11 @@ def alert_from_json(
     output_fields: tuple[tuple[str, Any], ...] = ()
     if isinstance(of_raw, Mapping):
         output_fields = tuple(of_raw.items())
+        if any(v.__class__ in _NESTED for _k, v in output_fields):
+            # Keep the Alert hashable: nested values become their JSON text.
+            output_fields = tuple(
+                (k, json.dumps(v) if v.__class__ in _NESTED else v) for k, v in output_fields
+            )
     source = _str(low.get("source"))
     uuid = _str(low.get("uuid"))
     fmt = "sidekick" if (uuid or capitalised or source in _SIDEKICK_SOURCES) else "json"
@@ -264,8 +271,6 @@ _OUTPUT_PREFIX = re.compile(r'"output"\s*:\s*"((?:[^"\\]|\\.)*)', re.I)
 
 def partial_output(text: str) -> str | None:
     """The (possibly cut) ``output`` string of a JSON document that does not parse."""
-    import json
-
     m = _OUTPUT_PREFIX.search(text)
     if m is None:
         return None

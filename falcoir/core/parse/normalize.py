@@ -261,7 +261,13 @@ def normalize(
     vals: dict[str, str] = {}
     for name, keys in slot_cands:
         for key in keys:
-            v = _valid(d[key])
+            raw = d[key]
+            if raw.__class__ is str:
+                if raw in ABSENT or raw.isspace():
+                    continue
+                vals[name] = raw
+                break
+            v = _valid(raw)
             if v is not None:
                 vals[name] = v
                 break
