@@ -91,7 +91,17 @@ def deploy_miner(lab: Lab, ns: str, payload: Path, replicas: int = 2) -> list[di
             },
         }
     )  # fmt: skip
-    return lab.client.wait_until(lambda: running(lab, ns, replicas), timeout=60)  # type: ignore[no-any-return]
+    from falcoir.errors import LabError
+
+    try:
+        return lab.client.wait_until(lambda: running(lab, ns, replicas), timeout=90)  # type: ignore[no-any-return]
+    except LabError:
+        states = [
+            (p["metadata"]["name"], json.dumps(p.get("status"))[:600])
+            for p in lab.client.list("pods", ns)
+        ]
+        events = lab.kubectl("-n", ns, "get", "events").stdout[-2000:]
+        pytest.fail(f"the miner pods did not start: {states}\n{events}")
 
 
 def running(lab: Lab, ns: str, count: int, selector: str = "app=cryptominer") -> list[Any] | None:
