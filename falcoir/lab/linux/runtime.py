@@ -42,6 +42,7 @@ from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, Runtime
 log = logging.getLogger("falcoir.lab.runtime")
 
 SHIM = Path(__file__).resolve().parent / "shim.py"
+ENTER = Path(__file__).resolve().parent / "enter.py"
 POOL_HOSTNAME = "pool.example.com"
 FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
 """Where the ``falco`` image profile has the lab's Falco stand-in."""
@@ -82,7 +83,7 @@ def can_isolate() -> tuple[bool, str]:
         return False, f"not Linux ({sys.platform})"
     if os.geteuid() != 0:
         return False, "not root"
-    for tool in ("ip", "nsenter", "nft"):
+    for tool in ("ip", "nsenter"):
         if shutil.which(tool) is None:
             return False, f"{tool} is not installed"
     if not Path("/proc/self/ns/pid").exists():
@@ -159,6 +160,10 @@ class Pod:
         return [*self.init, *self.containers.values(), *self.ephemeral.values()]
 
 
+class MountError(Exception):
+    """A volume cannot be mounted (the container does not start)."""
+
+
 class _NoEvents:
     def pod_status(self, namespace: str, name: str, uid: str, status: JSON) -> None:
         pass
@@ -194,6 +199,7 @@ class LinuxRuntime:
         self._all_pods: list[JSON] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._warned_nft = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -319,7 +325,7 @@ class LinuxRuntime:
         p.ip = self._subnet.pod_ip(p.index)
         self._record_pod(p)
         await asyncio.to_thread(net.setup_pod, self.lab_id, self._subnet, p.index)
-        if self.enforce_network_policy and self._policies:
+        if self.enforce_network_policy and self._policies and shutil.which("nft"):
             await self._enforce(p)
 
     async def _run(self, p: Pod) -> None:
@@ -525,11 +531,23 @@ class LinuxRuntime:
                 continue
             if vol.get("hostPath"):
                 source = str(vol["hostPath"].get("path", ""))
+                kind = str(vol["hostPath"].get("type") or "")
                 if not os.path.exists(source):
-                    if (vol["hostPath"].get("type") or "") in ("DirectoryOrCreate", ""):
+                    if kind in ("DirectoryOrCreate", ""):  # "": created, as containerd does
                         os.makedirs(source, exist_ok=True)
+                    elif kind == "FileOrCreate":
+                        os.makedirs(os.path.dirname(source) or "/", exist_ok=True)
+                        Path(source).touch()
                     else:
-                        continue
+                        raise MountError(
+                            f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                            f"hostPath type check failed: {source} does not exist"
+                        )
+                elif kind == "Directory" and not os.path.isdir(source):
+                    raise MountError(
+                        f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                        f"hostPath type check failed: {source} is not a directory"
+                    )
             elif "emptyDir" in vol:
                 d = p.dir / "volumes" / str(vol["name"])
                 d.mkdir(parents=True, exist_ok=True)
@@ -570,7 +588,11 @@ class LinuxRuntime:
         self._event(p, "Created", f"Created container {c.name}")
         exitfile = cdir / f"{c.id}.exit"
         if self.isolated:
-            pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            try:
+                pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            except MountError as e:
+                self._event(p, "FailedMount", str(e), "Warning")
+                pid, err = 0, str(e)
         else:
             pid, err = await self._start_plain(c, argv, env, logf, exitfile)
         c.host_pid = pid
@@ -817,8 +839,7 @@ class LinuxRuntime:
             return
         p.stopping = True
         running = [c for c in p.all_containers() if c.state == "running" and c.host_pid]
-        for c in running:
-            self._event(p, "Killing", f"Stopping container {c.name}")
+        for c in running:  # (the server records the Killing event)
             with contextlib.suppress(OSError):
                 os.kill(c.host_pid, signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, min(float(grace_seconds), MAX_GRACE_SECONDS))
@@ -966,6 +987,11 @@ class LinuxRuntime:
                 f'exec failed: unable to start container process: exec: "{argv[0]}": '
                 "executable file not found in $PATH: unknown"
             )
+        if self.isolated and tty:
+            procs = [str(d / "cgroup.procs") for d in c.cgroup_dirs]
+            full = [sys.executable, "-I", "-S", str(ENTER), str(c.host_pid),
+                    "1" if p.netns else "0", str(len(procs)), *procs, "--", *argv]  # fmt: skip
+            return await Exec.start(full, env=dict(c.env), stdin=stdin, tty=True, helper=True)
         if self.isolated:
             enter = [
                 "nsenter",
@@ -1026,6 +1052,12 @@ class LinuxRuntime:
                 await self.kill_pod(p.pod, 0)
         if not self.enforce_network_policy or not self.isolated:
             return
+        if shutil.which("nft") is None:
+            if policies and not self._warned_nft:
+                log.warning("falcoir lab: nft (nftables) is not installed: NetworkPolicies are "
+                            "not enforced")  # fmt: skip
+                self._warned_nft = True
+            return
         async with self._lock:
             for p in list(self._pods.values()):
                 if p.netns:
@@ -1065,14 +1097,20 @@ class Exec:
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader | None,
         master: int | None,
+        helper: bool = False,
     ) -> None:
+        self._helper = helper
         self._proc = proc
         self.stdout = stdout
         self.stderr = stderr
         self._master = master
 
     @classmethod
-    async def start(cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool) -> Exec:
+    async def start(
+        cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool, helper: bool = False
+    ) -> Exec:
+        """``helper``: ``argv`` is :mod:`falcoir.lab.linux.enter`, which makes the command
+        a session leader on the terminal itself (inside the container's pid namespace)."""
         loop = asyncio.get_running_loop()
         if not tty:
             proc = await asyncio.create_subprocess_exec(
@@ -1095,7 +1133,8 @@ class Exec:
                 stdout=slave,
                 stderr=slave,
                 env={**env, "TERM": env.get("TERM", "xterm")},
-                preexec_fn=_make_controlling_tty,
+                start_new_session=helper,
+                preexec_fn=None if helper else _make_controlling_tty,
             )
         except BaseException:
             os.close(master)
@@ -1118,7 +1157,7 @@ class Exec:
                 reader.feed_eof()
 
         loop.add_reader(master, readable)
-        return cls(proc, reader, None, master)
+        return cls(proc, reader, None, master, helper)
 
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
@@ -1163,6 +1202,10 @@ class Exec:
         return 128 - rc if rc < 0 else rc
 
     def kill(self) -> None:
+        if self._helper and self._proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self._proc.pid, signal.SIGTERM)  # the helper kills the command
+            return
         with contextlib.suppress(OSError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
