@@ -21,8 +21,6 @@ from falcoir.core.parse.textline import (
 if TYPE_CHECKING:
     from falcoir.core.parse.rules import RuleSet
 
-_AUDIT_HINT_KEYS = ("resource", "verb")
-
 
 def _text_source(message: str, keys: Mapping[str, str]) -> str | None:
     if message.startswith("Falco internal:"):
@@ -132,7 +130,6 @@ _SIDEKICK_SOURCES = frozenset({"syscalls"})
 
 
 _NESTED = (dict, list)
-_TOP_KEYS = ("output", "priority", "rule", "time", "source", "tags", "hostname", "uuid")
 
 
 def _str(value: Any) -> str | None:
@@ -236,6 +233,11 @@ def alert_from_json(
             evt_ns = v
             break
     rule = _str(low.get("rule"))
+    if rule is None and rules is not None and m is not None:
+        # A payload without its rule (some Falcosidekick tests): name it by template.
+        named = alert_from_text(output_s, rules=rules)
+        if named is not None:
+            rule = named.rule
     time = _str(low.get("time")) or out_time
     return fast_new(
         Alert,

@@ -26,7 +26,6 @@ EXEPATH = ("proc.exepath", "proc_exepath", "exepath", "exe_path")
 CWD = ("proc.cwd", "proc_cwd", "cwd")
 USER = ("user.name", "user", "user_name", "username")
 PARENT = ("proc.pname", "parent", "proc_pname", "pname", "parent_process", "parent_name")
-PPID_NAMES = PPID
 CONTAINER_ID = ("container.id", "container_id", "containerid")
 CONTAINER_FULL_ID = ("container.full_id", "container_full_id")
 CONTAINER_NAME = ("container.name", "container_name")
