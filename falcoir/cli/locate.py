@@ -1,8 +1,8 @@
 """`falcoir locate`: from a Falco alert (or ``--pod``) to the pod, container and process.
 
-The result goes to stdout (a table, or JSON/JSONL/YAML with ``-o``); how it was found
-goes to stderr as it happens, with every value from the alert or the cluster
-neutralised first.
+With ``-o json|jsonl|yaml`` the result goes to stdout; the human table, and how the
+target was found as it happens, go to stderr (product contract: stdout carries nothing
+but machine output), with every value from the alert or the cluster neutralised first.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def locate_command(
 
         write_machine(target.to_dict(), output)
     else:
-        typer.echo(render_target(target))
+        typer.echo(render_target(target), err=True)
 
 
 def render_target(target: Target) -> str:

@@ -48,13 +48,13 @@ def test_text_alert_json_output(world: World) -> None:
     assert "locate:" in result.stderr and "asking 3 Falco pods" in result.stderr
 
 
-def test_table_to_stdout_progress_to_stderr(world: World) -> None:
+def test_table_and_progress_to_stderr_stdout_empty(world: World) -> None:
     result = runner.invoke(app, ["locate", WALKTHROUGH])
     assert result.exit_code == 0, result.stderr
-    assert f"default/{POD}" in result.stdout
-    assert "ReplicaSet cryptominer-demo-7d9f8b6c5 -> Deployment cryptominer-demo" in result.stdout
-    assert "7 in the container, 12345 on the node" in result.stdout
-    assert "locate:" not in result.stdout
+    assert f"default/{POD}" in result.stderr
+    assert "ReplicaSet cryptominer-demo-7d9f8b6c5 -> Deployment cryptominer-demo" in result.stderr
+    assert "7 in the container, 12345 on the node" in result.stderr
+    assert result.stdout == ""
 
 
 def test_json_alert_from_file(world: World, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_hostile_values_are_neutralised(world: World) -> None:
     assert pod["metadata"]["name"] == "evil"
     result = runner.invoke(app, ["locate", "--pod", "default/evil"])
     assert result.exit_code == 0
-    assert "\x1b" not in result.stdout and "img\\x1b[31mred" in result.stdout
+    assert "\x1b" not in result.stderr and "img\\x1b[31mred" in result.stderr
 
 
 def test_pod_flag_with_the_alert_uses_it_for_the_container_and_pid(world: World) -> None:
