@@ -106,8 +106,8 @@ def test_pod_flag_and_table(lab: Any, cryptominer: Any) -> None:
     ref = f"{cryptominer.namespace}/{cryptominer.pod}"
     res = falcoir("locate", "--kubeconfig", _kc(lab), "--pod", ref)
     assert res.returncode == 0, res.stderr
-    assert ref in res.stdout
-    assert "pod-flag" in res.stdout and "Deployment cryptominer-demo" in res.stdout
+    assert ref in res.stderr and res.stdout == ""
+    assert "pod-flag" in res.stderr and "Deployment cryptominer-demo" in res.stderr
 
 
 def test_scan_within_a_selector_finds_the_process_inside(lab: Any, cryptominer: Any) -> None:
