@@ -1,0 +1,931 @@
+"""Evidence bundles: a BagIt bag (RFC 8493) written as evidence arrives, and its checks.
+
+Layout of a bundle directory (and of the ``.tar.gz`` made from it)::
+
+    <incident>-<UTC time>/
+      bagit.txt  bag-info.txt  manifest-sha256.txt  tagmanifest-sha256.txt
+      data/
+        alert.txt              the alert exactly as received (when there was one)
+        target.json            the located target
+        <artifact>             raw bytes of each artifact (command stdout, API object...)
+        <artifact>.stderr      raw stderr of a command, when it wrote any
+        <artifact>.meta.json   argv, container, UTC start/end, exit code, stderr, byte
+                               count, truncation flag, status, sha256
+        index.json             every artifact's metadata in one list (at sealing)
+        actions.jsonl          the incident's append-only action log (at sealing)
+
+Artifacts are written to ``data/`` as they arrive and their sidecar as each one ends,
+so a crash keeps what was captured. :meth:`BundleWriter.finalize` seals the bag with the
+``bagit`` library (manifests, tag manifest, ``bag-info.txt``) and writes the archive;
+:meth:`BundleWriter.reopen` lets a later step add files and seal it again.
+
+:func:`verify` checks a directory or an archive; archives are never extracted blindly:
+every member is checked (no absolute paths, no ``..``, no links or devices, one top
+directory, bounded sizes) and copied out by hand into a private temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from falcoir import __version__
+from falcoir.core.incident import Incident, iso, utc_now
+from falcoir.core.target import Target
+from falcoir.core.text import decode_hostile, neutralize
+from falcoir.errors import FalcoirError, InputError
+
+BAGIT_VERSION = "1.0"
+ALGORITHM = "sha256"
+META_SUFFIX = ".meta.json"
+STDERR_SUFFIX = ".stderr"
+INDEX_NAME = "index.json"
+ACTIONS_NAME = "actions.jsonl"
+ALERT_NAME = "alert.txt"
+TARGET_NAME = "target.json"
+RESERVED_NAMES = frozenset({INDEX_NAME, ACTIONS_NAME, ALERT_NAME, TARGET_NAME})
+
+# bag-info.txt keys (stable: scripts and auditors read them).
+INFO_INCIDENT = "Falcoir-Incident"
+INFO_ALERT = "Falcoir-Alert"
+INFO_TARGET = "Falcoir-Target"
+INFO_CONTEXT = "Falcoir-Context"
+INFO_VERSION = "Falcoir-Version"
+INFO_OPERATOR = "Falcoir-Operator"
+INFO_COMPLETE = "Falcoir-Complete"
+INFO_STARTED = "Falcoir-Started"
+INFO_SEALED = "Falcoir-Sealed"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+_STDERR_KEEP_IN_META = 64 * 1024
+_ARCHIVE_MAX_MEMBERS = 100_000
+_ARCHIVE_MAX_BYTES = 64 * 1024**3
+
+# bagit's writer changes the process's working directory while it works: one at a time.
+_BAGIT_LOCK = threading.Lock()
+
+
+def _bagit() -> Any:
+    """The ``bagit`` module, with its logger kept off the terminal (it prints file
+    names from the bag, which may be hostile); falcoir reports problems itself."""
+    import logging
+
+    import bagit
+
+    logger = logging.getLogger("bagit")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return bagit
+
+
+class BundleError(FalcoirError):
+    """A bundle could not be written or read."""
+
+
+class ArtifactStatus(StrEnum):
+    """What became of one artifact (stable JSON values)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    """Ran but failed (non-zero exit), or the API refused."""
+    NOT_FOUND = "not-found"
+    """The tool does not exist in the image."""
+    TIMEOUT = "timeout"
+    TRUNCATED = "truncated"
+    """Complete up to the byte limit, the rest dropped."""
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class ArtifactMeta:
+    """How an artifact was obtained. Everything is optional but ``status``."""
+
+    status: ArtifactStatus = ArtifactStatus.OK
+    collector: str | None = None
+    source: str = "exec"
+    """``exec`` (a command in a container), ``api`` (the API server), ``falcoir``
+    (derived by falcoir from other artifacts), ``input`` (given to falcoir)."""
+    argv: tuple[str, ...] | None = None
+    container: str | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+    exit_code: int | None = None
+    stderr: bytes = b""
+    truncated: bool = False
+    error: str | None = None
+    note: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file of evidence in ``data/``, with how it was obtained.
+
+    ``to_dict`` keys ``name path sha256 bytes exit_code status`` are a stable contract.
+    """
+
+    name: str
+    path: str
+    """Relative to the bundle directory (``data/...``)."""
+    sha256: str
+    bytes: int
+    status: ArtifactStatus
+    exit_code: int | None = None
+    collector: str | None = None
+    source: str = "exec"
+    argv: tuple[str, ...] | None = None
+    container: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    truncated: bool = False
+    error: str | None = None
+    note: str | None = None
+    stderr_path: str | None = None
+    stderr_bytes: int = 0
+    mode: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ArtifactStatus.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "exit_code": self.exit_code,
+            "status": self.status.value,
+            "collector": self.collector,
+            "source": self.source,
+            "argv": list(self.argv) if self.argv is not None else None,
+            "container": self.container,
+            "started": self.started,
+            "ended": self.ended,
+            "truncated": self.truncated,
+            "error": self.error,
+            "note": self.note,
+            "stderr_path": self.stderr_path,
+            "stderr_bytes": self.stderr_bytes,
+            "mode": self.mode,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Artifact:
+        argv = doc.get("argv")
+        return cls(
+            name=str(doc["name"]),
+            path=str(doc["path"]),
+            sha256=str(doc.get("sha256") or ""),
+            bytes=int(doc.get("bytes") or 0),
+            status=ArtifactStatus(doc.get("status", "ok")),
+            exit_code=doc.get("exit_code"),
+            collector=doc.get("collector"),
+            source=str(doc.get("source") or "exec"),
+            argv=tuple(str(a) for a in argv) if isinstance(argv, list) else None,
+            container=doc.get("container"),
+            started=doc.get("started"),
+            ended=doc.get("ended"),
+            truncated=bool(doc.get("truncated")),
+            error=doc.get("error"),
+            note=doc.get("note"),
+            stderr_path=doc.get("stderr_path"),
+            stderr_bytes=int(doc.get("stderr_bytes") or 0),
+            mode=doc.get("mode"),
+            extra=dict(doc.get("extra") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    dir: Path
+    archive: Path
+    archive_sha256: str
+    complete: bool
+    artifacts: tuple[Artifact, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.dir),
+            "archive": str(self.archive),
+            "archive_sha256": self.archive_sha256,
+            "complete": self.complete,
+        }
+
+
+def _check_name(name: str) -> str:
+    if (
+        not _NAME_RE.match(name)
+        or any(part in {".", ".."} for part in name.split("/"))
+        or name.endswith((META_SUFFIX, STDERR_SUFFIX))
+        or name in RESERVED_NAMES
+    ):
+        raise BundleError(f"not a valid artifact name: {name!r}")
+    return name
+
+
+def safe_component(text: str, *, fallback: str = "x", max_len: int = 60) -> str:
+    """A file-name component made from untrusted text (container names, paths)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return (cleaned or fallback)[:max_len]
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _meta_doc(art: Artifact, stderr: bytes) -> dict[str, Any]:
+    doc = art.to_dict()
+    shown = stderr[:_STDERR_KEEP_IN_META]
+    doc["stderr"] = decode_hostile(shown)
+    doc["stderr_in_meta_truncated"] = len(stderr) > len(shown)
+    return doc
+
+
+class ArtifactStream(io.RawIOBase):
+    """A binary file for one streamed artifact: hashes and counts as it writes, keeps
+    at most ``max_bytes`` (the rest is counted and dropped). :meth:`commit` records it."""
+
+    def __init__(self, writer: BundleWriter, name: str, path: Path, max_bytes: int | None) -> None:
+        super().__init__()
+        self._writer = writer
+        self.name_ = name
+        self.path = path
+        self._fh: BinaryIO | None = path.open("xb")
+        self._digest = hashlib.sha256()
+        self.max_bytes = max_bytes
+        self.kept = 0
+        self.seen = 0
+        self.committed: Artifact | None = None
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        with self._lock:
+            self.seen += len(chunk)
+            room = len(chunk) if self.max_bytes is None else max(0, self.max_bytes - self.kept)
+            part = chunk[:room]
+            if part and self._fh is not None:
+                self._fh.write(part)
+                self._digest.update(part)
+                self.kept += len(part)
+        return len(chunk)
+
+    @property
+    def truncated(self) -> bool:
+        return self.seen > self.kept
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        super().close()
+
+    def commit(self, meta: ArtifactMeta, *, mode: int | None = None) -> Artifact:
+        """Close the file and record the artifact (``truncated`` is set from what this
+        stream dropped as well as from ``meta``)."""
+        with self._lock:
+            if self._fh is not None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+                self._fh = None
+        truncated = meta.truncated or self.truncated
+        status = meta.status
+        if truncated and status is ArtifactStatus.OK:
+            status = ArtifactStatus.TRUNCATED
+        meta = replace(meta, truncated=truncated, status=status)
+        art = self._writer._record(
+            self.name_, self.path, self._digest.hexdigest(), self.kept, meta, mode=mode
+        )
+        self.committed = art
+        return art
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.committed is None:
+            why = "interrupted" if exc_type is not None else "not committed"
+            self.commit(
+                ArtifactMeta(
+                    status=ArtifactStatus.INTERRUPTED,
+                    error=f"{why}: {exc_type.__name__ if exc_type else 'no result'}",
+                )
+            )
+        self.close()
+
+
+class BundleWriter:
+    """Writes one evidence bundle for an incident. Thread-safe for adding artifacts."""
+
+    def __init__(self, directory: Path, incident_id: str, info: dict[str, str]) -> None:
+        self.dir = directory
+        self.data = directory / "data"
+        self.incident_id = incident_id
+        self.info = info
+        self.actions_path: Path | None = None
+        self._artifacts: dict[str, Artifact] = {}
+        self._lock = threading.Lock()
+        self.sealed: BundleResult | None = None
+        self.previous_complete: bool | None = None
+
+    # -- creation ------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        out_dir: Path,
+        incident: Incident,
+        *,
+        alert_raw: str | None,
+        target: Target | None,
+        context: str,
+        operator: str,
+    ) -> BundleWriter:
+        """A new bundle directory ``out_dir/<incident>-<UTC time>`` (``-2``, ``-3``...
+        when it exists), already a valid (empty) BagIt bag."""
+        bagit = _bagit()
+
+        started = utc_now()
+        out_dir = out_dir.expanduser().resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        base = f"{incident.id}-{started:%Y%m%dT%H%M%SZ}"
+        directory = out_dir / base
+        n = 1
+        while True:
+            try:
+                directory.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                directory = out_dir / f"{base}-{n}"
+        os.chmod(directory, 0o700)
+        target_text = ""
+        if target is not None:
+            target_text = f"{target.namespace}/{target.pod}"
+            if target.container:
+                target_text += f" container={target.container}"
+        info = {
+            "External-Identifier": incident.id,
+            INFO_INCIDENT: incident.id,
+            INFO_ALERT: neutralize(alert_raw or "")[:8192],
+            INFO_TARGET: neutralize(target_text),
+            INFO_CONTEXT: neutralize(context),
+            INFO_VERSION: __version__,
+            INFO_OPERATOR: neutralize(operator),
+            INFO_STARTED: iso(started),
+            INFO_COMPLETE: "false",
+            "Bag-Software-Agent": f"falcoir {__version__} (bagit.py {bagit.VERSION})",
+        }
+        # bagit makes the directory a bag: an empty data/ plus tag files.
+        with _BAGIT_LOCK, _restore_cwd():
+            bagit.make_bag(str(directory), dict(info), checksums=[ALGORITHM])
+            (directory / "bagit.txt").write_text(
+                f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n",
+                encoding="utf-8",
+            )
+            bagit.Bag(str(directory)).save()
+        writer = cls(directory, incident.id, info)
+        writer.actions_path = incident.actions_path
+        if alert_raw is not None:
+            writer.add_bytes(
+                ALERT_NAME,
+                alert_raw.encode("utf-8", errors="surrogateescape"),
+                ArtifactMeta(source="input", collector="alert"),
+                _reserved=True,
+            )
+        if target is not None:
+            writer.add_bytes(
+                TARGET_NAME,
+                (json.dumps(target.to_dict(), indent=2, ensure_ascii=False) + "\n").encode(),
+                ArtifactMeta(source="falcoir", collector="target"),
+                _reserved=True,
+            )
+        return writer
+
+    @classmethod
+    def reopen(cls, directory: Path, *, actions_path: Path | None = None) -> BundleWriter:
+        """An existing bundle, to add files and seal again (``finalize``)."""
+        bagit = _bagit()
+
+        directory = directory.expanduser().resolve()
+        try:
+            bag = bagit.Bag(str(directory))
+        except bagit.BagError as exc:
+            raise BundleError(f"{directory} is not a bundle: {exc}") from exc
+        info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
+        incident_id = info.get(INFO_INCIDENT, "")
+        writer = cls(directory, incident_id, info)
+        writer.previous_complete = info.get(INFO_COMPLETE) == "true"
+        writer.actions_path = actions_path
+        for art in _load_index(directory):
+            writer._artifacts[art.name] = art
+        return writer
+
+    # -- adding artifacts ----------------------------------------------------------
+    def _path_for(self, name: str) -> Path:
+        path = self.data / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _unique(self, name: str) -> str:
+        with self._lock:
+            if name not in self._artifacts and not (self.data / name).exists():
+                self._artifacts[name] = Artifact(name, "", "", 0, ArtifactStatus.INTERRUPTED)
+                return name
+            stem, dot, ext = name.rpartition(".")
+            if not dot or "/" in ext:
+                stem, ext = name, ""
+            for n in range(2, 10_000):
+                cand = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+                if cand not in self._artifacts and not (self.data / cand).exists():
+                    self._artifacts[cand] = Artifact(cand, "", "", 0, ArtifactStatus.INTERRUPTED)
+                    return cand
+        raise BundleError(f"too many artifacts named {name!r}")
+
+    def add_bytes(
+        self,
+        name: str,
+        data: bytes,
+        meta: ArtifactMeta | None = None,
+        *,
+        mode: int | None = None,
+        _reserved: bool = False,
+    ) -> Artifact:
+        """Write one artifact (``name`` is a relative path of ``[A-Za-z0-9._-]``
+        components; a suffix is added if taken). Returns what was recorded."""
+        if not _reserved:
+            _check_name(name)
+        name = self._unique(name)
+        path = self._path_for(name)
+        with path.open("xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        digest = hashlib.sha256(data).hexdigest()
+        return self._record(name, path, digest, len(data), meta or ArtifactMeta(), mode=mode)
+
+    def open_stream(self, name: str, *, max_bytes: int | None = None) -> ArtifactStream:
+        """A binary file to stream one artifact into; use as a context manager and call
+        ``commit(meta)`` (an uncommitted stream is recorded as interrupted)."""
+        _check_name(name)
+        name = self._unique(name)
+        return ArtifactStream(self, name, self._path_for(name), max_bytes)
+
+    def _record(
+        self, name: str, path: Path, digest: str, size: int, meta: ArtifactMeta, *, mode: int | None
+    ) -> Artifact:
+        stderr_path = None
+        if meta.stderr:
+            err_file = path.with_name(path.name + STDERR_SUFFIX)
+            with err_file.open("xb") as fh:
+                fh.write(meta.stderr)
+            stderr_path = str(err_file.relative_to(self.dir))
+        if mode is not None:
+            os.chmod(path, mode)
+        art = Artifact(
+            name=name,
+            path=str(path.relative_to(self.dir)),
+            sha256=digest,
+            bytes=size,
+            status=meta.status,
+            exit_code=meta.exit_code,
+            collector=meta.collector,
+            source=meta.source,
+            argv=tuple(meta.argv) if meta.argv is not None else None,
+            container=meta.container,
+            started=iso(meta.started) if meta.started else None,
+            ended=iso(meta.ended) if meta.ended else None,
+            truncated=meta.truncated,
+            error=meta.error,
+            note=meta.note,
+            stderr_path=stderr_path,
+            stderr_bytes=len(meta.stderr),
+            mode=f"{stat.S_IMODE(path.stat().st_mode):04o}",
+            extra=dict(meta.extra),
+        )
+        sidecar = path.with_name(path.name + META_SUFFIX)
+        tmp = sidecar.with_name(sidecar.name + ".tmp")
+        tmp.write_text(
+            json.dumps(_meta_doc(art, meta.stderr), indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+        tmp.replace(sidecar)
+        with self._lock:
+            self._artifacts[name] = art
+        return art
+
+    @property
+    def artifacts(self) -> list[Artifact]:
+        with self._lock:
+            return [a for a in self._artifacts.values() if a.path]
+
+    # -- sealing -------------------------------------------------------------------
+    def finalize(self, complete: bool) -> BundleResult:
+        """Copy the action log in, write ``index.json``, seal the bag (manifests,
+        tag manifest, ``bag-info.txt``) and write ``<dir>.tar.gz``."""
+        bagit = _bagit()
+
+        arts = sorted(self.artifacts, key=lambda a: a.name)
+        for stale in (self.data / INDEX_NAME, self.data / ACTIONS_NAME):
+            if stale.exists():
+                stale.unlink()
+        if self.actions_path is not None and self.actions_path.exists():
+            shutil.copyfile(self.actions_path, self.data / ACTIONS_NAME)
+        index = {
+            "incident": self.incident_id,
+            "complete": complete,
+            "artifacts": [a.to_dict() for a in arts],
+        }
+        (self.data / INDEX_NAME).write_text(
+            json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        # A leftover half-written sidecar would make the bag lie: drop it.
+        for tmp in self.data.rglob("*" + META_SUFFIX + ".tmp"):
+            tmp.unlink()
+        with _BAGIT_LOCK, _restore_cwd():
+            bag = bagit.Bag(str(self.dir))
+            bag.info.update(self.info)
+            bag.info[INFO_COMPLETE] = "true" if complete else "false"
+            bag.info[INFO_SEALED] = iso(utc_now())
+            bag.info["Bagging-Date"] = f"{utc_now():%Y-%m-%d}"
+            bag.save(manifests=True)
+            self.info = {str(k): str(v) for k, v in bag.info.items()}
+        archive = self.dir.with_name(self.dir.name + ".tar.gz")
+        archive_sha = _write_archive(self.dir, archive)
+        self.sealed = BundleResult(self.dir, archive, archive_sha, complete, tuple(arts))
+        return self.sealed
+
+
+@contextlib.contextmanager
+def _restore_cwd() -> Iterator[None]:
+    old = os.getcwd()
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _write_archive(directory: Path, archive: Path) -> str:
+    """``directory`` as a gzip'd tar (regular files and directories only, owner
+    numeric 0, modes as on disk), written atomically; returns its SHA-256."""
+    tmp = archive.with_name(archive.name + ".part")
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        root = directory.name
+        tar.add(directory, arcname=root, recursive=False, filter=clean)
+        for path in sorted(directory.rglob("*")):
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                continue
+            tar.add(
+                path, arcname=f"{root}/{path.relative_to(directory)}", recursive=False, filter=clean
+            )
+    digest, _ = _sha256_file(tmp)
+    tmp.replace(archive)
+    archive.with_name(archive.name + ".sha256").write_text(
+        f"{digest}  {archive.name}\n", encoding="utf-8"
+    )
+    return digest
+
+
+def _load_index(directory: Path) -> list[Artifact]:
+    """Artifacts of a bundle: from its sidecars (they are written as artifacts end, so
+    they survive a crash before ``index.json``)."""
+    data = directory / "data"
+    found: list[Artifact] = []
+    for sidecar in sorted(data.rglob("*" + META_SUFFIX)):
+        try:
+            doc = json.loads(sidecar.read_text(encoding="utf-8"))
+            found.append(Artifact.from_dict(doc))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+# -- reading and verifying -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    path: str
+    kind: str
+    """``checksum-mismatch``, ``missing``, ``unexpected``, ``structure``, ``unsafe-path``,
+    ``archive``, ``oxum``."""
+    message: str
+    expected: str | None = None
+    found: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "message": self.message,
+            "expected": self.expected,
+            "found": self.found,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    path: Path
+    ok: bool
+    problems: tuple[VerifyProblem, ...] = ()
+    files_checked: int = 0
+    info: Mapping[str, str] = field(default_factory=dict)
+    archive_sha256: str | None = None
+    archive_sha256_expected: str | None = None
+
+    @property
+    def incident(self) -> str | None:
+        return self.info.get(INFO_INCIDENT)
+
+    @property
+    def complete(self) -> bool | None:
+        value = self.info.get(INFO_COMPLETE)
+        return None if value is None else value == "true"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "incident": self.incident,
+            "complete": self.complete,
+            "files_checked": self.files_checked,
+            "problems": [p.to_dict() for p in self.problems],
+            "bag_info": dict(self.info),
+            "archive_sha256": self.archive_sha256,
+        }
+
+
+def verify(path: Path) -> VerifyReport:
+    """Check every hash of a bundle (directory or ``.tar.gz``) and say what is wrong."""
+    path = path.expanduser()
+    if path.is_dir():
+        return _verify_dir(path, path)
+    if path.is_file():
+        return _verify_archive(path)
+    raise InputError(f"no such bundle: {path}")
+
+
+def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
+    bagit = _bagit()
+
+    problems: list[VerifyProblem] = []
+    try:
+        bag = bagit.Bag(str(directory))
+    except bagit.BagError as exc:
+        return VerifyReport(shown, False, (VerifyProblem(".", "structure", str(exc)),))
+    info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
+    entries = bag.entries
+    try:
+        bag.validate()
+    except bagit.BagValidationError as exc:
+        problems.extend(_problems_from(exc))
+        if not exc.details:
+            # Oxum or structure failures stop bagit early; look at every file anyway.
+            problems.extend(_hash_everything(directory, entries))
+    except bagit.BagError as exc:
+        problems.append(VerifyProblem(".", "structure", str(exc)))
+    for required in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bag-info.txt"):
+        if not (directory / required).is_file():
+            problems.append(VerifyProblem(required, "missing", f"{required} is missing"))
+    unique = list(dict.fromkeys(problems))
+    return VerifyReport(shown, not unique, tuple(unique), files_checked=len(entries), info=info)
+
+
+def _problems_from(exc: Any) -> list[VerifyProblem]:
+    bagit = _bagit()
+
+    out: list[VerifyProblem] = []
+    for d in exc.details or ():
+        if isinstance(d, bagit.ChecksumMismatch):
+            out.append(
+                VerifyProblem(d.path, "checksum-mismatch", "content changed", d.expected, d.found)
+            )
+        elif isinstance(d, bagit.FileMissing):
+            out.append(VerifyProblem(d.path, "missing", "listed in a manifest but missing"))
+        elif isinstance(d, bagit.UnexpectedFile):
+            out.append(VerifyProblem(d.path, "unexpected", "present but in no manifest"))
+        else:
+            out.append(VerifyProblem(getattr(d, "path", "."), "structure", str(d)))
+    if not out:
+        kind = "oxum" if "Oxum" in str(exc.message) else "structure"
+        out.append(VerifyProblem(".", kind, str(exc.message)))
+    return out
+
+
+def _hash_everything(
+    directory: Path, entries: Mapping[str, Mapping[str, str]]
+) -> list[VerifyProblem]:
+    out: list[VerifyProblem] = []
+    root = directory.resolve()
+    for rel, hashes in sorted(entries.items()):
+        expected = hashes.get(ALGORITHM)
+        if expected is None:
+            continue
+        full = (directory / rel).resolve()
+        if root not in full.parents:
+            out.append(VerifyProblem(rel, "unsafe-path", "outside the bundle"))
+            continue
+        if not full.is_file():
+            out.append(VerifyProblem(rel, "missing", "listed in a manifest but missing"))
+            continue
+        found, _ = _sha256_file(full)
+        if found != expected.lower():
+            out.append(VerifyProblem(rel, "checksum-mismatch", "content changed", expected, found))
+    return out
+
+
+def _verify_archive(archive: Path) -> VerifyReport:
+    problems: list[VerifyProblem] = []
+    actual, _ = _sha256_file(archive)
+    expected = None
+    sidecar = archive.with_name(archive.name + ".sha256")
+    if sidecar.is_file():
+        expected = sidecar.read_text(encoding="utf-8", errors="replace").split(" ", 1)[0].strip()
+        if expected and expected.lower() != actual:
+            problems.append(
+                VerifyProblem(
+                    archive.name,
+                    "checksum-mismatch",
+                    "archive differs from its .sha256",
+                    expected,
+                    actual,
+                )
+            )
+    with tempfile.TemporaryDirectory(prefix="falcoir-verify-") as tmp:
+        try:
+            top = safe_extract(archive, Path(tmp))
+        except BundleError as exc:
+            problems.append(VerifyProblem(archive.name, "archive", exc.message))
+            return VerifyReport(archive, False, tuple(problems), archive_sha256=actual)
+        report = _verify_dir(Path(tmp) / top, archive)
+    all_problems = tuple(problems) + report.problems
+    return replace(
+        report,
+        ok=not all_problems,
+        problems=all_problems,
+        archive_sha256=actual,
+        archive_sha256_expected=expected,
+    )
+
+
+def safe_extract(
+    archive: Path,
+    dest: Path,
+    *,
+    max_members: int = _ARCHIVE_MAX_MEMBERS,
+    max_bytes: int = _ARCHIVE_MAX_BYTES,
+) -> str:
+    """Copy a bundle archive's regular files into ``dest`` after checking every member:
+    one top directory, relative paths without ``..``, no links, devices or fifos,
+    bounded count and size. Returns the top directory's name. Raises ``BundleError``."""
+    try:
+        tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 (closed by "with tar" below)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"not a readable .tar.gz: {exc}") from exc
+    top: str | None = None
+    total = 0
+    count = 0
+    with tar:
+        try:
+            for member in tar:
+                count += 1
+                if count > max_members:
+                    raise BundleError(f"more than {max_members} members")
+                name = member.name
+                parts = name.split("/")
+                if (
+                    name.startswith("/")
+                    or "\\" in name
+                    or any(p in {"", ".", ".."} for p in parts)
+                    or "\x00" in name
+                ):
+                    raise BundleError(f"unsafe member path {name!r}")
+                if top is None:
+                    top = parts[0]
+                elif parts[0] != top:
+                    raise BundleError(f"member {name!r} outside the top directory {top!r}")
+                target = dest.joinpath(*parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isreg():
+                    raise BundleError(f"member {name!r} is not a regular file or directory")
+                total += member.size
+                if total > max_bytes:
+                    raise BundleError(f"more than {max_bytes} bytes")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                if src is None:
+                    raise BundleError(f"cannot read member {name!r}")
+                with src, target.open("xb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BundleError(f"archive is damaged: {exc}") from exc
+    if top is None:
+        raise BundleError("empty archive")
+    return top
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    """What ``bundle show`` prints: the bag's info and each artifact."""
+
+    path: Path
+    info: Mapping[str, str]
+    artifacts: tuple[Artifact, ...]
+    actions: tuple[Mapping[str, Any], ...]
+    verify: VerifyReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "incident": self.info.get(INFO_INCIDENT),
+            "complete": self.info.get(INFO_COMPLETE) == "true",
+            "bag_info": dict(self.info),
+            "verified": self.verify.ok,
+            "problems": [p.to_dict() for p in self.verify.problems],
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "actions": [dict(a) for a in self.actions],
+        }
+
+
+def summarize(path: Path) -> BundleSummary:
+    """Read a bundle (directory or archive, the latter copied out with checks)."""
+    path = path.expanduser()
+    if path.is_dir():
+        return _summarize_dir(path, path)
+    if not path.is_file():
+        raise InputError(f"no such bundle: {path}")
+    with tempfile.TemporaryDirectory(prefix="falcoir-show-") as tmp:
+        top = safe_extract(path, Path(tmp))
+        summary = _summarize_dir(Path(tmp) / top, path)
+        report = verify(path)
+        return replace(summary, verify=report)
+
+
+def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
+    report = _verify_dir(directory, shown)
+    arts: list[Artifact] = []
+    index = directory / "data" / INDEX_NAME
+    if index.is_file():
+        try:
+            doc = json.loads(index.read_text(encoding="utf-8"))
+            arts = [Artifact.from_dict(a) for a in doc.get("artifacts", [])]
+        except (ValueError, KeyError, TypeError):
+            arts = []
+    if not arts:
+        arts = _load_index(directory)
+    actions: list[Mapping[str, Any]] = []
+    log = directory / "data" / ACTIONS_NAME
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                if line.strip():
+                    actions.append(json.loads(line))
+    return BundleSummary(shown, dict(report.info), tuple(arts), tuple(actions), report)
+
+
+def artifact_names(arts: Sequence[Artifact]) -> list[str]:
+    return [a.name for a in arts]
