@@ -256,10 +256,16 @@ class FakeBackend:
         return {"pod": target.pod, "deleted": not dry_run, "owner_effect": "recreated"}
 
     def add_to_bundle(
-        self, bundle_dir: Path, files: Mapping[str, bytes], complete: bool
+        self,
+        bundle_dir: Path,
+        files: Mapping[str, bytes],
+        complete: bool,
+        incident: Incident | None,
     ) -> dict[str, Any]:
         s = self._enter("report")
         bundle = next(b for b in self.bundles if b.dir == bundle_dir)
+        if incident is not None and incident.actions_path.exists():
+            files = {**files, "actions.jsonl": incident.actions_path.read_bytes()}
         for name, data in files.items():
             (bundle_dir / "data" / name).write_bytes(data)
             bundle.files["data/" + name] = data

@@ -138,8 +138,13 @@ class Backend(Protocol):
     ) -> JSONDict: ...
 
     def add_to_bundle(
-        self, bundle_dir: Path, files: Mapping[str, bytes], complete: bool
+        self,
+        bundle_dir: Path,
+        files: Mapping[str, bytes],
+        complete: bool,
+        incident: Incident | None,
     ) -> JSONDict:
-        """Reopen a sealed bundle, add ``files`` (relative names under ``data/``), seal
-        again; returns the new seal result."""
+        """Reopen a sealed bundle, add ``files`` (relative names under ``data/``) and
+        the incident's action log as it is now, seal again; returns the new seal
+        result."""
         ...

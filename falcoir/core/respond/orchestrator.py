@@ -405,11 +405,9 @@ def respond(
         files: dict[str, bytes] = {
             "respond.json": json.dumps(data["respond"], indent=2, default=str).encode(),
         }
-        if st.incident is not None and st.incident.actions_path.exists():
-            files["actions.jsonl"] = st.incident.actions_path.read_bytes()
         if report_writer is not None:
             files.update(report_writer(data))
-        sealed = backend.add_to_bundle(st.bundle_dir, files, complete)
+        sealed = backend.add_to_bundle(st.bundle_dir, files, complete, st.incident)
         st.seal = sealed
         names = sorted(files)
         return {
