@@ -20,12 +20,12 @@ from falcoir.core.respond import RespondRequest, respond
 from .fake_backend import FakeBackend, make_alert, make_target
 
 HOSTILE_PS = (
-    "  PID  PPID USER     COMMAND\n"
-    "    1     0 root     /bin/sh -c sleep 1\n"
-    "    7     1 root     /tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x\n"
-    "    8     1 root     \x1b[31mred\x1b[0m <script>alert(1)</script> [bold]x[/bold] `tick`\n"
-    "   11     8 nobody   sleep 3600\n"
-).encode()
+    b"  PID  PPID USER     COMMAND\n"
+    b"    1     0 root     /bin/sh -c sleep 1\n"
+    b"    7     1 root     /tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x\n"
+    b"    8     1 root     \x1b[31mred\x1b[0m <script>alert(1)</script> [bold]x[/bold] `tick`\n"
+    b"   11     8 nobody   sleep 3600\n"
+)
 
 
 def run_with_report(tmp_path: Path, **backend_kw: object):  # type: ignore[no-untyped-def]
