@@ -1,4 +1,9 @@
 """All talk to the cluster: the only package that imports ``kubernetes``.
 
-``connect()`` returns a :class:`falcoir.core.gateway.ClusterGateway`.
+``connect()`` returns a :class:`KubeGateway`, the real
+:class:`falcoir.core.gateway.ClusterGateway`.
 """
+
+from falcoir.cluster.gateway import KubeGateway, RequestStats, RetryPolicy, connect
+
+__all__ = ["KubeGateway", "RequestStats", "RetryPolicy", "connect"]

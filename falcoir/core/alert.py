@@ -60,6 +60,10 @@ class Container:
     """64 hex chars (``container.full_id``) when known."""
     name: str | None = None
     image: str | None = None
+    """Image repository (``container.image.repository``), or the whole image reference
+    when the alert printed only that."""
+    image_tag: str | None = None
+    """``container.image.tag`` when the alert carried it separately."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,20 @@ class Alert:
     """``evt.time`` in integer nanoseconds since the epoch, when the alert carried it."""
     line: int | None = None
     """1-based line number in the input where this alert started."""
+    end_line: int | None = None
+    """1-based line number where it ended (multi-line JSON documents)."""
+    file: str | None = None
+    """The file the event touched (``fd.name`` when not a connection, ``file=``)."""
+    exec_command: str | None = None
+    """k8s_audit alerts: the command requested through the API (``pods/exec``), not a
+    process seen on a node."""
+    output_fields: tuple[tuple[str, Any], ...] = ()
+    """JSON ``output_fields`` as received (Falco field name -> JSON value), in order."""
+    truncated: bool = False
+    """The line was cut short (a pager's trailing ``>``, an unterminated JSON line)."""
+    wrapper: tuple[tuple[str, str], ...] = ()
+    """What was in front of the alert (``kind``: syslog, kubectl-prefix, stern, ...;
+    ``host``, ``pod``, ``container``, ``ts``), as found."""
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``product.md``."""
@@ -148,6 +166,7 @@ class Alert:
                 "full_id": self.container.full_id,
                 "name": self.container.name,
                 "image": self.container.image,
+                "image_tag": self.container.image_tag,
             },
             "k8s": {
                 "namespace": self.k8s.namespace,
@@ -172,6 +191,12 @@ class Alert:
             "uuid": self.uuid,
             "event_time_ns": self.event_time_ns,
             "line": self.line,
+            "end_line": self.end_line,
+            "file": self.file,
+            "exec_command": self.exec_command,
+            "output_fields": dict(self.output_fields),
+            "truncated": self.truncated,
+            "wrapper": dict(self.wrapper),
             "output": self.output,
             "raw": self.raw,
         }

@@ -1,0 +1,157 @@
+"""Where the cluster is and who we are: kubeconfig (or in-cluster) to a client Configuration.
+
+Every failure here is the user's input (a missing file, an unknown context, a file that
+is not a kubeconfig) and becomes :class:`falcoir.errors.InputError` naming the file and
+the context, so the CLI exits 2 with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client import Configuration
+from kubernetes.config import ConfigException, load_kube_config
+from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME, load_incluster_config
+
+from falcoir.errors import InputError
+
+IN_CLUSTER = "in-cluster"
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A loaded client configuration plus what we say about it in messages."""
+
+    configuration: Any
+    """``kubernetes.client.Configuration`` (host, TLS files, token or refresh hook)."""
+    context: str
+    server: str
+    user: str
+    """The kubeconfig user entry's name (or the service account, in a cluster)."""
+    source: str
+    """The kubeconfig path(s) read, or ``in-cluster``."""
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def _existing(paths: str) -> list[str]:
+    return [p for p in paths.split(os.pathsep) if p and Path(p).expanduser().is_file()]
+
+
+def load(kubeconfig: str | None = None, context: str | None = None) -> ClusterConfig:
+    """Resolve ``kubeconfig`` (else ``$KUBECONFIG``, else ``~/.kube/config``, else the
+    in-cluster service account) and ``context`` into a client configuration."""
+    explicit = kubeconfig or os.environ.get("KUBECONFIG") or None
+    if explicit is not None:
+        found = _existing(explicit)
+        if not found:
+            raise InputError(
+                f"kubeconfig {explicit} not found",
+                hint="pass --kubeconfig PATH (or set KUBECONFIG) to a readable kubeconfig file",
+            )
+        return _from_kubeconfig(os.pathsep.join(found), context)
+    default = str(Path(DEFAULT_KUBECONFIG).expanduser())
+    if Path(default).is_file():
+        return _from_kubeconfig(default, context)
+    if context is not None:
+        raise InputError(
+            f"--context {context} given, but there is no kubeconfig ({DEFAULT_KUBECONFIG} "
+            "does not exist and KUBECONFIG is not set)",
+            hint="pass --kubeconfig PATH",
+        )
+    return _in_cluster()
+
+
+def _read_contexts(path: str) -> tuple[list[dict[str, Any]], str]:
+    """(contexts, current-context) over the files of ``path``, merged the way kubectl
+    merges them: the first file that names a context or a current-context wins."""
+    contexts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    current = ""
+    for one in path.split(os.pathsep):
+        try:
+            doc = yaml.safe_load(Path(one).expanduser().read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise InputError(
+                f"cannot read kubeconfig {one}: {_short(exc)}",
+                hint="check the file is a kubeconfig (kubectl config view --kubeconfig PATH)",
+            ) from exc
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise InputError(f"cannot read kubeconfig {one}: not a kubeconfig (not a mapping)")
+        current = current or str(doc.get("current-context") or "")
+        for ctx in doc.get("contexts") or []:
+            if isinstance(ctx, dict) and ctx.get("name") and str(ctx["name"]) not in seen:
+                seen.add(str(ctx["name"]))
+                contexts.append(ctx)
+    return contexts, current
+
+
+def _from_kubeconfig(path: str, context: str | None) -> ClusterConfig:
+    contexts, current = _read_contexts(path)
+    available = ", ".join(str(c["name"]) for c in contexts) or "none"
+    wanted = context or current
+    if not wanted:
+        raise InputError(
+            f"kubeconfig {path} sets no current-context",
+            hint=f"pass --context NAME (contexts in the file: {available})",
+        )
+    match = [c for c in contexts if str(c["name"]) == wanted]
+    if not match:
+        raise InputError(
+            f"context {wanted} not found in kubeconfig {path}",
+            hint=f"contexts in the file: {available}",
+        )
+    chosen = match[0]
+    name = str(chosen.get("name"))
+    body = chosen.get("context")
+    user = str(body.get("user") or "") if isinstance(body, dict) else ""
+    cfg = Configuration()
+    try:
+        load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=name, client_configuration=cfg, persist_config=False
+        )
+    except Exception as exc:  # ConfigException, a bad certificate file, an exec plugin
+        raise InputError(
+            f"cannot use context {name} of kubeconfig {path}: {_short(exc)}",
+            hint="check its cluster, user and certificate entries",
+        ) from exc
+    if not cfg.host:
+        raise InputError(f"context {name} of kubeconfig {path} names no server")
+    return ClusterConfig(cfg, name, str(cfg.host), user, path)
+
+
+def _service_account_name(token_file: str = SERVICE_TOKEN_FILENAME) -> str:
+    """``system:serviceaccount:ns:name`` from the token's ``sub`` claim (unverified: it
+    is only a name for messages when the API cannot tell us who we are)."""
+    try:
+        token = Path(token_file).read_text(encoding="ascii").strip()
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims.get("sub") or "serviceaccount")
+    except (OSError, IndexError, ValueError):
+        return "serviceaccount"
+
+
+def _in_cluster() -> ClusterConfig:
+    cfg = Configuration()
+    try:
+        load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except ConfigException as exc:
+        raise InputError(
+            f"no kubeconfig found ({DEFAULT_KUBECONFIG} does not exist, KUBECONFIG is not "
+            f"set) and not running inside a cluster ({_short(exc)})",
+            hint="pass --kubeconfig PATH or set KUBECONFIG",
+        ) from exc
+    return ClusterConfig(cfg, IN_CLUSTER, str(cfg.host), _service_account_name(), IN_CLUSTER)

@@ -1,0 +1,632 @@
+"""``KubeGateway``: the ClusterGateway over the Kubernetes REST API, raw JSON both ways.
+
+The official client is used for what it is good at (reading kubeconfig, TLS, token
+refresh, its connection pool); requests go through its urllib3 pool directly with
+``preload_content=False`` and are JSON-decoded here, never into the generated model
+classes. One place sends requests (:meth:`KubeGateway._send`): it sets the timeout,
+retries what is safe to retry, counts requests and bytes in :attr:`KubeGateway.stats`,
+and maps every failure once (:mod:`falcoir.cluster.errors`).
+
+Retries (at most ``RetryPolicy.attempts`` tries, exponential backoff, waits capped and
+their total bounded by ``RetryPolicy.budget``):
+
+- reads (GET, LIST, log, SelfSubjectAccessReview, SelfSubjectReview, exec setup): on
+  429 (honouring ``Retry-After``), 500/502/503/504, connection failures, dropped
+  connections and read timeouts;
+- idempotent mutations (DELETE, JSON merge patch, strategic merge patch: applying them
+  twice gives the result of applying them once; a repeated DELETE answers 404, which
+  callers treat as "already gone"): the same as reads;
+- other mutations (POST create, JSON patch): only when the server cannot have acted on
+  it: 429 (rejected before it is processed) and failures to connect. A 5xx or a drop
+  after the request was sent is reported, not repeated.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode
+
+import urllib3
+from kubernetes.client import ApiClient
+
+from falcoir import __version__
+from falcoir.cluster.config import ClusterConfig
+from falcoir.cluster.errors import Endpoint, Op, from_status, unreachable
+from falcoir.core.gateway import JSON, PODS, ExecResult, Resource
+from falcoir.errors import ApiError, ApiNotFound, ClusterError, Forbidden, InputError
+
+PATCH_CONTENT_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+}
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+DEFAULT_PAGE = 500
+MAX_JSON_BYTES = 512 * 1024 * 1024
+MAX_ERROR_BYTES = 1024 * 1024
+DEFAULT_LOG_LIMIT = 16 * 1024 * 1024
+USER_AGENT = f"falcoir/{__version__}"
+
+
+class Safety(Enum):
+    """How freely a request may be repeated (see the module docstring)."""
+
+    READ = "read"
+    IDEMPOTENT = "idempotent"
+    ONCE = "once"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    """Tries in all, the first included."""
+    backoff: float = 0.25
+    """First wait in seconds; doubled after each retry."""
+    max_wait: float = 5.0
+    """Cap of any one wait, ``Retry-After`` included."""
+    budget: float = 12.0
+    """Total seconds one request may spend waiting between tries."""
+
+
+@dataclass
+class RequestStats:
+    """Counts of what this gateway sent and received (thread-safe).
+
+    ``requests`` counts every HTTP request and exec session attempt, retries included;
+    ``bytes_received`` counts response bodies (and exec stream payloads)."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    by_verb: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, verb: str, sent: int = 0) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes_sent += sent
+            self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+    def received(self, n: int) -> None:
+        with self._lock:
+            self.bytes_received += n
+
+    def retried(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "bytes_received": self.bytes_received,
+                "bytes_sent": self.bytes_sent,
+                "by_verb": dict(self.by_verb),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = self.retries = self.bytes_received = self.bytes_sent = 0
+            self.by_verb = {}
+
+
+class _Transient(Exception):
+    """A failure worth another try: carries the final error if we give up."""
+
+    def __init__(self, error: ClusterError, *, wait: float | None = None, sent: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+        self.sent = sent
+        """Whether the server may have acted on the request."""
+
+
+def _segment(value: str, what: str) -> str:
+    if not value or value in (".", "..") or "\x00" in value:
+        raise InputError(f"invalid {what}: {value!r}")
+    return quote(value, safe="")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class KubeGateway:
+    """The real :class:`falcoir.core.gateway.ClusterGateway`. Thread-safe."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        request_timeout: float = 15.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._config = config
+        self.configuration = config.configuration
+        self.request_timeout = request_timeout
+        self.retry = retry or RetryPolicy()
+        self.stats = RequestStats()
+        self.endpoint = Endpoint(config.server, config.context)
+        self._api_client = ApiClient(self.configuration)
+        self._pool: urllib3.PoolManager = self._api_client.rest_client.pool_manager
+        self._base = str(self.configuration.host).rstrip("/")
+        self._whoami: str | None = None
+        self._whoami_lock = threading.Lock()
+        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_lock = threading.Lock()
+        self.user_agent = USER_AGENT
+
+    # -- identity --------------------------------------------------------------------
+    @property
+    def context(self) -> str:
+        return self._config.context
+
+    @property
+    def server(self) -> str:
+        return self._config.server
+
+    @property
+    def kubeconfig_user(self) -> str:
+        return self._config.user
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def __enter__(self) -> KubeGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header from the configuration (runs its token refresh hook:
+        exec plugins, expiring in-cluster tokens)."""
+        setting = self.configuration.auth_settings().get("BearerToken")
+        value = setting.get("value") if isinstance(setting, dict) else None
+        return {"Authorization": str(value)} if value else {}
+
+    def ws_ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for exec WebSockets (built once; SSLContext is thread-safe)."""
+        with self._ssl_lock:
+            if self._ssl_context is None:
+                from falcoir.cluster.exec import ssl_context
+
+                try:
+                    self._ssl_context = ssl_context(self.configuration)
+                except (OSError, ssl.SSLError, ValueError) as exc:
+                    raise InputError(
+                        f"cannot load the TLS files of context {self.context}: {exc}"
+                    ) from exc
+            return self._ssl_context
+
+    def url(self, path: str, query: Iterable[tuple[str, str]] = ()) -> str:
+        q = urlencode(list(query))
+        return self._base + path + (f"?{q}" if q else "")
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        op: Op,
+        body: bytes | None,
+        headers: dict[str, str],
+        safety: Safety,
+        timeout: float,
+        max_bytes: int,
+    ) -> tuple[int, bytes, urllib3.BaseHTTPResponse]:
+        """One try. Returns (status, body, response) for any HTTP answer that is not
+        worth retrying; raises _Transient or a ClusterError otherwise."""
+        self.stats.count(op.verb, len(body or b""))
+        try:
+            resp = self._pool.request(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                preload_content=False,
+                retries=False,
+                redirect=False,
+                timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
+            )
+        except urllib3.exceptions.SSLError as exc:
+            raise unreachable(self.endpoint, op, f"TLS failure: {exc}") from exc
+        except urllib3.exceptions.NewConnectionError as exc:
+            raise _Transient(unreachable(self.endpoint, op, str(exc)), sent=False) from exc
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            err = unreachable(self.endpoint, op, f"connection timed out: {exc}")
+            raise _Transient(err, sent=False) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # Read timeout, connection reset or closed mid-request: it may have arrived.
+            raise _Transient(unreachable(self.endpoint, op, str(exc)), sent=True) from exc
+        status = resp.status
+        ok = 200 <= status < 300
+        if ok and max_bytes == 0:
+            return status, b"", resp  # the caller streams the body
+        try:
+            data = self._read(resp, max_bytes if ok else MAX_ERROR_BYTES, strict=ok)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            err = unreachable(self.endpoint, op, f"connection dropped while reading: {exc}")
+            raise _Transient(err, sent=True) from exc
+        finally:
+            resp.release_conn()
+        if status in RETRYABLE_STATUS:
+            mapped = from_status(self.endpoint, op, status, data)
+            wait = _retry_after(resp.headers.get("Retry-After")) if status == 429 else None
+            # 429: rejected before processing, so even a create may be sent again.
+            raise _Transient(mapped, wait=wait, sent=status != 429)
+        return status, data, resp
+
+    def _read(self, resp: urllib3.BaseHTTPResponse, max_bytes: int, *, strict: bool) -> bytes:
+        """The body, at most ``max_bytes``: beyond that an error (``strict``) or cut."""
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes:
+            chunk = resp.read(min(1 << 20, max_bytes - total + 1))
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            self.stats.received(len(chunk))
+            chunks.append(chunk)
+        if strict:
+            resp.close()
+            raise ApiError(f"response larger than {max_bytes} bytes", status=resp.status)
+        resp.close()
+        return b"".join(chunks)[:max_bytes]
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        op: Op,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = "application/json",
+        safety: Safety = Safety.READ,
+        timeout: float | None = None,
+        accept: str = "application/json",
+        max_bytes: int = MAX_JSON_BYTES,
+    ) -> tuple[int, bytes, urllib3.BaseHTTPResponse]:
+        """Send with retries; raise the mapped error for any non-2xx answer."""
+        url = self.url(path, query)
+        payload = None if body is None else json.dumps(body).encode()
+        timeout = self.request_timeout if timeout is None else timeout
+        policy = self.retry
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {"Accept": accept, "User-Agent": USER_AGENT, **self.auth_headers()}
+            if payload is not None:
+                headers["Content-Type"] = content_type
+            try:
+                status, data, resp = self._send_once(
+                    method, url, op, payload, headers, safety, timeout, max_bytes
+                )
+            except _Transient as exc:
+                repeatable = safety is not Safety.ONCE or not exc.sent
+                if not repeatable or attempt >= policy.attempts:
+                    raise exc.error from exc.__cause__
+                wait = policy.backoff * (2 ** (attempt - 1)) if exc.wait is None else exc.wait
+                wait = min(wait, policy.max_wait)
+                if waited + wait > policy.budget:
+                    raise exc.error from exc.__cause__
+                waited += wait
+                self.stats.retried()
+                time.sleep(wait)
+                continue
+            if 200 <= status < 300:
+                return status, data, resp
+            raise from_status(self.endpoint, op, status, data)
+
+    def _json(self, data: bytes, op: Op) -> JSON:
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise ApiError(f"the API server sent invalid JSON to {op.describe()}") from exc
+        if not isinstance(doc, dict):
+            raise ApiError(f"the API server sent a {type(doc).__name__}, not an object")
+        return doc
+
+    # -- paths -----------------------------------------------------------------------
+    def _path(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str | None = None,
+        subresource: str | None = None,
+    ) -> str:
+        ns = _segment(namespace, "namespace") if namespace is not None else None
+        path = resource.path(ns, _segment(name, f"{resource.kind} name") if name else None)
+        if subresource:
+            path += "/" + _segment(subresource, "subresource")
+        return path
+
+    @staticmethod
+    def _res(resource: Resource, subresource: str | None = None) -> str:
+        return resource.plural + (f"/{subresource}" if subresource else "")
+
+    # -- ClusterGateway: objects -----------------------------------------------------
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        ns = namespace if resource.namespaced else None
+        op = Op("get", resource.plural, ns, name)
+        _, data, _ = self._send("GET", self._path(resource, ns, name), op)
+        return self._json(data, op)
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+    ) -> list[JSON]:
+        """All items, page by page (``limit`` is the page size, default 500); each item
+        gets the ``apiVersion`` and ``kind`` the API server leaves out of list items."""
+        ns = namespace if resource.namespaced else None
+        op = Op("list", resource.plural, ns)
+        path = self._path(resource, ns)
+        items: list[JSON] = []
+        cont = ""
+        pages = 0
+        while True:
+            query: list[tuple[str, str]] = [("limit", str(limit or DEFAULT_PAGE))]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if cont:
+                query.append(("continue", cont))
+            _, data, _ = self._send("GET", path, op, query=query)
+            doc = self._json(data, op)
+            for item in doc.get("items") or []:
+                if isinstance(item, dict):
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind)
+                    items.append(item)
+            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            cont = str((meta or {}).get("continue") or "")
+            pages += 1
+            if not cont:
+                return items
+            if pages > 100_000:
+                raise ApiError(f"the API server kept paging to {op.describe()}")
+
+    def create(self, resource: Resource, body: JSON, *, dry_run: bool = False) -> JSON:
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        ns = (meta or {}).get("namespace") if resource.namespaced else None
+        if resource.namespaced and not ns:
+            raise InputError(f"{resource.kind} to create has no metadata.namespace")
+        op = Op("create", resource.plural, ns, (meta or {}).get("name"))
+        query = [("fieldManager", "falcoir")] + ([("dryRun", "All")] if dry_run else [])
+        full = {"apiVersion": resource.api_version, "kind": resource.kind, **body}
+        _, data, _ = self._send(
+            "POST", self._path(resource, ns), op, query=query, body=full, safety=Safety.ONCE
+        )
+        return self._json(data, op)
+
+    def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: JSON | builtins.list[JSON],
+        namespace: str | None = None,
+        *,
+        patch_type: str = "merge",
+        dry_run: bool = False,
+        subresource: str | None = None,
+    ) -> JSON:
+        content_type = PATCH_CONTENT_TYPES.get(patch_type)
+        if content_type is None:
+            raise InputError(f"unknown patch type {patch_type!r} (merge, strategic, json)")
+        if (patch_type == "json") != isinstance(patch, list):
+            raise InputError("a json patch is a list of operations; merge patches are objects")
+        ns = namespace if resource.namespaced else None
+        op = Op("patch", self._res(resource, subresource), ns, name)
+        query = [("fieldManager", "falcoir")] + ([("dryRun", "All")] if dry_run else [])
+        _, data, _ = self._send(
+            "PATCH",
+            self._path(resource, ns, name, subresource),
+            op,
+            query=query,
+            body=patch,
+            content_type=content_type,
+            safety=Safety.ONCE if patch_type == "json" else Safety.IDEMPOTENT,
+        )
+        return self._json(data, op)
+
+    def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        dry_run: bool = False,
+    ) -> JSON:
+        ns = namespace if resource.namespaced else None
+        op = Op("delete", resource.plural, ns, name)
+        query: list[tuple[str, str]] = []
+        if grace_period_seconds is not None:
+            query.append(("gracePeriodSeconds", str(int(grace_period_seconds))))
+        if propagation_policy:
+            query.append(("propagationPolicy", propagation_policy))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        _, data, _ = self._send(
+            "DELETE", self._path(resource, ns, name), op, query=query, safety=Safety.IDEMPOTENT
+        )
+        return self._json(data, op)
+
+    # -- ClusterGateway: logs, reviews, identity -------------------------------------
+    def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        *,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        limit_bytes: int | None = None,
+        timestamps: bool = False,
+        timeout: float = 30.0,
+    ) -> bytes:
+        """At most ``limit_bytes`` (default 16 MiB) of the log, within ``timeout``."""
+        cap = limit_bytes if limit_bytes and limit_bytes > 0 else DEFAULT_LOG_LIMIT
+        query: list[tuple[str, str]] = [("limitBytes", str(cap))]
+        if container:
+            query.append(("container", container))
+        if previous:
+            query.append(("previous", "true"))
+        if tail_lines is not None:
+            query.append(("tailLines", str(int(tail_lines))))
+        if timestamps:
+            query.append(("timestamps", "true"))
+        op = Op("get", "pods/log", namespace, pod)
+        path = self._path(PODS, namespace, pod, "log")
+        deadline = time.monotonic() + timeout
+        _, _, resp = self._send(
+            "GET", path, op, query=query, timeout=timeout, accept="*/*", max_bytes=0
+        )
+        out = bytearray()
+        try:
+            while len(out) < cap and time.monotonic() < deadline:
+                chunk = resp.read(min(1 << 16, cap - len(out)))
+                if not chunk:
+                    break
+                self.stats.received(len(chunk))
+                out += chunk
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise unreachable(self.endpoint, op, f"log stream dropped: {exc}") from exc
+        finally:
+            resp.close()  # also when cut short: never leave a half-read body in the pool
+            resp.release_conn()
+        return bytes(out)
+
+    def access_review(
+        self,
+        verb: str,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        group: str = "",
+        subresource: str = "",
+        name: str = "",
+    ) -> bool:
+        attrs: dict[str, str] = {"verb": verb, "resource": resource, "group": group}
+        if namespace:
+            attrs["namespace"] = namespace
+        if subresource:
+            attrs["subresource"] = subresource
+        if name:
+            attrs["name"] = name
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attrs},
+        }
+        op = Op("create", "selfsubjectaccessreviews")
+        _, data, _ = self._send(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            op,
+            body=body,
+            safety=Safety.READ,  # a question, not a change
+        )
+        status = self._json(data, op).get("status")
+        return bool(isinstance(status, dict) and status.get("allowed") is True)
+
+    def whoami(self) -> str:
+        """The username from a SelfSubjectReview (cached); when the API has none (404)
+        or forbids it, the kubeconfig user name."""
+        with self._whoami_lock:
+            if self._whoami is not None:
+                return self._whoami
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        op = Op("create", "selfsubjectreviews")
+        name = ""
+        try:
+            _, data, _ = self._send(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                op,
+                body=body,
+                safety=Safety.READ,
+            )
+            status = self._json(data, op).get("status") or {}
+            user = status.get("userInfo") if isinstance(status, dict) else None
+            name = str((user or {}).get("username") or "") if isinstance(user, dict) else ""
+        except (ApiNotFound, Forbidden):
+            name = ""
+        except ApiError as exc:
+            if exc.status not in (405, 501):
+                raise
+        name = name or self.kubeconfig_user or "unknown"
+        with self._whoami_lock:
+            self._whoami = name
+        return name
+
+    def version(self) -> JSON:
+        """``GET /version`` (handy for a reachability check)."""
+        op = Op("get", "version")
+        _, data, _ = self._send("GET", "/version", op)
+        return self._json(data, op)
+
+    # -- ClusterGateway: exec --------------------------------------------------------
+    def exec(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 30.0,
+        max_bytes: int = 16 * 1024 * 1024,
+        stdout_sink: BinaryIO | None = None,
+    ) -> ExecResult:
+        from falcoir.cluster.exec import run_exec
+
+        return run_exec(
+            self,
+            namespace,
+            pod,
+            container,
+            argv,
+            stdin=stdin,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            stdout_sink=stdout_sink,
+        )
+
+
+def connect(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    request_timeout: float = 15.0,
+    retry: RetryPolicy | None = None,
+) -> KubeGateway:
+    """A gateway for ``kubeconfig``/``context`` (see :func:`falcoir.cluster.config.load`).
+    Nothing is sent to the server until the first call."""
+    from falcoir.cluster.config import load
+
+    return KubeGateway(load(kubeconfig, context), request_timeout=request_timeout, retry=retry)

@@ -1,0 +1,354 @@
+"""Owner-aware deletion: say what the controller will do, keep evidence safe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from falcoir.core.contain.common import (
+    Step,
+    StepCallback,
+    owner_chain,
+    with_retries,
+)
+from falcoir.core.gateway import JSON, PODS, RESOURCES_BY_KIND, ClusterGateway
+from falcoir.core.incident import ActionLog, Incident, IncidentStore
+from falcoir.core.rbac import (
+    SCALABLE_KINDS,
+    SUSPENDABLE_KINDS,
+    Permission,
+    check_permissions,
+    delete_permissions,
+)
+from falcoir.core.target import OwnerRef, Target
+from falcoir.errors import ApiNotFound, FalcoirError, InputError, TargetNotFound
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    grace_period: int | None = None
+    force: bool = False
+    """Delete even though falcoir holds no evidence bundle for the pod."""
+    scale_owner: bool = False
+    """Stop the top controller (scale to zero, or suspend a Job/CronJob) first."""
+    dry_run: bool = False
+    check_permissions: bool = True
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    namespace: str
+    pod: str
+    pod_uid: str | None
+    owners: tuple[OwnerRef, ...]
+    consequence: str
+    """What the owner will do once the pod is gone, in plain words."""
+    recreates: bool
+    """A controller will start a replacement."""
+    top_replicas: int | None = None
+    incident: str | None = None
+    bundles: tuple[str, ...] = ()
+    """Evidence bundles on disk for this pod."""
+    quarantined: bool = False
+
+    @property
+    def top(self) -> OwnerRef | None:
+        return self.owners[-1] if self.owners else None
+
+    @property
+    def has_evidence(self) -> bool:
+        return bool(self.bundles)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "pod": self.pod,
+            "pod_uid": self.pod_uid,
+            "owner": [{"kind": o.kind, "name": o.name, "uid": o.uid} for o in self.owners],
+            "consequence": self.consequence,
+            "recreates": self.recreates,
+            "top_replicas": self.top_replicas,
+            "incident": self.incident,
+            "bundles": list(self.bundles),
+            "has_evidence": self.has_evidence,
+            "quarantined": self.quarantined,
+        }
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    plan: DeletePlan
+    deleted: bool
+    status: str
+    """``deleted``, ``gone`` (it was already gone), ``dry-run``."""
+    scaled: dict[str, Any] | None = None
+    dry_run: bool = False
+    steps: tuple[Step, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident": self.plan.incident,
+            "namespace": self.plan.namespace,
+            "pod": self.plan.pod,
+            "status": self.status,
+            "deleted": self.deleted,
+            "scaled": self.scaled,
+            "dry_run": self.dry_run,
+            "plan": self.plan.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+def _consequence(owners: tuple[OwnerRef, ...], pod: str) -> tuple[str, bool]:
+    if not owners:
+        return (
+            "a bare pod with no controller: once deleted it is gone for good, with "
+            "everything in it that was not collected",
+            False,
+        )
+    direct, top = owners[0], owners[-1]
+    via = f" (managed by {top.kind} {top.name})" if top is not direct else ""
+    stop = f"; --scale-owner scales {top.kind} {top.name} to zero instead"
+    if direct.kind in ("ReplicaSet", "ReplicationController"):
+        return (
+            f"{direct.kind} {direct.name}{via} will recreate it at once under a new name, "
+            "from the same (possibly backdoored) template" + stop,
+            True,
+        )
+    if direct.kind == "DaemonSet":
+        return (
+            f"DaemonSet {direct.name} runs this pod on every node and will recreate it on "
+            "this node at once, from the same template; stopping it means deleting the "
+            "DaemonSet or changing its node selector (falcoir will not)",
+            True,
+        )
+    if direct.kind == "StatefulSet":
+        return (
+            f"StatefulSet {direct.name} will recreate it with the same name ({pod}) and "
+            "the same volumes" + stop,
+            True,
+        )
+    if direct.kind == "Job":
+        return (
+            f"Job {direct.name}{via} may start a new pod (until its backoffLimit or "
+            "completions are reached)"
+            + (
+                f"; --scale-owner suspends {top.kind} {top.name}"
+                if top.kind in SUSPENDABLE_KINDS
+                else ""
+            ),
+            True,
+        )
+    return (f"{direct.kind} {direct.name} may recreate it", True)
+
+
+def plan_delete(
+    gateway: ClusterGateway, target: Target, *, store: IncidentStore | None = None
+) -> DeletePlan:
+    """What deleting ``target``'s pod entails (reads only)."""
+    ns, name = target.namespace, target.pod
+    try:
+        pod = with_retries(lambda: gateway.get(PODS, name, ns))
+    except ApiNotFound:
+        raise TargetNotFound(f"pod {ns}/{name} not found") from None
+    meta = pod.get("metadata") or {}
+    uid = meta.get("uid")
+    if target.pod_uid and uid and uid != target.pod_uid:
+        raise TargetNotFound(
+            f"pod {ns}/{name} was replaced (uid {uid}, expected {target.pod_uid})",
+            hint="pass --pod NS/NAME to act on the new pod deliberately",
+        )
+    owners = with_retries(lambda: owner_chain(gateway, pod))
+    consequence, recreates = _consequence(owners, name)
+    replicas: int | None = None
+    if owners and owners[-1].kind in SCALABLE_KINDS:
+        res = RESOURCES_BY_KIND[owners[-1].kind]
+        try:
+            top = with_retries(lambda: gateway.get(res, owners[-1].name, ns))
+            value = (top.get("spec") or {}).get("replicas")
+            replicas = int(value) if isinstance(value, int) else 1
+        except ApiNotFound:
+            pass
+    inc = store.for_pod(ns, name, uid) if store else None
+    bundles = tuple(b for b in (inc.bundles if inc else ()) if Path(b).exists())
+    from falcoir.core.contain.policy import LABEL_KEY
+
+    return DeletePlan(
+        namespace=ns,
+        pod=name,
+        pod_uid=uid,
+        owners=owners,
+        consequence=consequence,
+        recreates=recreates,
+        top_replicas=replicas,
+        incident=inc.id if inc else None,
+        bundles=bundles,
+        quarantined=LABEL_KEY in (meta.get("labels") or {}),
+    )
+
+
+def validate_delete(plan: DeletePlan, options: DeleteOptions) -> str | None:
+    """Refuse what ``delete`` would refuse, before asking anyone anything. Returns the
+    kind of controller ``--scale-owner`` will stop (``None`` without it)."""
+    if options.grace_period is not None and not 0 <= options.grace_period <= 86400:
+        raise InputError("--grace-period must be 0-86400 seconds")
+    if not plan.has_evidence and not options.force:
+        raise InputError(
+            f"falcoir holds no evidence bundle for pod {plan.namespace}/{plan.pod}; "
+            "deleting it destroys the evidence",
+            hint=f"collect first (falcoir collect --pod {plan.namespace}/{plan.pod}), "
+            "or pass --force to delete anyway",
+        )
+    top = plan.top
+    stop_kind: str | None = None
+    if options.scale_owner:
+        if top is None:
+            raise InputError("--scale-owner: the pod has no controller to scale")
+        if top.kind not in SCALABLE_KINDS | SUSPENDABLE_KINDS:
+            raise InputError(
+                f"--scale-owner: a {top.kind} cannot be scaled to zero",
+                hint="delete the pod without --scale-owner (it will be recreated), or "
+                f"handle {top.kind} {top.name} yourself",
+            )
+        stop_kind = top.kind
+    return stop_kind
+
+
+def required_permissions(plan: DeletePlan, options: DeleteOptions) -> tuple[Permission, ...]:
+    return delete_permissions(
+        owner_kinds=[o.kind for o in plan.owners],
+        scale_owner_kind=validate_delete(plan, options),
+    )
+
+
+def delete(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    plan: DeletePlan,
+    options: DeleteOptions,
+    incident: Incident,
+    log: ActionLog,
+    on_step: StepCallback | None = None,
+) -> DeleteResult:
+    """Delete the pod (stopping its top controller first with ``scale_owner``).
+    Refuses when falcoir holds no evidence bundle for it, unless ``force``."""
+    stop_kind = validate_delete(plan, options)
+    top = plan.top
+    if options.check_permissions:
+        perms = delete_permissions(
+            owner_kinds=[o.kind for o in plan.owners], scale_owner_kind=stop_kind
+        )
+        check_permissions(gateway, perms, plan.namespace)
+
+    steps: list[Step] = []
+    outcome = "dry-run" if options.dry_run else "ok"
+
+    def emit(name: str, status: str, detail: str) -> None:
+        s = Step(name, status, detail)
+        steps.append(s)
+        if on_step is not None:
+            on_step(s)
+
+    ns = plan.namespace
+    scaled: dict[str, Any] | None = None
+    if stop_kind is not None and top is not None:
+        scaled = _stop_owner(gateway, plan, top, options.dry_run, log)
+        emit("scale", outcome, f"{top.kind} {top.name}: {scaled['change']}")
+    data: dict[str, Any] = {
+        "grace_period": options.grace_period,
+        "uid": plan.pod_uid,
+        "owner": [o.kind + "/" + o.name for o in plan.owners],
+        "forced_without_evidence": not plan.has_evidence,
+    }
+    try:
+        with_retries(
+            lambda: gateway.delete(
+                PODS,
+                plan.pod,
+                ns,
+                grace_period_seconds=options.grace_period,
+                propagation_policy="Background",
+                dry_run=options.dry_run,
+            )
+        )
+    except ApiNotFound:
+        log.append("delete", "Pod", ns, plan.pod, "unchanged", "already gone", data=data)
+        emit("delete", "unchanged", f"pod {ns}/{plan.pod} is already gone")
+        return DeleteResult(plan, False, "gone", scaled, options.dry_run, tuple(steps))
+    except FalcoirError as exc:
+        log.append("delete", "Pod", ns, plan.pod, "failed", str(exc), data=data)
+        raise
+    log.append(
+        "delete",
+        "Pod",
+        ns,
+        plan.pod,
+        outcome,
+        plan.consequence,
+        dry_run=options.dry_run,
+        data=data,
+    )
+    emit("delete", outcome, f"pod {ns}/{plan.pod} deleted")
+    return DeleteResult(
+        plan,
+        not options.dry_run,
+        "dry-run" if options.dry_run else "deleted",
+        scaled,
+        options.dry_run,
+        tuple(steps),
+    )
+
+
+def _stop_owner(
+    gateway: ClusterGateway, plan: DeletePlan, top: OwnerRef, dry_run: bool, log: ActionLog
+) -> dict[str, Any]:
+    ns = plan.namespace
+    res = RESOURCES_BY_KIND[top.kind]
+    outcome = "dry-run" if dry_run else "ok"
+    if top.kind in SCALABLE_KINDS:
+        patch: JSON = {"spec": {"replicas": 0}}
+        try:
+            with_retries(
+                lambda: gateway.patch(
+                    res, top.name, patch, ns, dry_run=dry_run, subresource="scale"
+                )
+            )
+        except FalcoirError as exc:
+            log.append("scale", top.kind, ns, top.name, "failed", str(exc), data={"patch": patch})
+            raise
+        log.append(
+            "scale",
+            top.kind,
+            ns,
+            top.name,
+            outcome,
+            f"replicas {plan.top_replicas} -> 0",
+            dry_run=dry_run,
+            data={"from": plan.top_replicas, "to": 0},
+        )
+        return {
+            "kind": top.kind,
+            "name": top.name,
+            "from": plan.top_replicas,
+            "to": 0,
+            "change": f"replicas {plan.top_replicas} -> 0",
+        }
+    patch = {"spec": {"suspend": True}}
+    try:
+        with_retries(lambda: gateway.patch(res, top.name, patch, ns, dry_run=dry_run))
+    except FalcoirError as exc:
+        log.append("patch", top.kind, ns, top.name, "failed", str(exc), data={"patch": patch})
+        raise
+    log.append(
+        "patch",
+        top.kind,
+        ns,
+        top.name,
+        outcome,
+        "suspended",
+        dry_run=dry_run,
+        data={"patch": patch},
+    )
+    return {"kind": top.kind, "name": top.name, "suspend": True, "change": "suspended"}

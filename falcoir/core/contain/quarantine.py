@@ -1,0 +1,812 @@
+"""Quarantine one pod with a verified deny-all NetworkPolicy, and release it.
+
+Order matters: the policy (selecting only the quarantine label) is created first, then
+the pod gets that label, then (optionally) the workload labels change so its controller
+lets go of it. There is never a moment when the label points at nothing, and the
+policy can never select another replica: no other pod carries the incident's label.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from falcoir.core.alert import Alert
+from falcoir.core.contain import policy as pol
+from falcoir.core.contain.common import (
+    Step,
+    StepCallback,
+    actor,
+    controller_ref,
+    with_retries,
+)
+from falcoir.core.contain.probe import Endpoint, ProbeOutcome, probe_endpoint, run_probe
+from falcoir.core.gateway import (
+    JSON,
+    NETWORK_POLICIES,
+    PODS,
+    RESOURCES_BY_KIND,
+    ClusterGateway,
+)
+from falcoir.core.incident import ActionLog, Incident, IncidentStore, is_incident_id, iso, utc_now
+from falcoir.core.rbac import check_permissions, quarantine_permissions, release_permissions
+from falcoir.core.target import PodRef, Target
+from falcoir.errors import (
+    ApiConflict,
+    ApiNotFound,
+    ClusterError,
+    FalcoirError,
+    InputError,
+    TargetNotFound,
+)
+
+
+@dataclass(frozen=True)
+class QuarantineOptions:
+    ingress: bool = False
+    """Deny ingress too."""
+    allow_dns: bool = False
+    """Allow DNS (UDP/TCP 53) to the cluster DNS pods only."""
+    allow_cidrs: tuple[str, ...] = ()
+    """Egress allowed to these networks (validated, canonical)."""
+    detach_from_owner: bool = False
+    """Change the workload labels so the controller releases the pod (and replaces it)."""
+    probe: tuple[str, int] | None = None
+    """Probe this HOST:PORT instead of the alert's endpoint."""
+    dry_run: bool = False
+    check_permissions: bool = True
+    """SelfSubjectAccessReviews before any change (``respond`` may do its own)."""
+    verify: bool = True
+    """Probe from inside the pod (a baseline before, the proof after)."""
+    probe_timeout: int = 3
+    """Seconds each connection attempt may take."""
+    verify_seconds: float = 10.0
+    """How long to keep probing while the network plugin applies the policy."""
+    detach_wait_seconds: float = 15.0
+    """How long to wait for the controller to drop its ownerReference."""
+
+
+@dataclass(frozen=True)
+class QuarantineResult:
+    incident: str
+    namespace: str
+    pod: str
+    pod_uid: str | None
+    policy_name: str
+    policy_status: str
+    """``created``, ``unchanged``, ``differs`` (an existing policy was left as it was),
+    ``dry-run``."""
+    policy_object: JSON
+    label_status: str
+    """``applied``, ``unchanged``, ``dry-run``."""
+    verified: dict[str, Any]
+    dry_run: bool
+    policy_differences: tuple[str, ...] = ()
+    detach: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return not self.dry_run and (
+            self.policy_status == "created"
+            or self.label_status == "applied"
+            or bool(self.detach and self.detach.get("status") == "applied")
+        )
+
+    @property
+    def egress_blocked(self) -> bool | None:
+        value = self.verified.get("egress_blocked")
+        return value if isinstance(value, bool) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident": self.incident,
+            "namespace": self.namespace,
+            "pod": self.pod,
+            "pod_uid": self.pod_uid,
+            "policy": {
+                "namespace": self.namespace,
+                "name": self.policy_name,
+                "status": self.policy_status,
+                "differences": list(self.policy_differences),
+                "object": self.policy_object,
+            },
+            "label": {"key": pol.LABEL_KEY, "value": self.incident, "status": self.label_status},
+            "detach": self.detach,
+            "verified": self.verified,
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+            "warnings": list(self.warnings),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+NOT_ENFORCED_WARNING = (
+    "the quarantine policy is in place but the pod can still connect to {endpoint}: "
+    "the network plugin does not enforce NetworkPolicies (flannel, for one, does not) or "
+    "keeps established connections open (Calico does, through conntrack). The pod is "
+    "NOT contained. Next: collect the evidence now (falcoir collect --pod {pod}), then "
+    "stop it (falcoir delete --pod {pod} --scale-owner), or cordon and drain the node; "
+    "check the CNI (kubectl -n kube-system get pods) before relying on NetworkPolicies."
+)
+
+
+class _Recorder:
+    """Steps for progress, warnings, and the action log, in one place."""
+
+    def __init__(self, log: ActionLog, on_step: StepCallback | None, dry_run: bool) -> None:
+        self.log = log
+        self.on_step = on_step
+        self.dry_run = dry_run
+        self.steps: list[Step] = []
+        self.warnings: list[str] = []
+
+    def step(self, name: str, status: str, detail: str = "") -> None:
+        s = Step(name, status, detail)
+        self.steps.append(s)
+        if self.on_step is not None:
+            self.on_step(s)
+
+    def warn(self, name: str, message: str) -> None:
+        self.warnings.append(message)
+        self.step(name, "warning", message)
+
+    def action(
+        self,
+        action: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        outcome: str,
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.log.append(
+            action,
+            kind,
+            namespace,
+            name,
+            "dry-run" if self.dry_run and outcome == "ok" else outcome,
+            detail,
+            dry_run=self.dry_run,
+            data=data,
+        )
+
+
+def _validated(options: QuarantineOptions) -> QuarantineOptions:
+    from dataclasses import replace
+
+    from falcoir.core.contain.probe import valid_host
+
+    cidrs = tuple(dict.fromkeys(pol.validate_cidr(c) for c in options.allow_cidrs))
+    if options.probe is not None:
+        host, port = options.probe
+        if not valid_host(host):
+            raise InputError(f"--probe: not a host name or IP address: {host!r}")
+        pol.validate_port(port)
+    if not 1 <= options.probe_timeout <= 60:
+        raise InputError("probe timeout must be 1-60 seconds")
+    return replace(options, allow_cidrs=cidrs)
+
+
+def _get_optional(gateway: ClusterGateway, fn: Callable[[], JSON]) -> JSON | None:
+    try:
+        return with_retries(fn)
+    except ApiNotFound:
+        return None
+
+
+def _check_pod(target: Target, pod: JSON) -> None:
+    uid = (pod.get("metadata") or {}).get("uid")
+    if target.pod_uid and uid and uid != target.pod_uid:
+        raise TargetNotFound(
+            f"pod {target.namespace}/{target.pod} was replaced (uid {uid}, "
+            f"expected {target.pod_uid}); the alert's pod is gone",
+            hint="locate the alert again, or pass --pod NS/NAME for the new pod",
+        )
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        raise TargetNotFound(f"pod {target.namespace}/{target.pod} is being deleted")
+
+
+def quarantine(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    options: QuarantineOptions,
+    incident: Incident,
+    log: ActionLog,
+    on_step: StepCallback | None = None,
+    store: IncidentStore | None = None,
+) -> QuarantineResult:
+    """Isolate ``target``'s pod: policy first, then label, then (optionally) detach;
+    then verify from inside the pod. Idempotent. Raises ``Forbidden`` before any
+    change when a permission is missing."""
+    options = _validated(options)
+    ns, name = target.namespace, target.pod
+    inc_id = pol.validate_label_value(incident.id)
+    rec = _Recorder(log, on_step, options.dry_run)
+    pname = pol.policy_name(inc_id)
+
+    pod = with_retries(lambda: gateway.get(PODS, name, ns))
+    _check_pod(target, pod)
+    pod_uid = (pod.get("metadata") or {}).get("uid")
+    labels = pol.pod_labels(pod)
+    current = labels.get(pol.LABEL_KEY)
+    if current is not None and current != inc_id:
+        raise InputError(
+            f"pod {ns}/{name} is already quarantined under incident {current}",
+            hint=f"use that incident, or release it first: falcoir release --incident {current}",
+        )
+
+    owner = controller_ref(pod) if options.detach_from_owner else None
+    owner_obj: JSON | None = None
+    if options.check_permissions:
+        perms = quarantine_permissions(
+            probe=options.verify and not options.dry_run,
+            detach_owner_kind=owner.kind if owner else None,
+        )
+        check_permissions(gateway, perms, ns)
+    if owner is not None:
+        resource = RESOURCES_BY_KIND.get(owner.kind)
+        if resource is None:
+            raise InputError(f"cannot detach from an owner of kind {owner.kind}")
+        owner_obj = _get_optional(gateway, lambda: gateway.get(resource, owner.name, ns))
+
+    who = actor(gateway)
+    body = pol.build_policy(
+        incident_id=inc_id,
+        namespace=ns,
+        pod=name,
+        pod_uid=pod_uid,
+        opts=pol.PolicySpecOptions(options.ingress, options.allow_dns, options.allow_cidrs),
+        rule=alert.rule if alert else None,
+        alert_time=alert.time if alert else None,
+        applied_by=who,
+        applied_at=iso(utc_now()),
+    )
+    existing = _get_optional(gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns))
+    endpoint = probe_endpoint(alert, options.probe) if options.verify else None
+
+    # A baseline probe, only when nothing is in place yet: it shows the endpoint was
+    # reachable (so a failure afterwards means something) and which tool answers.
+    baseline: ProbeOutcome | None = None
+    if endpoint and not options.dry_run and existing is None and current is None:
+        baseline = run_probe(
+            gateway, ns, name, target.container, endpoint, timeout=options.probe_timeout
+        )
+        rec.step("probe", "ok", f"before: {endpoint.host}:{endpoint.port} {baseline.detail}")
+
+    # 1. the policy
+    differences: tuple[str, ...] = ()
+    if existing is None:
+        policy_status = _create_policy(gateway, body, rec, options.dry_run)
+        if policy_status == "exists":
+            existing = gateway.get(NETWORK_POLICIES, pname, ns)
+    if existing is not None:
+        differences = tuple(pol.spec_differences(existing.get("spec") or {}, body["spec"]))
+        if not pol.is_falcoir_policy(existing):
+            differences = (*differences, "metadata.labels (not created by falcoir)")
+        if differences:
+            policy_status = "differs"
+            rec.warn(
+                "policy",
+                f"NetworkPolicy {ns}/{pname} exists and differs from this plan in "
+                f"{', '.join(differences)}; left as it is (release it first to re-apply)",
+            )
+            rec.action("create", "NetworkPolicy", ns, pname, "unchanged", "exists and differs")
+        else:
+            policy_status = "unchanged"
+            rec.step("policy", "unchanged", f"NetworkPolicy {ns}/{pname} already in place")
+    if store is not None and not options.dry_run:
+        store.set_policy(incident, pname)
+
+    # 2. the label
+    try:
+        label_status = _apply_label(gateway, ns, name, inc_id, current, rec, options.dry_run)
+    except FalcoirError as exc:
+        if policy_status == "created":
+            raise ClusterError(
+                f"quarantine half-applied: NetworkPolicy {ns}/{pname} was created but "
+                f"labelling pod {ns}/{name} failed ({exc}); the pod is NOT isolated yet",
+                hint="re-run the same command (it is idempotent), or undo with "
+                f"falcoir release --incident {inc_id}",
+            ) from exc
+        raise
+
+    # 3. detaching from the owner
+    detach: dict[str, Any] | None = None
+    if options.detach_from_owner:
+        detach = _detach(gateway, pod, owner, owner_obj, inc_id, rec, options)
+
+    # 4. verification
+    if options.dry_run:
+        verified: dict[str, Any] = {
+            "egress_blocked": None,
+            "reason": "dry run: nothing was applied, nothing to verify",
+        }
+    else:
+        verified = _verify(gateway, target, inc_id, pname, endpoint, baseline, rec, options)
+    return QuarantineResult(
+        incident=inc_id,
+        namespace=ns,
+        pod=name,
+        pod_uid=pod_uid,
+        policy_name=pname,
+        policy_status="dry-run"
+        if options.dry_run and policy_status == "created"
+        else policy_status,
+        policy_object=body,
+        label_status=label_status,
+        verified=verified,
+        dry_run=options.dry_run,
+        policy_differences=differences,
+        detach=detach,
+        warnings=tuple(rec.warnings),
+        steps=tuple(rec.steps),
+    )
+
+
+def _create_policy(gateway: ClusterGateway, body: JSON, rec: _Recorder, dry_run: bool) -> str:
+    ns, pname = body["metadata"]["namespace"], body["metadata"]["name"]
+    attempts = 0
+
+    def create() -> JSON:
+        nonlocal attempts
+        attempts += 1
+        return gateway.create(NETWORK_POLICIES, body, dry_run=dry_run)
+
+    try:
+        with_retries(create)
+    except ApiConflict:
+        # It exists: created meanwhile, or by our own earlier attempt whose answer was
+        # lost (attempts > 1). The caller compares it with the plan.
+        return "exists"
+    except FalcoirError as exc:
+        rec.action("create", "NetworkPolicy", ns, pname, "failed", str(exc), {"object": body})
+        rec.step("policy", "failed", str(exc))
+        raise
+    rec.action("create", "NetworkPolicy", ns, pname, "ok", "quarantine policy", {"object": body})
+    rec.step(
+        "policy",
+        "dry-run" if dry_run else "ok",
+        f"NetworkPolicy {ns}/{pname}: " + "; ".join(pol.describe_rules(body["spec"])),
+    )
+    return "created"
+
+
+def _apply_label(
+    gateway: ClusterGateway,
+    ns: str,
+    name: str,
+    inc_id: str,
+    current: str | None,
+    rec: _Recorder,
+    dry_run: bool,
+) -> str:
+    if current == inc_id:
+        rec.step("label", "unchanged", f"pod {ns}/{name} already labelled")
+        return "unchanged"
+    patch = {"metadata": {"labels": {pol.LABEL_KEY: inc_id}}}
+    try:
+        with_retries(lambda: gateway.patch(PODS, name, patch, ns, dry_run=dry_run))
+    except FalcoirError as exc:
+        rec.action("patch", "Pod", ns, name, "failed", f"label: {exc}", {"patch": patch})
+        rec.step("label", "failed", str(exc))
+        raise
+    rec.action("patch", "Pod", ns, name, "ok", "quarantine label", {"patch": patch})
+    rec.step("label", "dry-run" if dry_run else "ok", f"pod {ns}/{name}: {pol.LABEL_KEY}={inc_id}")
+    return "dry-run" if dry_run else "applied"
+
+
+def _detach(
+    gateway: ClusterGateway,
+    pod: JSON,
+    owner: Any,
+    owner_obj: JSON | None,
+    inc_id: str,
+    rec: _Recorder,
+    options: QuarantineOptions,
+) -> dict[str, Any]:
+    meta = pod.get("metadata") or {}
+    ns, name = meta.get("namespace"), meta.get("name")
+    assert isinstance(ns, str) and isinstance(name, str)
+    if owner is None:
+        rec.step("detach", "skipped", "the pod has no controller to detach from")
+        return {"status": "skipped", "owner": None, "reason": "no controller"}
+    owner_d = {"kind": owner.kind, "name": owner.name}
+    if owner_obj is None:
+        rec.step("detach", "skipped", f"{owner.kind} {owner.name} is gone")
+        return {"status": "skipped", "owner": owner_d, "reason": "owner not found"}
+    selector = (owner_obj.get("spec") or {}).get("selector")
+    if owner.kind == "Job" and selector is None:
+        selector = {"matchLabels": {"controller-uid": owner.uid}} if owner.uid else None
+    keys = [k for k in pol.selector_keys_to_drop(selector) if k != pol.LABEL_KEY]
+    labels = pol.pod_labels(pod)
+    present = {k: labels[k] for k in keys if k in labels}
+    if not keys:
+        raise InputError(
+            f"cannot detach pod {ns}/{name}: {owner.kind} {owner.name}'s selector has no "
+            "label the pod could drop"
+        )
+    if owner.kind == "StatefulSet":
+        rec.warn(
+            "detach",
+            f"StatefulSet {owner.name} cannot start a replacement while this pod keeps "
+            "its name; the service stays one replica short until the pod is deleted",
+        )
+    if not present:
+        rec.step("detach", "unchanged", "workload labels already removed")
+        return {"status": "unchanged", "owner": owner_d, "removed_labels": {}}
+    previous = json.loads(meta.get("annotations", {}).get(pol.ANN_DETACHED, "{}") or "{}")
+    patch: JSON = {
+        "metadata": {
+            "labels": dict.fromkeys(present),
+            "annotations": {pol.ANN_DETACHED: json.dumps({**previous, **present}, sort_keys=True)},
+        }
+    }
+    try:
+        with_retries(lambda: gateway.patch(PODS, name, patch, ns, dry_run=options.dry_run))
+    except FalcoirError as exc:
+        rec.action("patch", "Pod", ns, name, "failed", f"detach: {exc}", {"patch": patch})
+        raise ClusterError(
+            f"the pod is quarantined (policy and label in place) but detaching it from "
+            f"{owner.kind} {owner.name} failed: {exc}",
+            hint="re-run with --detach-from-owner (idempotent)",
+        ) from exc
+    rec.action(
+        "patch",
+        "Pod",
+        ns,
+        name,
+        "ok",
+        f"detach from {owner.kind} {owner.name}: removed workload labels",
+        {"patch": patch, "owner": owner_d},
+    )
+    result: dict[str, Any] = {
+        "status": "dry-run" if options.dry_run else "applied",
+        "owner": owner_d,
+        "removed_labels": present,
+        "released": None,
+    }
+    if options.dry_run:
+        rec.step("detach", "dry-run", f"remove labels {', '.join(present)}")
+        return result
+    deadline = time.monotonic() + options.detach_wait_seconds
+    released = False
+    while True:
+        try:
+            now = with_retries(lambda: gateway.get(PODS, name, ns))
+        except ApiNotFound:
+            break
+        refs = (now.get("metadata") or {}).get("ownerReferences") or []
+        if not any(r.get("uid") == owner.uid and r.get("controller") for r in refs):
+            released = True
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.3)
+    result["released"] = released
+    if released:
+        rec.step(
+            "detach", "ok", f"{owner.kind} {owner.name} released the pod (a replacement starts)"
+        )
+    else:
+        rec.warn(
+            "detach",
+            f"labels removed, but {owner.kind} {owner.name} still lists itself as the "
+            f"pod's owner after {options.detach_wait_seconds:.0f}s (is its controller running?)",
+        )
+    return result
+
+
+def _verify(
+    gateway: ClusterGateway,
+    target: Target,
+    inc_id: str,
+    pname: str,
+    endpoint: Endpoint | None,
+    baseline: ProbeOutcome | None,
+    rec: _Recorder,
+    options: QuarantineOptions,
+) -> dict[str, Any]:
+    ns, name = target.namespace, target.pod
+    verified: dict[str, Any] = {}
+    policy = _get_optional(gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns))
+    pod = with_retries(lambda: gateway.get(PODS, name, ns))
+    labelled = with_retries(
+        lambda: gateway.list(PODS, ns, label_selector=f"{pol.LABEL_KEY}={inc_id}")
+    )
+    labelled_names = sorted(str(p["metadata"]["name"]) for p in labelled)
+    selector = (policy or {}).get("spec", {}).get("podSelector") if policy else None
+    verified["policy_exists"] = policy is not None
+    verified["selector_matches_pod"] = pol.selector_matches(selector, pol.pod_labels(pod))
+    verified["labelled_pods"] = labelled_names
+    verified["selects_only_target"] = labelled_names == [name]
+    types = (policy or {}).get("spec", {}).get("policyTypes") or []
+    verified["ingress_denied"] = "Ingress" in types
+    if not verified["selector_matches_pod"]:
+        rec.warn("verify", f"NetworkPolicy {ns}/{pname} does not select pod {ns}/{name}")
+    if not verified["selects_only_target"]:
+        rec.warn("verify", f"pods carrying the quarantine label: {', '.join(labelled_names)}")
+    verified["probe"] = {
+        "endpoint": endpoint.to_dict() if endpoint else None,
+        "before": baseline.to_dict() if baseline else None,
+        "after": None,
+    }
+    if endpoint is None:
+        verified["egress_blocked"] = None
+        verified["reason"] = (
+            "not verified: no remote endpoint in the alert to probe (pass --probe HOST:PORT)"
+            if options.verify
+            else "not verified: verification was turned off"
+        )
+        rec.warn("verify", verified["reason"])
+        return verified
+    preferred = baseline.argv if baseline and baseline.connected is not None else None
+    deadline = time.monotonic() + options.verify_seconds
+    while True:
+        after = run_probe(
+            gateway,
+            ns,
+            name,
+            target.container,
+            endpoint,
+            timeout=options.probe_timeout,
+            preferred=preferred,
+        )
+        if after.connected is not True or time.monotonic() >= deadline:
+            break
+        # the network plugin may still be programming the rules
+        time.sleep(max(0.05, min(1.0, deadline - time.monotonic())))
+    verified["probe"]["after"] = after.to_dict()
+    where = f"{endpoint.host}:{endpoint.port}"
+    if after.connected is None:
+        verified["egress_blocked"] = None
+        verified["reason"] = f"not verified: {after.detail}"
+        rec.warn("verify", verified["reason"])
+    elif after.connected:
+        verified["egress_blocked"] = False
+        verified["reason"] = f"the pod still connects to {where} ({after.tool})"
+        rec.warn("verify", NOT_ENFORCED_WARNING.format(endpoint=where, pod=f"{ns}/{name}"))
+    elif baseline is not None and baseline.connected is False:
+        verified["egress_blocked"] = None
+        verified["reason"] = (
+            f"not verified: {where} could not be reached before the quarantine either "
+            f"({baseline.detail}); pass --probe HOST:PORT with an endpoint the pod can reach"
+        )
+        rec.warn("verify", verified["reason"])
+    else:
+        verified["egress_blocked"] = True
+        verified["reason"] = f"{where}: {after.detail} ({after.tool})"
+        rec.step("verify", "ok", f"egress blocked: {verified['reason']}")
+    return verified
+
+
+# -- release -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    incident: str | None
+    namespace: str | None
+    unlabelled: tuple[str, ...] = ()
+    deleted_policies: tuple[str, ...] = ()
+    dry_run: bool = False
+    notes: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return not self.dry_run and bool(self.unlabelled or self.deleted_policies)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident": self.incident,
+            "namespace": self.namespace,
+            "unlabelled_pods": list(self.unlabelled),
+            "deleted_policies": list(self.deleted_policies),
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+            "notes": list(self.notes),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+def find_release_scope(
+    gateway: ClusterGateway,
+    *,
+    pod: PodRef | None,
+    incident_id: str | None,
+    store: IncidentStore | None,
+) -> tuple[str | None, str | None, JSON | None]:
+    """(incident id, namespace, pod JSON) a release is about; ``(None, ...)`` when the
+    pod carries no quarantine and no incident is recorded for it."""
+    if (pod is None) == (incident_id is None):
+        raise InputError("give exactly one of --pod NS/NAME or --incident ID")
+    if incident_id is not None:
+        if not is_incident_id(incident_id):
+            raise InputError(f"not an incident id: {incident_id!r} (inc-YYYYMMDD-HHMMSS-xxxxxx)")
+        inc = store.get(incident_id) if store else None
+        if inc is not None:
+            return incident_id, inc.namespace, None
+        found = with_retries(
+            lambda: gateway.list(
+                NETWORK_POLICIES, None, label_selector=f"{pol.LABEL_KEY}={incident_id}"
+            )
+        )
+        if not found:
+            raise TargetNotFound(f"no quarantine policy for incident {incident_id} was found")
+        return incident_id, str(found[0]["metadata"]["namespace"]), None
+    assert pod is not None
+    pol.validate_namespace(pod.namespace)
+    pol.validate_pod_name(pod.name)
+    obj = _get_optional(gateway, lambda: gateway.get(PODS, pod.name, pod.namespace))
+    if obj is not None:
+        value = pol.pod_labels(obj).get(pol.LABEL_KEY)
+        if value:
+            return value, pod.namespace, obj
+    inc = store.for_pod(pod.namespace, pod.name, None) if store else None
+    if inc is not None and inc.policy:
+        return inc.id, pod.namespace, obj
+    if obj is None:
+        raise TargetNotFound(f"pod {pod} not found, and no incident is recorded for it")
+    return None, pod.namespace, obj
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What a release would undo (found by reads only)."""
+
+    incident: str | None
+    namespace: str | None
+    pods: tuple[JSON, ...] = ()
+    """Pods carrying the incident's quarantine label."""
+    policies: tuple[JSON, ...] = ()
+    """NetworkPolicies falcoir created for the incident."""
+    foreign: tuple[str, ...] = ()
+    """Policies carrying the label that falcoir did not create (left alone)."""
+    pod_name: str | None = None
+    pod_uid: str | None = None
+
+    def describe(self) -> list[str]:
+        if self.incident is None:
+            return ["nothing to release: the pod is not quarantined"]
+        lines = [f"incident {self.incident} in namespace {self.namespace}:"]
+        lines += [
+            f"  remove label {pol.LABEL_KEY} from pod {p['metadata']['name']}" for p in self.pods
+        ]
+        lines += [f"  delete NetworkPolicy {p['metadata']['name']}" for p in self.policies]
+        lines += [f"  leave alone NetworkPolicy {n} (not created by falcoir)" for n in self.foreign]
+        if not self.pods and not self.policies:
+            lines.append("  nothing left to release")
+        return lines
+
+
+def plan_release(
+    gateway: ClusterGateway,
+    *,
+    pod: PodRef | None,
+    incident_id: str | None,
+    store: IncidentStore | None = None,
+) -> ReleasePlan:
+    inc_id, ns, pod_obj = find_release_scope(gateway, pod=pod, incident_id=incident_id, store=store)
+    meta = (pod_obj or {}).get("metadata") or {}
+    name = str(meta.get("name") or (pod.name if pod else "")) or None
+    if inc_id is None or ns is None:
+        return ReleasePlan(None, ns, pod_name=name)
+    selector = f"{pol.LABEL_KEY}={inc_id}"
+    pods = with_retries(lambda: gateway.list(PODS, ns, label_selector=selector))
+    policies = with_retries(lambda: gateway.list(NETWORK_POLICIES, ns, label_selector=selector))
+    ours = [
+        p
+        for p in policies
+        if pol.is_falcoir_policy(p)
+        and ((p["metadata"].get("annotations") or {}).get(pol.ANN_INCIDENT) == inc_id)
+    ]
+    foreign = tuple(str(p["metadata"]["name"]) for p in policies if p not in ours)
+    return ReleasePlan(
+        inc_id, ns, tuple(pods), tuple(ours), foreign, pod_name=name, pod_uid=meta.get("uid")
+    )
+
+
+def release(
+    gateway: ClusterGateway,
+    *,
+    pod: PodRef | None,
+    incident_id: str | None,
+    store: IncidentStore | None = None,
+    log: ActionLog | None = None,
+    dry_run: bool = False,
+    check_access: bool = True,
+    on_step: StepCallback | None = None,
+    plan: ReleasePlan | None = None,
+) -> ReleaseResult:
+    """Remove the quarantine label from the incident's pods and delete the policies
+    falcoir created for it; nothing else (workload labels of a detached pod stay
+    removed, or its controller would adopt it and scale one replica down)."""
+    if plan is None:
+        plan = plan_release(gateway, pod=pod, incident_id=incident_id, store=store)
+    inc_id, ns = plan.incident, plan.namespace
+    steps: list[Step] = []
+
+    def emit(name: str, status: str, detail: str) -> None:
+        s = Step(name, status, detail)
+        steps.append(s)
+        if on_step is not None:
+            on_step(s)
+
+    if inc_id is None or ns is None:
+        emit("release", "unchanged", f"pod {pod} is not quarantined")
+        return ReleaseResult(None, ns, dry_run=dry_run, steps=tuple(steps))
+    if check_access:
+        check_permissions(gateway, release_permissions(), ns)
+    if log is None and store is not None:
+        opened = store.get(inc_id) or store.open(
+            ns, plan.pod_name or "", plan.pod_uid, incident_id=inc_id
+        )
+        log = opened.action_log(actor(gateway))
+    pods, ours = plan.pods, plan.policies
+    notes: list[str] = []
+    unlabelled: list[str] = []
+    outcome = "dry-run" if dry_run else "ok"
+    # Label first: from then on the policy selects nothing, and deleting it is moot.
+    for p in pods:
+        pname = str(p["metadata"]["name"])
+        patch = {"metadata": {"labels": {pol.LABEL_KEY: None}}}
+        with_retries(partial(gateway.patch, PODS, pname, patch, ns, dry_run=dry_run))
+        if log:
+            log.append(
+                "patch",
+                "Pod",
+                ns,
+                pname,
+                outcome,
+                "removed the quarantine label",
+                dry_run=dry_run,
+                data={"patch": patch},
+            )
+        unlabelled.append(pname)
+        emit("label", outcome, f"pod {ns}/{pname}: removed {pol.LABEL_KEY}")
+        detached = (p["metadata"].get("annotations") or {}).get(pol.ANN_DETACHED)
+        if detached:
+            notes.append(
+                f"pod {ns}/{pname} was detached from its owner and stays detached "
+                f"(its workload labels were {detached}); delete it when done"
+            )
+    deleted: list[str] = []
+    for p in ours:
+        pname = str(p["metadata"]["name"])
+        try:
+            with_retries(partial(gateway.delete, NETWORK_POLICIES, pname, ns, dry_run=dry_run))
+        except ApiNotFound:
+            continue
+        if log:
+            log.append(
+                "delete",
+                "NetworkPolicy",
+                ns,
+                pname,
+                outcome,
+                "released",
+                dry_run=dry_run,
+                data={"object": p},
+            )
+        deleted.append(pname)
+        emit("policy", outcome, f"deleted NetworkPolicy {ns}/{pname}")
+    if plan.foreign:
+        notes.append(f"left alone (not created by falcoir): {', '.join(plan.foreign)}")
+    if not unlabelled and not deleted:
+        emit("release", "unchanged", f"nothing of incident {inc_id} left to release")
+    if store is not None and not dry_run:
+        inc = store.get(inc_id)
+        if inc is not None and inc.policy:
+            store.set_policy(inc, None)
+    return ReleaseResult(
+        inc_id, ns, tuple(unlabelled), tuple(deleted), dry_run, tuple(notes), tuple(steps)
+    )

@@ -1,0 +1,744 @@
+"""From an alert (or ``--pod``) to the pod, container and process it is about.
+
+Strategies, cheapest first; each runs only when the previous one cannot answer:
+
+1. ``k8s-fields``: the alert names the namespace and pod: one ``get``.
+2. ``container-id``: find the pod whose container status carries the ID, on the
+   alert's node only (a ``spec.nodeName`` field selector) when the node is known.
+3. ``host-pid``: read ``/proc/<pid>/{status,cgroup,cmdline}`` on the node through the
+   Falco pod there (or, with ``--node-debug``, a short-lived debug pod); the cgroup
+   path names the pod UID and container ID, ``NSpid`` the pid inside the container.
+   With no node known, every node's Falco pod is asked in parallel and only a node
+   whose process matches the alert's name and command line is kept.
+4. ``scan``: only within a namespace, selector or node the user gave: list the
+   processes of each candidate container and compare them with the alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from falcoir.core.alert import Alert
+from falcoir.core.gateway import (
+    DAEMON_SETS,
+    DEPLOYMENTS,
+    JOBS,
+    JSON,
+    PODS,
+    REPLICA_SETS,
+    ClusterGateway,
+    Resource,
+)
+from falcoir.core.locate.hostproc import (
+    DebugPod,
+    ProcRead,
+    find_falco_pods,
+    read_proc,
+    reader_for,
+    validate_host_proc,
+)
+from falcoir.core.locate.options import LocateOptions
+from falcoir.core.locate.pods import (
+    ContainerInfo,
+    default_container,
+    find_container_by_id,
+    find_container_by_name,
+    iter_containers,
+    matches_uid,
+    normalize_container_id,
+    pod_key,
+    pod_node,
+    pod_phase,
+    pod_uid,
+)
+from falcoir.core.locate.procfs import Match, ProcStatus, describe, process_match, valid_pid
+from falcoir.core.locate.scan import ContainerProcess, list_processes, match_processes
+from falcoir.core.owners import controller_ref, owner_chain
+from falcoir.core.target import LocateMethod, PodRef, Target
+from falcoir.errors import ApiNotFound, InputError, TargetAmbiguous, TargetNotFound
+
+Step = Callable[[str], None]
+
+MAX_PARALLEL = 16
+MAX_SCAN_CONTAINERS = 64
+_EMPTY = ProcStatus()
+_Matches = list[tuple[ContainerProcess, Match]]
+
+
+class PodReplaced(TargetNotFound):
+    """The alert's pod is gone and its owner made a replacement (exit 5).
+
+    ``replacements`` are ``ns/name`` of the pods that now stand in its place.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        gone: str,
+        replacements: tuple[str, ...],
+        owner: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.gone = gone
+        self.replacements = replacements
+        self.owner = owner
+
+
+@dataclass
+class _Ctx:
+    gateway: ClusterGateway
+    alert: Alert | None
+    options: LocateOptions
+    step: Step
+    host_proc: str
+    notes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    """Why each strategy could not answer: the not-found message is made of these."""
+    node_pods: dict[str, list[JSON]] = field(default_factory=dict)
+
+    def pods_on_node(self, node: str) -> list[JSON]:
+        if node not in self.node_pods:
+            self.node_pods[node] = self.gateway.list(
+                PODS, None, field_selector=f"spec.nodeName={node}"
+            )
+        return self.node_pods[node]
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def locate(
+    gateway: ClusterGateway,
+    *,
+    alert: Alert | None = None,
+    pod: PodRef | None = None,
+    options: LocateOptions = LocateOptions(),  # noqa: B008 - frozen dataclass
+    on_step: Step | None = None,
+) -> Target:
+    """Find the pod, container and process an alert (or ``--pod``) is about.
+
+    Raises ``TargetNotFound`` (saying which flag or field would help),
+    ``TargetAmbiguous`` (with the candidates), ``Forbidden``, ``ClusterUnreachable``.
+    """
+    ctx = _Ctx(
+        gateway=gateway,
+        alert=alert,
+        options=options,
+        step=on_step or _noop,
+        host_proc=validate_host_proc(options.host_proc),
+    )
+    if pod is not None:
+        return _by_pod_flag(ctx, pod)
+    if alert is None:
+        raise InputError(
+            "nothing to locate", hint="give the Falco alert, -f FILE, or --pod NS/NAME"
+        )
+    for strategy in (_by_k8s_fields, _by_container_id, _by_host_pid, _by_scan):
+        target = strategy(ctx, alert)
+        if target is not None:
+            return target
+    raise TargetNotFound(
+        "cannot locate the alert's pod: " + "; ".join(ctx.reasons),
+        hint=_what_would_help(ctx, alert),
+    )
+
+
+# -- building the result --------------------------------------------------------------
+
+
+def _make_target(
+    ctx: _Ctx,
+    pod: JSON,
+    container: ContainerInfo | None,
+    method: LocateMethod,
+    *,
+    host_pid: int | None = None,
+    vpid: int | None = None,
+    runtime: str | None = None,
+    container_id: str | None = None,
+) -> Target:
+    meta = pod.get("metadata") or {}
+    if pod_phase(pod) in ("Succeeded", "Failed"):
+        ctx.notes.append(f"pod phase is {pod_phase(pod)}: its containers have stopped")
+    if meta.get("deletionTimestamp"):
+        ctx.notes.append(f"pod is being deleted (since {meta.get('deletionTimestamp')})")
+    if container is not None and ctx.alert is not None and vpid is None:
+        host_pid, vpid = _enrich_pids(ctx, pod, container, host_pid)
+    chain = owner_chain(
+        ctx.gateway,
+        pod,
+        on_forbidden=lambda perm: ctx.notes.append(f"owner chain cut short: cannot {perm}"),
+    )
+    if chain:
+        ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
+    return Target(
+        namespace=str(meta.get("namespace")),
+        pod=str(meta.get("name")),
+        container=container.name if container else None,
+        method=method,
+        node=pod_node(pod),
+        pod_uid=pod_uid(pod),
+        container_id=(container.container_id if container else None) or container_id,
+        container_runtime=(container.runtime if container else None) or runtime,
+        vpid=vpid,
+        host_pid=host_pid,
+        owner=chain,
+        image=container.image if container else None,
+        notes=tuple(ctx.notes),
+    )
+
+
+def _alert_pid(ctx: _Ctx) -> int | None:
+    return valid_pid(ctx.alert.process.pid) if ctx.alert else None
+
+
+def _enrich_pids(
+    ctx: _Ctx, pod: JSON, container: ContainerInfo, host_pid: int | None
+) -> tuple[int | None, int | None]:
+    """The pid inside the container for a target found without ``/proc``: the alert's
+    ``proc.vpid``; else ``NSpid`` of its host pid read through the node's Falco pod;
+    else the process in the container whose name and command line match."""
+    assert ctx.alert is not None
+    proc = ctx.alert.process
+    host_pid = host_pid or _alert_pid(ctx)
+    if valid_pid(proc.vpid):
+        return host_pid, valid_pid(proc.vpid)
+    node = pod_node(pod)
+    if host_pid and node and container.container_id:
+        falco, _ = find_falco_pods(ctx.gateway, ctx.options, node)
+        if falco:
+            read = read_proc(ctx.gateway, reader_for(falco[0], ctx.host_proc), host_pid)
+            if read.ok and read.cgroup and read.cgroup.container_id == container.container_id:
+                assert read.status is not None
+                ctx.step(f"pid {host_pid}: NSpid on {node} gives pid {read.status.vpid} inside")
+                return host_pid, read.status.vpid
+            ctx.notes.append(
+                f"host pid {host_pid} on {node} could not be tied to the container"
+                + (f" ({read.problem})" if read.problem else "")
+            )
+    if (proc.name or proc.cmdline) and container.running:
+        procs, problem = list_processes(
+            ctx.gateway,
+            str((pod.get("metadata") or {}).get("namespace")),
+            str((pod.get("metadata") or {}).get("name")),
+            container.name,
+        )
+        found = [(p, m) for p, m in match_processes(proc, procs) if m == Match.STRONG]
+        if len(found) == 1:
+            ctx.step(f"process list in {container.name}: pid {found[0][0].pid} matches")
+            return host_pid, found[0][0].pid
+        if problem:
+            ctx.notes.append(problem)
+        elif found:
+            pids = ", ".join(str(p.pid) for p, _ in found)
+            ctx.notes.append(f"several processes match the alert in the container: {pids}")
+        else:
+            ctx.notes.append("no process in the container matches the alert any more")
+    return host_pid, None
+
+
+def _pick_container(ctx: _Ctx, pod: JSON, *, cid: str | None = None) -> ContainerInfo | None:
+    """``-c``, else the alert's container ID or name, else the pod's default."""
+    key = pod_key(pod)
+    if ctx.options.container:
+        c = find_container_by_name(pod, ctx.options.container)
+        if c is None:
+            names = ", ".join(x.name for x in iter_containers(pod))
+            raise TargetNotFound(
+                f"pod {key} has no container {ctx.options.container!r} (it has {names})",
+                hint="pick one of those with -c CONTAINER",
+            )
+        return c
+    alert = ctx.alert
+    cid = cid or (
+        normalize_container_id(alert.container.full_id)
+        or normalize_container_id(alert.container.id)
+        if alert
+        else None
+    )
+    if cid:
+        c = find_container_by_id(pod, cid)
+        if c is not None:
+            return c
+        ctx.notes.append(f"container id {cid[:12]} is not in pod {key} now (restarted?)")
+    if alert and alert.container.name:
+        c = find_container_by_name(pod, alert.container.name)
+        if c is not None:
+            return c
+    c, note = default_container(pod)
+    if note:
+        ctx.notes.append(note)
+    return c
+
+
+# -- strategy 0: --pod ----------------------------------------------------------------
+
+
+def _by_pod_flag(ctx: _Ctx, ref: PodRef) -> Target:
+    try:
+        pod = ctx.gateway.get(PODS, ref.name, ref.namespace)
+    except ApiNotFound:
+        ctx.step(f"--pod: {ref} — not found")
+        _raise_gone(ctx, ref.namespace, ref.name, None, source="--pod")
+    ctx.step(f"--pod: {ref} — found")
+    return _make_target(ctx, pod, _pick_container(ctx, pod), LocateMethod.POD_FLAG)
+
+
+# -- strategy 1: k8s fields -----------------------------------------------------------
+
+
+def _by_k8s_fields(ctx: _Ctx, alert: Alert) -> Target | None:
+    ns, name = alert.k8s.namespace, alert.k8s.pod
+    if not (ns and name):
+        ctx.reasons.append("the alert has no k8s.ns.name/k8s.pod.name")
+        return None
+    try:
+        pod = ctx.gateway.get(PODS, name, ns)
+    except ApiNotFound:
+        ctx.step(f"k8s fields: {ns}/{name} — gone")
+        _raise_gone(ctx, ns, name, alert.k8s.pod_uid, source="the alert's k8s fields")
+    uid = (alert.k8s.pod_uid or "").lower()
+    if uid and not matches_uid(pod, uid):
+        ctx.step(f"k8s fields: {ns}/{name} — same name, new uid")
+        raise PodReplaced(
+            f"pod {ns}/{name} of the alert (uid {uid}) is gone; a new pod with the same "
+            f"name (uid {pod_uid(pod)}) replaced it",
+            gone=f"{ns}/{name}",
+            replacements=(f"{ns}/{name}",),
+            hint=f"to act on the replacement anyway: --pod {ns}/{name}",
+        )
+    ctx.step(f"k8s fields: {ns}/{name} — found")
+    return _make_target(ctx, pod, _pick_container(ctx, pod), LocateMethod.K8S_FIELDS)
+
+
+_REPLACEMENT_OWNERS: tuple[Resource, ...] = (REPLICA_SETS, DAEMON_SETS, JOBS)
+
+
+def _raise_gone(ctx: _Ctx, ns: str, name: str, uid: str | None, *, source: str) -> None:
+    """Raise ``PodReplaced`` when the gone pod's owner made a replacement, else
+    ``TargetNotFound``."""
+    owner, replacements = _find_replacements(ctx, ns, name)
+    if replacements:
+        names = ", ".join(replacements)
+        raise PodReplaced(
+            f"pod {ns}/{name} ({source}) no longer exists; {owner} replaced it with {names}",
+            gone=f"{ns}/{name}",
+            replacements=tuple(replacements),
+            owner=owner,
+            hint=f"the evidence in {name} is gone; to act on the replacement: "
+            f"--pod {replacements[0]}",
+        )
+    raise TargetNotFound(
+        f"pod {ns}/{name} ({source}) not found",
+        hint=f"it was deleted, or the namespace is wrong; check with 'kubectl get pods -n {ns}'",
+    )
+
+
+def _find_replacements(ctx: _Ctx, ns: str, name: str) -> tuple[str | None, list[str]]:
+    prefix, sep, _ = name.rpartition("-")
+    if not sep or not prefix:
+        return None, []
+    for resource in _REPLACEMENT_OWNERS:
+        try:
+            owner = ctx.gateway.get(resource, prefix, ns)
+        except ApiNotFound:
+            continue
+        match_labels = ((owner.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not match_labels:
+            return None, []
+        owner_uid = (owner.get("metadata") or {}).get("uid")
+        top = controller_ref(owner)
+        label = f"{resource.kind} {prefix}"
+        if top is not None and top.kind == "Deployment":
+            label += f" (Deployment {top.name})"
+            try:
+                deploy = ctx.gateway.get(DEPLOYMENTS, top.name, ns)
+                match_labels = ((deploy.get("spec") or {}).get("selector") or {}).get(
+                    "matchLabels"
+                ) or match_labels
+            except ApiNotFound:
+                top = None
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+        pods = ctx.gateway.list(PODS, ns, label_selector=selector)
+        found = []
+        for p in pods:
+            ref = controller_ref(p)
+            pname = str((p.get("metadata") or {}).get("name"))
+            if ref is None or pname == name or (p.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            same_owner = ref.uid == owner_uid if ref.uid and owner_uid else ref.name == prefix
+            same_top = (
+                top is not None
+                and top.kind == "Deployment"
+                and ref.kind == "ReplicaSet"
+                and ref.name.startswith(f"{top.name}-")
+            )
+            if same_owner or same_top:
+                found.append(f"{ns}/{pname}")
+        return label, sorted(found)
+    return None, []
+
+
+# -- strategy 2: container id ---------------------------------------------------------
+
+
+def _by_container_id(ctx: _Ctx, alert: Alert) -> Target | None:
+    raw = alert.container.full_id or alert.container.id
+    if raw and raw.strip().lower() == "host":
+        ctx.reasons.append("container.id is 'host' (Falco saw a host process)")
+        return None
+    cid = normalize_container_id(alert.container.full_id) or normalize_container_id(
+        alert.container.id
+    )
+    if not cid:
+        ctx.reasons.append("the alert has no container.id")
+        return None
+    node = ctx.options.node or alert.node
+    opts = ctx.options
+    if node:
+        pods = ctx.gateway.list(
+            PODS,
+            opts.namespace,
+            label_selector=opts.selector,
+            field_selector=f"spec.nodeName={node}",
+        )
+        where = f"node {node}"
+        if not pods and not opts.namespace and not opts.selector:
+            ctx.notes.append(f"no pods on a node named {node}; searched the whole cluster")
+            node = None
+    if not node:
+        pods = ctx.gateway.list(PODS, opts.namespace, label_selector=opts.selector)
+        where = f"namespace {opts.namespace}" if opts.namespace else "the whole cluster"
+    matches = [(p, c) for p in pods if (c := find_container_by_id(p, cid)) is not None]
+    if len(matches) > 1:
+        raise TargetAmbiguous(
+            f"container id {cid} matches {len(matches)} containers",
+            candidates=[f"{pod_key(p)}/{c.name}" for p, c in matches],
+            hint="give the full 64-hex container id, or --pod NS/NAME -c CONTAINER",
+        )
+    if not matches:
+        ctx.step(f"container id {cid[:12]}: {len(pods)} pods on {where} — not found")
+        ctx.reasons.append(f"no pod on {where} has container {cid[:12]}")
+        return None
+    pod, container = matches[0]
+    ctx.step(f"container id {cid[:12]}: {pod_key(pod)}/{container.name} — found")
+    return _make_target(ctx, pod, container, LocateMethod.CONTAINER_ID)
+
+
+# -- strategy 3: host pid -------------------------------------------------------------
+
+
+def _by_host_pid(ctx: _Ctx, alert: Alert) -> Target | None:
+    raw_pid = alert.process.pid
+    pid = valid_pid(raw_pid)
+    if pid is None:
+        ctx.reasons.append(
+            "the alert has no proc.pid" if raw_pid is None else f"invalid pid {raw_pid!r}"
+        )
+        return None
+    node = ctx.options.node or alert.node
+    if node:
+        read = _read_on_node(ctx, node, pid)
+        if read is None:
+            return None
+        m = process_match(alert.process, read.status or _EMPTY, read.argv)
+        desc = describe(read.status or _EMPTY, read.argv)
+        if m == Match.NONE:
+            ctx.step(f"host pid {pid} on {node}: {desc} — not the alert's process")
+            ctx.reasons.append(
+                f"pid {pid} on node {node} is now {desc}, not the alert's process (it has exited)"
+            )
+            return None
+        if m == Match.UNKNOWN:
+            ctx.notes.append("the alert names no process: pid taken on the node's word alone")
+        return _target_from_read(ctx, read, desc)
+    return _host_pid_all_nodes(ctx, alert, pid)
+
+
+def _read_on_node(ctx: _Ctx, node: str, pid: int) -> ProcRead | None:
+    """Read pid's /proc on ``node`` through its Falco pod, or a debug pod if allowed."""
+    falco, selector = find_falco_pods(ctx.gateway, ctx.options, node)
+    problem: str | None = None
+    if falco:
+        reader = reader_for(falco[0], ctx.host_proc)
+        read = read_proc(ctx.gateway, reader, pid)
+        if read.ok:
+            ctx.step(f"host pid {pid}: read through Falco pod {reader.where} on {node}")
+            return read
+        problem = read.problem
+        ctx.step(f"host pid {pid}: Falco pod {reader.where} on {node} — {problem}")
+        if read.absent:
+            ctx.reasons.append(f"no pid {pid} on node {node} (the process has exited)")
+            return None
+    else:
+        problem = f"no running Falco pod on node {node} (selector {selector})"
+        ctx.step(f"host pid {pid}: {problem}")
+    if not ctx.options.node_debug:
+        ctx.reasons.append(problem or f"cannot read /proc on node {node}")
+        return None
+    debug = DebugPod(ctx.gateway, node, ctx.options.debug_image, ctx.step)
+    try:
+        reader = debug.start()
+        read = read_proc(ctx.gateway, reader, pid)
+    finally:
+        debug.stop()
+        ctx.notes.extend(debug.record)
+    if read.ok:
+        return read
+    ctx.reasons.append(read.problem or f"cannot read /proc on node {node}")
+    return None
+
+
+def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
+    falco, selector = find_falco_pods(ctx.gateway, ctx.options, None)
+    by_node: dict[str, JSON] = {}
+    for p in falco:
+        by_node.setdefault(pod_node(p) or "?", p)
+    if not by_node:
+        ctx.step(f"host pid {pid}: no node known and no running Falco pod (selector {selector})")
+        ctx.reasons.append(
+            f"no node is known and no running Falco pod was found (selector {selector})"
+        )
+        return None
+    if not (alert.process.name or alert.process.cmdline):
+        ctx.reasons.append(
+            f"no node is known and the alert names no process to tell nodes' pid {pid} apart"
+        )
+        return None
+    ctx.step(f"host pid {pid}: no node known; asking {len(by_node)} Falco pods")
+    readers = [reader_for(p, ctx.host_proc) for p in by_node.values()]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers))) as pool:
+        reads = list(pool.map(lambda r: read_proc(ctx.gateway, r, pid), readers))
+    strong: list[ProcRead] = []
+    weak: list[ProcRead] = []
+    problems: list[str] = []
+    for read in reads:
+        if not read.ok:
+            if not read.absent and read.problem:
+                problems.append(f"{read.reader.node}: {read.problem}")
+            continue
+        m = process_match(alert.process, read.status or _EMPTY, read.argv)
+        if m == Match.STRONG:
+            strong.append(read)
+        elif m == Match.WEAK:
+            weak.append(read)
+    if problems:
+        ctx.notes.append("could not read some nodes: " + "; ".join(problems))
+    chosen: ProcRead | None = None
+    if len(strong) == 1:
+        chosen = strong[0]
+    elif len(strong) > 1:
+        raise TargetAmbiguous(
+            f"pid {pid} runs the alert's process on {len(strong)} nodes",
+            candidates=[
+                f"node {r.reader.node}: {describe(r.status or _EMPTY, r.argv)}" for r in strong
+            ],
+            hint="give the node with --node NODE",
+        )
+    elif len(weak) == 1:
+        if not ctx.options.yes:
+            r = weak[0]
+            raise TargetAmbiguous(
+                f"pid {pid} on node {r.reader.node} has the alert's process name but the "
+                "alert gives no command line to confirm it; nothing was acted on",
+                candidates=[f"node {r.reader.node}: {describe(r.status or _EMPTY, r.argv)}"],
+                hint="re-run with --yes to accept this weak match, or give --node NODE",
+            )
+        chosen = weak[0]
+        ctx.notes.append("weak match (process name only) accepted with --yes")
+    elif len(weak) > 1:
+        raise TargetAmbiguous(
+            f"pid {pid} has the alert's process name on {len(weak)} nodes",
+            candidates=[
+                f"node {r.reader.node}: {describe(r.status or _EMPTY, r.argv)}" for r in weak
+            ],
+            hint="give the node with --node NODE",
+        )
+    if chosen is None:
+        ctx.step(f"host pid {pid}: no node runs the alert's process")
+        ctx.reasons.append(
+            f"none of the {len(readers)} nodes with a Falco pod runs the alert's process "
+            f"as pid {pid} (it has exited, or its node has no Falco pod)"
+        )
+        return None
+    desc = describe(chosen.status or _EMPTY, chosen.argv)
+    ctx.step(f"host pid {pid}: node {chosen.reader.node} runs {desc}")
+    return _target_from_read(ctx, chosen, desc)
+
+
+def _target_from_read(ctx: _Ctx, read: ProcRead, desc: str) -> Target | None:
+    node = read.reader.node
+    cg = read.cgroup
+    info = cg.best if cg else None
+    status = read.status or _EMPTY
+    if info is None or (info.pod_uid is None and info.container_id is None):
+        paths = ", ".join(sorted({p for _, p in cg.paths})) if cg else "none"
+        raise TargetNotFound(
+            f"pid {read.pid} on node {node} ({desc}) is not in a pod: cgroup {paths}",
+            hint="the process runs on the host itself, or its cgroup path is hidden; "
+            "give --pod NS/NAME if you know the pod",
+        )
+    pods = ctx.pods_on_node(node)
+    candidates: list[tuple[JSON, ContainerInfo | None]] = []
+    if info.pod_uid:
+        for p in pods:
+            if matches_uid(p, info.pod_uid):
+                c = find_container_by_id(p, info.container_id) if info.container_id else None
+                candidates.append((p, c))
+    elif info.container_id:
+        for p in pods:
+            c = find_container_by_id(p, info.container_id)
+            if c is not None:
+                candidates.append((p, c))
+    if not candidates:
+        ctx.reasons.append(
+            f"pid {read.pid} on node {node} is in pod uid {info.pod_uid or '?'}, container "
+            f"{(info.container_id or '?')[:12]}, but no pod on the node has it (just deleted?)"
+        )
+        ctx.step(f"host pid {read.pid}: cgroup names pod uid {info.pod_uid} — no such pod")
+        return None
+    pod, container = candidates[0]
+    if container is None:
+        if info.conmon:
+            ctx.notes.append("the process is CRI-O's conmon for the container, not in it")
+        elif info.container_id:
+            ctx.notes.append(
+                f"container {info.container_id[:12]} is not among the pod's container "
+                "statuses (the pod sandbox?)"
+            )
+        container = _pick_container(ctx, pod)
+    ctx.step(
+        f"host pid {read.pid}: pod {pod_key(pod)} container "
+        f"{container.name if container else '?'} "
+        f"(cgroup {info.driver or '?'} v{cg.version if cg else '?'})"
+    )
+    return _make_target(
+        ctx,
+        pod,
+        container,
+        LocateMethod.HOST_PID,
+        host_pid=read.pid,
+        vpid=status.vpid,
+        runtime=info.runtime,
+        container_id=info.container_id,
+    )
+
+
+# -- strategy 4: scan -----------------------------------------------------------------
+
+
+def _by_scan(ctx: _Ctx, alert: Alert) -> Target | None:
+    opts = ctx.options
+    if not (opts.namespace or opts.selector or opts.node):
+        ctx.reasons.append("no -n/-l/--node given to scan pods in")
+        return None
+    if not (alert.process.name or alert.process.cmdline):
+        ctx.reasons.append("the alert names no process to look for in pods")
+        return None
+    field_selector = f"spec.nodeName={opts.node}" if opts.node else None
+    pods = ctx.gateway.list(
+        PODS, opts.namespace, label_selector=opts.selector, field_selector=field_selector
+    )
+    scope = ", ".join(
+        x
+        for x in (
+            f"namespace {opts.namespace}" if opts.namespace else "",
+            f"selector {opts.selector}" if opts.selector else "",
+            f"node {opts.node}" if opts.node else "",
+        )
+        if x
+    )
+    jobs: list[tuple[JSON, ContainerInfo]] = []
+    for p in pods:
+        if pod_phase(p) != "Running":
+            continue
+        for c in iter_containers(p):
+            if c.kind == "init" or not c.running:
+                continue
+            if opts.container and c.name != opts.container:
+                continue
+            jobs.append((p, c))
+    if not jobs:
+        ctx.reasons.append(f"no running container in {scope}")
+        return None
+    if len(jobs) > MAX_SCAN_CONTAINERS:
+        ctx.reasons.append(
+            f"{len(jobs)} containers in {scope}: too many to scan (limit {MAX_SCAN_CONTAINERS})"
+        )
+        return None
+    ctx.step(f"scan: listing processes in {len(jobs)} containers ({scope})")
+
+    def run(job: tuple[JSON, ContainerInfo]) -> tuple[JSON, ContainerInfo, _Matches, str | None]:
+        p, c = job
+        meta = p.get("metadata") or {}
+        procs, problem = list_processes(
+            ctx.gateway, str(meta.get("namespace")), str(meta.get("name")), c.name
+        )
+        return p, c, match_processes(alert.process, procs), problem
+
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
+        results = list(pool.map(run, jobs))
+    strong = [(p, c, ms) for p, c, ms, _ in results if any(m == Match.STRONG for _, m in ms)]
+    weak = [
+        (p, c, ms) for p, c, ms, _ in results if ms and not any(m == Match.STRONG for _, m in ms)
+    ]
+    problems = [pr for *_, pr in results if pr]
+    if problems:
+        ctx.notes.append(f"{len(problems)} containers could not be listed: " + problems[0])
+    pool_ = strong or weak
+    if not pool_:
+        ctx.reasons.append(f"no container in {scope} runs the alert's process")
+        ctx.step("scan: no match")
+        return None
+
+    def cand(x: tuple[JSON, ContainerInfo, _Matches]) -> str:
+        p, c, ms = x
+        return f"{pod_key(p)}/{c.name} pid {ms[0][0].pid}: {' '.join(ms[0][0].argv)[:80]}"
+
+    if len(pool_) > 1:
+        raise TargetAmbiguous(
+            f"{len(pool_)} containers in {scope} run a process matching the alert",
+            candidates=[cand(x) for x in pool_],
+            hint="narrow with -n/-l/--node/-c, or pick one with --pod NS/NAME -c CONTAINER",
+        )
+    pod, container, ms = pool_[0]
+    if not strong:
+        if not opts.yes:
+            raise TargetAmbiguous(
+                "only a weak match (process name, no command line to compare); "
+                "nothing was acted on",
+                candidates=[cand(pool_[0])],
+                hint="re-run with --yes to accept it, or use --pod NS/NAME",
+            )
+        ctx.notes.append("weak match (process name only) accepted with --yes")
+    vpids = [p.pid for p, m in ms if m == ms[0][1]]
+    if len(vpids) > 1:
+        ctx.notes.append(f"several matching processes in the container: pids {vpids}")
+    ctx.step(f"scan: {pod_key(pod)}/{container.name} pid {vpids[0]} matches")
+    ctx.notes.append(f"found by scanning the processes of {len(jobs)} containers in {scope}")
+    return _make_target(
+        ctx, pod, container, LocateMethod.SCAN, host_pid=_alert_pid(ctx), vpid=vpids[0]
+    )
+
+
+# -- the not-found message ------------------------------------------------------------
+
+
+def _what_would_help(ctx: _Ctx, alert: Alert) -> str:
+    tips: list[str] = []
+    if not (alert.k8s.namespace and alert.k8s.pod):
+        tips.append("--pod NS/NAME if you know the pod")
+    if not (alert.container.id or alert.container.full_id):
+        tips.append("Falco's container.id field in the alert (-pc, or append_output)")
+    if not (ctx.options.node or alert.node):
+        tips.append("--node NODE (the node that raised the alert; JSON alerts carry it)")
+    if valid_pid(alert.process.pid) and not ctx.options.node_debug:
+        tips.append("--falco-selector if Falco's pods have other labels, or --node-debug")
+    if not (ctx.options.namespace or ctx.options.selector or ctx.options.node):
+        tips.append("-n NAMESPACE or -l SELECTOR to scan candidate pods")
+    return "give " + "; or ".join(tips) if tips else "the process has probably exited"

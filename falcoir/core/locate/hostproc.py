@@ -1,0 +1,258 @@
+"""Reading a host process's ``/proc`` entries on a node, through a pod that sees the
+host's ``/proc``: a Falco DaemonSet pod (no new privileged pod needed), or, only when
+the user allows it, a short-lived node debug pod.
+
+Commands are argv lists with the pid validated as a positive int first; nothing from
+an alert ever reaches a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from falcoir.core.cgroup import ProcCgroup, is_cgroup_line, parse_proc_cgroup
+from falcoir.core.gateway import JSON, PODS, ClusterGateway
+from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS, LocateOptions
+from falcoir.core.locate.pods import iter_containers, pod_node, pod_phase
+from falcoir.core.locate.procfs import ProcStatus, parse_cmdline, parse_status
+from falcoir.errors import ApiNotFound, FalcoirError, InputError
+
+READ_TIMEOUT = 15.0
+READ_MAX_BYTES = 256 * 1024
+DEBUG_POD_NAMESPACE = "default"
+DEBUG_POD_LABEL = "falcoir.io/node-debug"
+DEBUG_POD_WAIT_SECONDS = 60.0
+DEBUG_POD_LIFETIME_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class ProcReader:
+    """A pod that can read the node's host ``/proc``."""
+
+    namespace: str
+    pod: str
+    container: str | None
+    node: str
+    host_proc: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+
+@dataclass(frozen=True)
+class ProcRead:
+    """What ``/proc/<pid>`` on a node said (or why it could not be read)."""
+
+    reader: ProcReader
+    pid: int
+    status: ProcStatus | None = None
+    cgroup: ProcCgroup | None = None
+    argv: tuple[str, ...] = ()
+    problem: str | None = None
+    """Why nothing could be read (``None`` when ``status`` is set)."""
+    absent: bool = False
+    """The reader works but there is no such pid on the node."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None
+
+
+def validate_host_proc(path: str) -> str:
+    """The host /proc mount path: absolute, plain characters, no ``..``."""
+    p = path.rstrip("/") or "/"
+    if (
+        not p.startswith("/")
+        or ".." in p.split("/")
+        or any(not (ch.isalnum() or ch in "/._-") for ch in p)
+    ):
+        raise InputError(f"--host-proc must be a plain absolute path, got {path!r}")
+    return p
+
+
+def falco_container(pod: JSON) -> str | None:
+    """The Falco container in a Falco pod: ``falco`` if present, else the first."""
+    regular = [c for c in iter_containers(pod) if c.kind == "regular"]
+    for c in regular:
+        if c.name == "falco":
+            return c.name
+    return regular[0].name if regular else None
+
+
+def find_falco_pods(
+    gateway: ClusterGateway, options: LocateOptions, node: str | None
+) -> tuple[list[JSON], str]:
+    """Running Falco pods (on ``node`` when given) and the selector that found them."""
+    selectors = (options.falco_selector,) if options.falco_selector else DEFAULT_FALCO_SELECTORS
+    field_selector = f"spec.nodeName={node}" if node else None
+    last = selectors[-1]
+    for sel in selectors:
+        pods = gateway.list(
+            PODS, options.falco_namespace, label_selector=sel, field_selector=field_selector
+        )
+        if pods:
+            return [p for p in pods if pod_phase(p) == "Running" and pod_node(p)], sel
+        last = sel
+    return [], last
+
+
+def reader_for(pod: JSON, host_proc: str) -> ProcReader:
+    meta = pod.get("metadata") or {}
+    return ProcReader(
+        namespace=str(meta.get("namespace")),
+        pod=str(meta.get("name")),
+        container=falco_container(pod),
+        node=pod_node(pod) or "?",
+        host_proc=host_proc,
+    )
+
+
+def _split_status_cgroup(text: str) -> tuple[str, str]:
+    status_lines: list[str] = []
+    cgroup_lines: list[str] = []
+    for line in text.splitlines():
+        if cgroup_lines or is_cgroup_line(line):
+            cgroup_lines.append(line)
+        else:
+            status_lines.append(line)
+    return "\n".join(status_lines), "\n".join(cgroup_lines)
+
+
+def read_proc(gateway: ClusterGateway, reader: ProcReader, pid: int) -> ProcRead:
+    """``status``, ``cgroup`` and ``cmdline`` of host ``pid`` through ``reader``.
+
+    Two execs: ``cat status cgroup`` (kernel-made text, safe to split) and
+    ``cat cmdline`` (process-made bytes, read on its own).
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise InputError(f"not a valid pid: {pid!r}")
+    base = f"{reader.host_proc}/{pid}"
+    try:
+        res = gateway.exec(
+            reader.namespace,
+            reader.pod,
+            reader.container,
+            ["cat", f"{base}/status", f"{base}/cgroup"],
+            timeout=READ_TIMEOUT,
+            max_bytes=READ_MAX_BYTES,
+        )
+    except ApiNotFound:
+        return ProcRead(reader, pid, problem=f"pod {reader.where} is gone")
+    if not res.ran:
+        return ProcRead(reader, pid, problem=f"cannot run cat in {reader.where}: {res.error}")
+    text = res.stdout.decode("utf-8", errors="backslashreplace")
+    status_text, cgroup_text = _split_status_cgroup(text)
+    status = parse_status(status_text)
+    if res.exit_code != 0 or status.pid is None:
+        # Is it the pid that is missing, or the host /proc mount?
+        probe = gateway.exec(
+            reader.namespace,
+            reader.pod,
+            reader.container,
+            ["cat", f"{reader.host_proc}/1/cgroup"],
+            timeout=READ_TIMEOUT,
+            max_bytes=READ_MAX_BYTES,
+        )
+        if probe.ok:
+            return ProcRead(reader, pid, problem=f"no pid {pid} on node {reader.node}", absent=True)
+        return ProcRead(
+            reader,
+            pid,
+            problem=f"{reader.host_proc} is not readable in {reader.where}"
+            + (f" ({probe.error})" if probe.error else ""),
+        )
+    if status.pid != pid:
+        return ProcRead(reader, pid, problem=f"{base}/status names pid {status.pid}")
+    cmd = gateway.exec(
+        reader.namespace,
+        reader.pod,
+        reader.container,
+        ["cat", f"{base}/cmdline"],
+        timeout=READ_TIMEOUT,
+        max_bytes=READ_MAX_BYTES,
+    )
+    argv = parse_cmdline(cmd.stdout) if cmd.ok else ()
+    return ProcRead(reader, pid, status=status, cgroup=parse_proc_cgroup(cgroup_text), argv=argv)
+
+
+@dataclass
+class DebugPod:
+    """A short-lived node debug pod: created, used, deleted, recorded."""
+
+    gateway: ClusterGateway
+    node: str
+    image: str
+    step: Callable[[str], None]
+    name: str = field(default_factory=lambda: f"falcoir-node-debug-{secrets.token_hex(4)}")
+    namespace: str = DEBUG_POD_NAMESPACE
+    record: list[str] = field(default_factory=list)
+    sleep: Callable[[float], None] = time.sleep
+
+    def body(self) -> JSON:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": "falcoir",
+                    DEBUG_POD_LABEL: "true",
+                },
+            },
+            "spec": {
+                "nodeName": self.node,
+                "hostPID": True,
+                "restartPolicy": "Never",
+                "activeDeadlineSeconds": DEBUG_POD_LIFETIME_SECONDS,
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 0,
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [
+                    {
+                        "name": "debug",
+                        "image": self.image,
+                        "command": ["sleep", str(DEBUG_POD_LIFETIME_SECONDS)],
+                        "volumeMounts": [
+                            {"name": "host-proc", "mountPath": "/host/proc", "readOnly": True}
+                        ],
+                        "securityContext": {
+                            "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                        },
+                    }
+                ],
+                "volumes": [{"name": "host-proc", "hostPath": {"path": "/proc"}}],
+            },
+        }
+
+    def start(self) -> ProcReader:
+        self.gateway.create(PODS, self.body())
+        self.record.append(
+            f"created node debug pod {self.namespace}/{self.name} on node {self.node} "
+            f"(image {self.image}, hostPID, read-only host /proc)"
+        )
+        self.step(f"node debug: created {self.namespace}/{self.name} on {self.node}")
+        deadline = time.monotonic() + DEBUG_POD_WAIT_SECONDS
+        while True:
+            pod = self.gateway.get(PODS, self.name, self.namespace)
+            phase = pod_phase(pod)
+            if phase == "Running":
+                return ProcReader(self.namespace, self.name, "debug", self.node, "/host/proc")
+            if phase in ("Failed", "Succeeded") or time.monotonic() >= deadline:
+                raise FalcoirError(
+                    f"node debug pod {self.namespace}/{self.name} did not start "
+                    f"(phase {phase or 'unknown'})"
+                )
+            self.sleep(1.0)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ApiNotFound):
+            self.gateway.delete(PODS, self.name, self.namespace, grace_period_seconds=0)
+        self.record.append(f"deleted node debug pod {self.namespace}/{self.name}")
+        self.step(f"node debug: deleted {self.namespace}/{self.name}")

@@ -1,0 +1,247 @@
+"""Turning a text line or a JSON document into an :class:`~falcoir.core.alert.Alert`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from falcoir.core.alert import Alert
+from falcoir.core.parse.normalize import collect, normalize, present
+from falcoir.core.parse.textline import (
+    ANCHOR,
+    PRIORITY_WORDS,
+    TextParts,
+    parse_text_line,
+    split_body,
+    wrapper_of,
+)
+
+if TYPE_CHECKING:
+    from falcoir.core.parse.rules import RuleSet
+
+_AUDIT_HINT_KEYS = ("resource", "verb")
+
+
+def _text_source(message: str, keys: set[str]) -> str | None:
+    if message.startswith("Falco internal:"):
+        return "internal"
+    if "resource" in keys and ("verb" in keys or "action" in keys):
+        return "k8s_audit"
+    if any(k.startswith("ka.") for k in keys):
+        return "k8s_audit"
+    return None
+
+
+def _gvisor_pid(appended: tuple[tuple[str, str], ...]) -> bool:
+    """Falco's ``-pc``/``-pk`` under gVisor appends ``pid=%proc.vpid tid=%thread.vtid``."""
+    keys = [k for k, _ in appended]
+    return "pid" in keys and "tid" in keys
+
+
+def alert_from_text(
+    line: str,
+    *,
+    lineno: int | None = None,
+    rules: RuleSet | None = None,
+) -> Alert | None:
+    """The alert in one text line, or ``None`` when the line holds no alert anchor."""
+    parts = parse_text_line(line)
+    if parts is None:
+        return None
+    rule_name: str | None = None
+    source: str | None = None
+    fields = parts.fields
+    appended = parts.appended
+    message = parts.message
+    style = parts.style
+    field_names: dict[str, str] = {}
+    if rules is not None:
+        matched = rules.match(line[len(parts.prefix) :], parts)
+        if matched is not None:
+            rule_name = matched.rule
+            source = matched.source
+            message = matched.message
+            fields = matched.fields
+            appended = matched.appended
+            field_names = matched.field_names
+    return _assemble_text(
+        line,
+        parts,
+        lineno=lineno,
+        message=message,
+        style=style,
+        fields=fields,
+        appended=appended,
+        rule=rule_name,
+        source=source,
+        field_names=field_names,
+    )
+
+
+def _assemble_text(
+    line: str,
+    parts: TextParts,
+    *,
+    lineno: int | None,
+    message: str,
+    style: str,
+    fields: tuple[tuple[str, str], ...],
+    appended: tuple[tuple[str, str], ...],
+    rule: str | None,
+    source: str | None,
+    field_names: Mapping[str, str],
+) -> Alert:
+    all_fields = fields + appended
+    d: dict[str, str] = {}
+    if field_names:
+        # With a rule template, the label's real Falco field name is known.
+        collect(((field_names.get(k, k), v) for k, v in fields), d)
+    collect(all_fields, d)
+    if source is None:
+        source = _text_source(message, set(d))
+    norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(appended))
+    return Alert(
+        raw=line.rstrip("\r\n"),
+        source_format="text",
+        time=parts.time,
+        priority=parts.priority,
+        rule=rule,
+        message=message,
+        output=parts.output,
+        output_style=style,
+        fields=all_fields,
+        process=norm.process,
+        container=norm.container,
+        k8s=norm.k8s,
+        node=None,
+        connection=norm.connection,
+        source=source,
+        line=lineno,
+        end_line=lineno,
+        file=norm.file,
+        exec_command=norm.exec_command,
+        truncated=parts.truncated,
+        wrapper=wrapper_of(parts.prefix),
+    )
+
+
+_SIDEKICK_SOURCES = frozenset({"syscalls"})
+
+
+def looks_like_alert(doc: Mapping[str, Any]) -> bool:
+    keys = {str(k).lower() for k in doc}
+    return "output" in keys and ("priority" in keys or "rule" in keys)
+
+
+def alert_from_json(
+    doc: Mapping[str, Any],
+    raw: str,
+    *,
+    lineno: int | None = None,
+    end_line: int | None = None,
+    prefix: str = "",
+    rules: RuleSet | None = None,
+) -> Alert:
+    """The alert in a Falco or Falcosidekick JSON document (keys case-insensitive)."""
+    low: dict[str, Any] = {}
+    for k, v in doc.items():
+        low.setdefault(str(k).lower(), v)
+    capitalised = any(str(k) != str(k).lower() for k in doc)
+    output = low.get("output")
+    output_s = output if isinstance(output, str) else ""
+    of_raw = low.get("output_fields")
+    output_fields: tuple[tuple[str, Any], ...] = ()
+    if isinstance(of_raw, Mapping):
+        output_fields = tuple(
+            (str(k), v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
+            for k, v in of_raw.items()
+        )
+    source = present(low.get("source"))
+    uuid = present(low.get("uuid"))
+    fmt = "sidekick" if (uuid or capitalised or source in _SIDEKICK_SOURCES) else "json"
+
+    m = ANCHOR.match(output_s) or ANCHOR.search(output_s[:200])
+    out_time = out_prio = None
+    if m is not None:
+        body = output_s[m.end() :]
+        out_time = m.group("time")
+        out_prio = PRIORITY_WORDS[m.group("prio")]
+    else:
+        body = output_s
+    message, style, fields, appended, _trunc = split_body(body, allow_truncation=False)
+    if m is None and not fields:
+        style_out: str | None = None
+    else:
+        style_out = style
+    all_fields = tuple(fields) + tuple(appended)
+
+    d = collect(output_fields)
+    collect(all_fields, d)
+    if source is None:
+        source = _text_source(message, set(d)) if m is not None else None
+        if source is None and message.startswith("Falco internal:"):
+            source = "internal"
+    norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(tuple(appended)))
+
+    prio = present(low.get("priority"))
+    if prio is not None:
+        prio = PRIORITY_WORDS.get(prio.capitalize(), prio.capitalize())
+    else:
+        prio = out_prio
+    tags_raw = low.get("tags")
+    tags = tuple(str(t) for t in tags_raw) if isinstance(tags_raw, list) else ()
+    evt_ns = None
+    for name in ("evt.time", "evt.time.iso8601", "evt.rawtime"):
+        v = of_raw.get(name) if isinstance(of_raw, Mapping) else None
+        if isinstance(v, int) and not isinstance(v, bool):
+            evt_ns = v
+            break
+    rule = present(low.get("rule"))
+    time = present(low.get("time")) or out_time
+    return Alert(
+        raw=raw,
+        source_format=fmt,
+        time=time,
+        priority=prio,
+        rule=rule,
+        message=message if message or output_s else None,
+        output=output_s or None,
+        output_style=style_out,
+        fields=all_fields,
+        process=norm.process,
+        container=norm.container,
+        k8s=norm.k8s,
+        node=present(low.get("hostname")),
+        connection=norm.connection,
+        tags=tags,
+        source=source,
+        uuid=uuid,
+        event_time_ns=evt_ns,
+        line=lineno,
+        end_line=end_line if end_line is not None else lineno,
+        file=norm.file,
+        exec_command=norm.exec_command,
+        output_fields=output_fields,
+        wrapper=wrapper_of(prefix),
+    )
+
+
+_OUTPUT_PREFIX = re.compile(r'"output"\s*:\s*"((?:[^"\\]|\\.)*)', re.I)
+
+
+def partial_output(text: str) -> str | None:
+    """The (possibly cut) ``output`` string of a JSON document that does not parse."""
+    import json
+
+    m = _OUTPUT_PREFIX.search(text)
+    if m is None:
+        return None
+    s = m.group(1)
+    for cut in range(0, 7):  # a cut inside an escape like \u003c
+        try:
+            decoded = json.loads('"' + (s[: len(s) - cut] if cut else s) + '"')
+        except ValueError:
+            continue
+        return str(decoded)
+    return None

@@ -1,0 +1,199 @@
+"""Splitting the ``key=value`` part of a Falco text output into ordered pairs.
+
+Falco prints values raw: no quoting, no escaping. A command line can hold spaces, ``=``,
+parentheses, quotes and commas, so no grammar recovers the exact split; these
+heuristics recover what real alerts need (see ``docs/falco-formats.md``):
+
+- keys are Falco labels (``user``, ``proc_exepath``, ``k8s.ns``, ``aname[2]``) that
+  follow whitespace, contain a lower-case letter (``TERM=xterm`` in a command line is
+  not a key) and do not start with ``-`` (``--allowed-types=rulesfile`` is an argument);
+- after a free-text key (``command``, ``cmdline``, ...) only a well-known label, or one
+  that looks like a Falco field (a ``.``, ``_`` or ``[``), ends the value, so
+  ``mount -o size=390 tmpfs`` stays one command line;
+- ``, `` separated pairs (plugin rules, the walkthrough, some ``append_output``) are
+  recognised when every piece is a pair;
+- the keyless ``%container.info`` expansion ``name (id=<12 hex>)`` glued to the end of
+  a value becomes its own ``%container.info`` pair.
+
+With a rules file, :mod:`falcoir.core.parse.rules` splits by the rule's template instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+Pair = tuple[str, str]
+
+# A key candidate: start of text or after whitespace, a label, then "=".
+_KEY = re.compile(r"(?:(?<=\s)|^)(%?[A-Za-z_][\w.]*(?:\[[^\]\s=]*\])?)=")
+_HAS_LOWER = re.compile(r"[a-z]")
+
+# Values of these keys are free text: only a known or field-like key ends them.
+FREE_TEXT_KEYS = frozenset(
+    {
+        "command",
+        "cmdline",
+        "pcmdline",
+        "proc_cmdline",
+        "proc_pcmdline",
+        "proc.cmdline",
+        "proc.pcmdline",
+        "proc.args",
+        "proc_args",
+        "args",
+        "evt_args",
+        "evt.args",
+        "socket_info",
+        "cap_effective",
+        "cap_permitted",
+        "cap_inheritable",
+        "exec_command",
+        "gcmdline",
+        "ggcmdline",
+        "acmdline",
+    }
+)
+
+# Labels used in Falco's stock rules and by older and newer Falco versions; inside a
+# free-text value, one of these (or a field-like label) starts the next pair.
+KNOWN_KEYS = frozenset(
+    {
+        "user",
+        "uid",
+        "gid",
+        "pid",
+        "ppid",
+        "vpid",
+        "tid",
+        "name",
+        "path",
+        "file",
+        "type",
+        "flags",
+        "image",
+        "shell",
+        "parent",
+        "gparent",
+        "ggparent",
+        "gggparent",
+        "program",
+        "process",
+        "command",
+        "cmdline",
+        "pcmdline",
+        "terminal",
+        "container",
+        "connection",
+        "lport",
+        "rport",
+        "oldpath",
+        "newpath",
+        "target",
+        "linkpath",
+        "mounts",
+        "res",
+        "ns",
+        "pod",
+        "resource",
+        "verb",
+        "action",
+        "sip",
+        "dip",
+        "sport",
+        "dport",
+        "proto",
+        "fd",
+        "evt",
+        "exe",
+        "cwd",
+        "namespace",
+        "config",
+        "domain",
+        "family",
+        "mode",
+        "dev",
+        "module",
+        "syscall",
+        "comm",
+        "tty",
+    }
+)
+
+_CONTAINER_INFO_TAIL = re.compile(
+    r"^(.*?)\s*(\S+ \(id=(?:[0-9a-f]{12}|[0-9a-f]{64}|host)\))$", re.S
+)
+_NESTED_KEY = re.compile(r"^([A-Za-z_][\w]*\.[\w.]*)=(.*)$", re.S)
+_COMMA_SPLIT = re.compile(r",\s+(?=[A-Za-z_][\w .\[\]-]{0,60}?=)")
+_COMMA_PIECE = re.compile(r"^([A-Za-z_][\w .\[\]-]{0,60}?)=(.*)$", re.S)
+
+
+def _field_like(key: str) -> bool:
+    return key in KNOWN_KEYS or "_" in key or "." in key or "[" in key or key[0] == "%"
+
+
+def key_positions(text: str) -> list[tuple[int, int, str]]:
+    """``(start, value_start, key)`` for each key that starts a pair in ``text``."""
+    out: list[tuple[int, int, str]] = []
+    free_text = False
+    for m in _KEY.finditer(text):
+        key = m.group(1)
+        if not _HAS_LOWER.search(key):
+            continue
+        if free_text and not _field_like(key):
+            continue
+        out.append((m.start(), m.end(), key))
+        free_text = key in FREE_TEXT_KEYS
+    return out
+
+
+def split_comma(text: str) -> list[Pair] | None:
+    """``k=v, k=v`` pairs, or ``None`` when ``text`` is not in that style."""
+    if ", " not in text and ",\t" not in text:
+        return None
+    pieces = _COMMA_SPLIT.split(text.strip())
+    if len(pieces) < 2:
+        return None
+    pairs: list[Pair] = []
+    for piece in pieces:
+        m = _COMMA_PIECE.match(piece)
+        if m is None:
+            return None
+        pairs.append((m.group(1).strip(), m.group(2).strip()))
+    return pairs
+
+
+def split_pairs(text: str) -> tuple[str, list[Pair]]:
+    """Split ``text`` into its leading non-pair text and the ordered pairs after it."""
+    comma = split_comma(text)
+    if comma is not None:
+        return "", comma
+    positions = key_positions(text)
+    if not positions:
+        return text, []
+    lead = text[: positions[0][0]]
+    pairs: list[Pair] = []
+    n = len(positions)
+    for i in range(n):
+        _start, vstart, key = positions[i]
+        vend = positions[i + 1][0] if i + 1 < n else len(text)
+        value = text[vstart:vend].strip()
+        _append_value(pairs, key, value)
+    return lead, pairs
+
+
+def _append_value(pairs: list[Pair], key: str, value: str) -> None:
+    # "container=k8s.ns=x k8s.pod=y container=id": %container.info under -pk printed
+    # after a label; the label's own value is empty.
+    if "=" in value and key not in FREE_TEXT_KEYS:
+        nested = _NESTED_KEY.match(value)
+        if nested is not None:
+            pairs.append((key, ""))
+            pairs.append((nested.group(1), nested.group(2).strip()))
+            return
+    if value.endswith(")") and "(id=" in value:
+        info = _CONTAINER_INFO_TAIL.match(value)
+        if info is not None:
+            pairs.append((key, info.group(1).strip()))
+            pairs.append(("%container.info", info.group(2)))
+            return
+    pairs.append((key, value))
