@@ -15,6 +15,7 @@ longer than any backtick run it contains, or is backslash-escaped.
 from __future__ import annotations
 
 import html
+import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,8 +95,14 @@ def read_evidence(bundle_dir: Path | None, artifacts: Sequence[Mapping[str, Any]
             continue
         if kind == "hash":
             hashes.append((name, text))
+        elif kind == "processes" and name.endswith(".json"):
+            found["processes"] = (name, text)  # /proc-derived, with parent pids: best
+        elif kind == "network" and name.endswith(".json"):
+            found.setdefault("network-json", (name, _connections_text(text)))
         elif kind == "tmp" or kind not in found:
             found[kind] = (name, text)
+    if "network" not in found and "network-json" in found:
+        found["network"] = found["network-json"]
     return Evidence(
         processes=found.get("processes"),
         network=found.get("network"),
@@ -103,6 +110,29 @@ def read_evidence(bundle_dir: Path | None, artifacts: Sequence[Mapping[str, Any]
         hashes=tuple(hashes),
         all=tuple(artifacts),
     )
+
+
+def _connections_text(text: str) -> str:
+    """``network/connections.json`` (sockets mapped to processes) as a table."""
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(rows, list):
+        return text
+    lines = ["PROTO  LOCAL                    REMOTE                   STATE        PID/PROCESS"]
+    for r in rows[:MAX_ROWS]:
+        if not isinstance(r, dict):
+            continue
+        procs = ",".join(
+            f"{pid}/{name}"
+            for pid, name in zip(r.get("pids") or [], r.get("processes") or [], strict=False)
+        ) or ",".join(str(p) for p in r.get("pids") or [])
+        lines.append(
+            f"{r.get('proto', '')!s:<6} {r.get('local', '')!s:<24} {r.get('remote', '')!s:<24} "
+            f"{r.get('state', '')!s:<12} {procs}"
+        )
+    return "\n".join(lines)
 
 
 def _read(bundle_dir: Path, rel: str) -> str | None:
@@ -120,9 +150,43 @@ _HEADER_USER = ("USER", "UID", "RUSER")
 _HEADER_CMD = ("COMMAND", "CMD", "ARGS")
 
 
+def _processes_from_json(text: str) -> list[ProcessRow] | None:
+    """``processes/processes.json``: ``[{pid, ppid, comm, cmdline[], uid...}]``."""
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(rows, list):
+        return None
+    out = []
+    for r in rows[:MAX_ROWS]:
+        if not isinstance(r, dict) or not isinstance(r.get("pid"), int):
+            continue
+        cmd = r.get("cmdline")
+        command = " ".join(str(c) for c in cmd) if isinstance(cmd, list) and cmd else ""
+        if not command:
+            command = f"[{r.get('comm') or '?'}]"
+        ppid = r.get("ppid")
+        uid = r.get("uid")
+        out.append(
+            ProcessRow(
+                int(r["pid"]),
+                ppid if isinstance(ppid, int) else None,
+                "" if uid is None else f"uid={uid}",
+                command,
+            )
+        )
+    return out
+
+
 def parse_processes(text: str) -> list[ProcessRow]:
     """Rows of a ``ps`` listing with a header line (``ps auxww``, ``ps -ef``,
-    ``ps -eo pid,ppid,user,args``, busybox ``ps``); the command is the last column."""
+    ``ps -eo pid,ppid,user,args``, busybox ``ps``); the command is the last column.
+    A JSON list (falcoir's own ``/proc`` reading) is accepted too."""
+    if text.lstrip().startswith("["):
+        rows = _processes_from_json(text)
+        if rows is not None:
+            return rows
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return []

@@ -1,0 +1,260 @@
+"""The real backend: respond's steps wired to locate, collect (bundle) and contain."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from falcoir.core.alert import Alert
+from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
+from falcoir.core.contain import (
+    DeleteOptions,
+    QuarantineOptions,
+    check_permissions,
+    delete,
+    plan_delete,
+    quarantine,
+)
+from falcoir.core.contain.common import Step as ContainStep
+from falcoir.core.gateway import ClusterGateway
+from falcoir.core.incident import ActionLog, Incident, IncidentStore
+from falcoir.core.locate import LocateOptions, locate
+from falcoir.core.policy import ActionOptions
+from falcoir.core.rbac import Permission, delete_permissions, quarantine_permissions
+from falcoir.core.respond.backend import JSONDict, Plan, Progress
+from falcoir.core.target import Target
+from falcoir.errors import FalcoirError
+
+COLLECT_PERMISSIONS: tuple[Permission, ...] = (
+    Permission("get", "pods"),
+    Permission("create", "pods", "", "exec"),
+    Permission("get", "pods", "", "exec"),
+    Permission("get", "pods", "", "log"),
+    Permission("list", "events"),
+)
+"""What the evidence collection needs in the pod's namespace (checked up front)."""
+
+
+def _collect_module() -> Any:
+    # Imported by name: the collection engine lives in its own package (branch collect).
+    return importlib.import_module("falcoir.core.collect")
+
+
+def _sealed(result: BundleResult) -> JSONDict:
+    return {
+        "dir": str(result.dir),
+        "archive": str(result.archive),
+        "archive_sha256": result.archive_sha256,
+        "complete": result.complete,
+    }
+
+
+@dataclass
+class RealBackend:
+    """``gateway`` for the cluster, ``store`` for incidents; ``locate_options`` from the
+    command line; ``collect_timeout`` bounds each command of the collection."""
+
+    gateway: ClusterGateway
+    store: IncidentStore
+    locate_options: LocateOptions = field(default_factory=LocateOptions)
+    collect_timeout: float = 30.0
+    verify_seconds: float = 10.0
+    _snapshot_ok: dict[str, bool] = field(default_factory=dict)
+    _alerts: dict[str, Alert] = field(default_factory=dict)
+    _operator: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- who and where ------------------------------------------------------------------
+    def operator(self) -> str:
+        with self._lock:
+            if self._operator is None:
+                try:
+                    self._operator = self.gateway.whoami()
+                except FalcoirError:
+                    self._operator = "unknown"
+            return self._operator
+
+    def context(self) -> str:
+        return self.gateway.context
+
+    # -- steps --------------------------------------------------------------------------
+    def locate(self, alert: Alert, progress: Progress) -> Target:
+        return locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+
+    def check(self, target: Target, plan: Plan) -> JSONDict:
+        perms: set[Permission] = set(COLLECT_PERMISSIONS) if plan.collect else set()
+        if plan.quarantine:
+            perms.update(quarantine_permissions(probe=not plan.dry_run))
+        if plan.delete:
+            perms.update(delete_permissions(owner_kinds=[o.kind for o in target.owner]))
+        check_permissions(self.gateway, perms, target.namespace)
+        info: JSONDict = {"permissions": sorted(p.describe(target.namespace) for p in perms)}
+        if plan.delete:
+            dplan = plan_delete(self.gateway, target, store=self.store)
+            info["owner_effect"] = dplan.consequence
+            info["delete_plan"] = dplan.to_dict()
+        return info
+
+    def open_bundle(
+        self, out_dir: Path, incident: Incident, alert: Alert, target: Target
+    ) -> BundleWriter:
+        writer = BundleWriter.create(
+            out_dir,
+            incident,
+            alert_raw=alert.raw,
+            target=target,
+            context=self.context(),
+            operator=self.operator(),
+        )
+        self._alerts[str(writer.dir)] = alert
+        return writer
+
+    def _collect_options(self, options: ActionOptions, *, volatile: bool) -> Any:
+        mod = _collect_module()
+        return mod.CollectOptions(
+            timeout=self.collect_timeout,
+            ephemeral_debug=options.ephemeral_debug,
+            volatile=volatile,
+        )
+
+    @staticmethod
+    def _progress(progress: Progress) -> Any:
+        def emit(event: Any) -> None:
+            status = getattr(event, "status", None)
+            text = f"{event.collector}: {event.state}"
+            if status is not None:
+                text += f" ({getattr(status, 'value', status)})"
+            progress(text)
+
+        return emit
+
+    def snapshot(self, target: Target, bundle: BundleWriter, progress: Progress) -> JSONDict:
+        mod = _collect_module()
+        try:
+            result = mod.snapshot(
+                self.gateway,
+                target,
+                writer=bundle,
+                options=self._collect_options(ActionOptions(), volatile=True),
+                progress=self._progress(progress),
+                alert=self._alerts.get(str(bundle.dir)),
+            )
+        except BaseException:
+            self._snapshot_ok[str(bundle.dir)] = False
+            raise
+        doc: JSONDict = result.to_dict()
+        self._snapshot_ok[str(bundle.dir)] = bool(result.complete)
+        return doc
+
+    def collect(
+        self,
+        target: Target,
+        bundle: BundleWriter,
+        options: ActionOptions,
+        progress: Progress,
+    ) -> JSONDict:
+        mod = _collect_module()
+        volatile = not self._snapshot_ok.get(str(bundle.dir), False)
+        result = mod.collect(
+            self.gateway,
+            target,
+            alert=self._alerts.get(str(bundle.dir)),
+            writer=bundle,
+            options=self._collect_options(options, volatile=volatile),
+            progress=self._progress(progress),
+        )
+        doc: JSONDict = result.to_dict()
+        return doc
+
+    def quarantine(
+        self,
+        target: Target,
+        alert: Alert,
+        incident: Incident,
+        log: ActionLog,
+        options: ActionOptions,
+        dry_run: bool,
+        progress: Progress,
+    ) -> JSONDict:
+        def on_step(step: ContainStep) -> None:
+            progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
+
+        result = quarantine(
+            self.gateway,
+            target,
+            alert=alert,
+            options=QuarantineOptions(
+                ingress=options.ingress,
+                allow_dns=options.allow_dns,
+                allow_cidrs=options.allow_cidrs,
+                dry_run=dry_run,
+                check_permissions=False,  # checked for the whole plan in the check step
+                verify_seconds=self.verify_seconds,
+            ),
+            incident=incident,
+            log=log,
+            on_step=on_step,
+            store=None if dry_run else self.store,
+        )
+        doc: JSONDict = result.to_dict()
+        return doc
+
+    def seal(self, bundle: BundleWriter, complete: bool, note: str | None) -> JSONDict:
+        if note:
+            bundle.add_bytes(
+                "respond-seal-note.txt",
+                (note + "\n").encode(),
+                ArtifactMeta(source="falcoir", collector="respond", note=note),
+            )
+        return _sealed(bundle.finalize(complete))
+
+    def delete(
+        self,
+        target: Target,
+        incident: Incident,
+        log: ActionLog,
+        options: ActionOptions,
+        dry_run: bool,
+        progress: Progress,
+    ) -> JSONDict:
+        def on_step(step: ContainStep) -> None:
+            progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
+
+        plan = plan_delete(self.gateway, target, store=self.store)
+        result = delete(
+            self.gateway,
+            target,
+            plan=plan,
+            # A dry run has written no bundle yet; the real run deletes only after one
+            # is sealed (the orchestrator makes sure of that).
+            options=DeleteOptions(
+                grace_period=options.grace_period,
+                force=dry_run,
+                dry_run=dry_run,
+                check_permissions=False,
+            ),
+            incident=incident,
+            log=log,
+            on_step=on_step,
+        )
+        doc: JSONDict = result.to_dict()
+        doc["owner_effect"] = plan.consequence
+        return doc
+
+    def add_to_bundle(
+        self,
+        bundle_dir: Path,
+        files: Mapping[str, bytes],
+        complete: bool,
+        incident: Incident | None,
+    ) -> JSONDict:
+        writer = BundleWriter.reopen(
+            bundle_dir, actions_path=incident.actions_path if incident else None
+        )
+        for name, data in files.items():
+            writer.add_bytes(name, data, ArtifactMeta(source="falcoir", collector="respond"))
+        return _sealed(writer.finalize(complete))
