@@ -12,7 +12,8 @@ unknown rule parameters, a typo here is an error, never a silently weaker respon
     rules:                    # first match wins; an alert no rule matches is ignored
       - name: cryptominers
         match:
-          rule: ["Suspicious crypto miner process", "*miner*"]   # globs, any of
+          rule: ["Suspicious crypto miner process", "*miner*"]   # globs, any of;
+                                       # a text alert's message stands in for its rule
           priority: ">= Critical"      # severity comparison: == != >= > <= <
           tags: {any: [crypto-mining, cryptojacking]}            # or all:, none:
           fields:
@@ -154,8 +155,12 @@ class Match:
     fields: tuple[tuple[str, ValueTest], ...] = ()
 
     def matches(self, alert: Alert) -> bool:
-        if self.rules and not any(fnmatchcase(alert.rule or "", g) for g in self.rules):
-            return False
+        if self.rules:
+            # A text alert names no rule (unless parsed with --rules): its message, the
+            # start of the rule's output, stands in for it.
+            name = alert.rule if alert.rule is not None else (alert.message or "")
+            if not any(fnmatchcase(name, g) for g in self.rules):
+                return False
         if not all(p.matches(alert.priority) for p in self.priorities):
             return False
         tags = set(alert.tags)

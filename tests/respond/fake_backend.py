@@ -127,7 +127,7 @@ class FakeBackend:
     def locate(self, alert: Alert, progress: Progress) -> Target:
         s = self._enter("locate")
         progress("via the Falco pod's /proc")
-        key = alert.k8s.pod or ""
+        key = alert.k8s.pod or f"pid:{alert.process.pid}"
         target = self.targets.get(key) or self.target or make_target()
         self._leave("locate", s)
         return target
