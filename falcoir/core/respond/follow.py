@@ -183,7 +183,7 @@ def follow(
             policy_rule=slot.decision.rule,
         )
         result = respond(
-            _Prelocated(backend, target),  # type: ignore[arg-type]
+            _Prelocated(backend, target),
             request,
             store=store,
             clock=clock,
