@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 from kubernetes.client import Configuration
-from kubernetes.config import ConfigException, load_kube_config
-from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME, load_incluster_config
+from kubernetes.config import ConfigException, incluster_config, load_kube_config
 
 from falcoir.errors import InputError
 
@@ -132,7 +131,7 @@ def _from_kubeconfig(path: str, context: str | None) -> ClusterConfig:
     return ClusterConfig(cfg, name, str(cfg.host), user, path)
 
 
-def _service_account_name(token_file: str = SERVICE_TOKEN_FILENAME) -> str:
+def _service_account_name(token_file: str) -> str:
     """``system:serviceaccount:ns:name`` from the token's ``sub`` claim (unverified: it
     is only a name for messages when the API cannot tell us who we are)."""
     try:
@@ -147,11 +146,12 @@ def _service_account_name(token_file: str = SERVICE_TOKEN_FILENAME) -> str:
 def _in_cluster() -> ClusterConfig:
     cfg = Configuration()
     try:
-        load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        incluster_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except ConfigException as exc:
         raise InputError(
             f"no kubeconfig found ({DEFAULT_KUBECONFIG} does not exist, KUBECONFIG is not "
             f"set) and not running inside a cluster ({_short(exc)})",
             hint="pass --kubeconfig PATH or set KUBECONFIG",
         ) from exc
-    return ClusterConfig(cfg, IN_CLUSTER, str(cfg.host), _service_account_name(), IN_CLUSTER)
+    user = _service_account_name(incluster_config.SERVICE_TOKEN_FILENAME)
+    return ClusterConfig(cfg, IN_CLUSTER, str(cfg.host), user, IN_CLUSTER)

@@ -10,6 +10,7 @@ for decisions (the terminal layer neutralises them before display).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,15 +68,21 @@ class Endpoint:
     server: str
     context: str
 
+    def kubectl(self) -> str:
+        return "kubectl" if self.context == "in-cluster" else f"kubectl --context {self.context}"
+
     def hint(self) -> str:
         return (
             f"check that the API server {self.server} (context {self.context}) is up and "
-            "reachable, and that your credentials are valid: "
-            f"kubectl --context {self.context} get --raw /version"
+            f"reachable, and that your credentials are valid: {self.kubectl()} get --raw /version"
         )
 
 
+_CONN_PREFIX = re.compile(r"^HTTPS?Connection\([^)]*\):\s*")
+
+
 def unreachable(endpoint: Endpoint, op: Op, detail: str) -> ClusterUnreachable:
+    detail = _CONN_PREFIX.sub("", detail)
     return ClusterUnreachable(
         f"cannot reach the API server {endpoint.server} (context {endpoint.context}) "
         f"to {op.describe()}: {truncate(detail, 300)}",
@@ -96,7 +103,7 @@ def from_status(endpoint: Endpoint, op: Op, status: int, body: bytes) -> Cluster
             f"not authenticated to the API server {endpoint.server} "
             f"(context {endpoint.context}): {message}",
             hint=f"your credentials for context {endpoint.context} were refused; "
-            f"renew them and check with: kubectl --context {endpoint.context} auth whoami",
+            f"renew them and check with: {endpoint.kubectl()} auth whoami",
         )
     if status == 403:
         # The request itself names the permission exactly (verb, resource/subresource,

@@ -137,6 +137,14 @@ def _segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
+def _json_object(data: bytes) -> JSON | None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -229,7 +237,8 @@ class KubeGateway:
         safety: Safety,
         timeout: float,
         max_bytes: int,
-    ) -> tuple[int, bytes, urllib3.BaseHTTPResponse]:
+        want_json: bool = False,
+    ) -> tuple[int, bytes, urllib3.BaseHTTPResponse, JSON | None]:
         """One try. Returns (status, body, response) for any HTTP answer that is not
         worth retrying; raises _Transient or a ClusterError otherwise."""
         self.stats.count(op.verb, len(body or b""))
@@ -257,7 +266,7 @@ class KubeGateway:
         status = resp.status
         ok = 200 <= status < 300
         if ok and max_bytes == 0:
-            return status, b"", resp  # the caller streams the body
+            return status, b"", resp, None  # the caller streams the body
         try:
             data = self._read(resp, max_bytes if ok else MAX_ERROR_BYTES, strict=ok)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -270,7 +279,12 @@ class KubeGateway:
             wait = _retry_after(resp.headers.get("Retry-After")) if status == 429 else None
             # 429: rejected before processing, so even a create may be sent again.
             raise _Transient(mapped, wait=wait, sent=status != 429)
-        return status, data, resp
+        doc = _json_object(data) if ok and want_json else None
+        if ok and want_json and doc is None:
+            # A body cut short without the transport noticing (a proxy, a dropped chunk).
+            bad = ApiError(f"the API server sent invalid JSON to {op.describe()}", status=status)
+            raise _Transient(bad, sent=True)
+        return status, data, resp, doc
 
     def _read(self, resp: urllib3.BaseHTTPResponse, max_bytes: int, *, strict: bool) -> bytes:
         """The body, at most ``max_bytes``: beyond that an error (``strict``) or cut."""
@@ -302,7 +316,8 @@ class KubeGateway:
         timeout: float | None = None,
         accept: str = "application/json",
         max_bytes: int = MAX_JSON_BYTES,
-    ) -> tuple[int, bytes, urllib3.BaseHTTPResponse]:
+        want_json: bool = True,
+    ) -> tuple[int, bytes, urllib3.BaseHTTPResponse, JSON | None]:
         """Send with retries; raise the mapped error for any non-2xx answer."""
         url = self.url(path, query)
         payload = None if body is None else json.dumps(body).encode()
@@ -316,8 +331,8 @@ class KubeGateway:
             if payload is not None:
                 headers["Content-Type"] = content_type
             try:
-                status, data, resp = self._send_once(
-                    method, url, op, payload, headers, safety, timeout, max_bytes
+                status, data, resp, doc = self._send_once(
+                    method, url, op, payload, headers, safety, timeout, max_bytes, want_json
                 )
             except _Transient as exc:
                 repeatable = safety is not Safety.ONCE or not exc.sent
@@ -332,16 +347,13 @@ class KubeGateway:
                 time.sleep(wait)
                 continue
             if 200 <= status < 300:
-                return status, data, resp
+                return status, data, resp, doc
             raise from_status(self.endpoint, op, status, data)
 
-    def _json(self, data: bytes, op: Op) -> JSON:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise ApiError(f"the API server sent invalid JSON to {op.describe()}") from exc
-        if not isinstance(doc, dict):
-            raise ApiError(f"the API server sent a {type(doc).__name__}, not an object")
+    def _send_json(self, method: str, path: str, op: Op, **kwargs: Any) -> JSON:
+        """:meth:`_send` for a JSON object answer (decoded once, retried if cut short)."""
+        _, _, _, doc = self._send(method, path, op, **kwargs)
+        assert doc is not None
         return doc
 
     # -- paths -----------------------------------------------------------------------
@@ -366,8 +378,7 @@ class KubeGateway:
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
         ns = namespace if resource.namespaced else None
         op = Op("get", resource.plural, ns, name)
-        _, data, _ = self._send("GET", self._path(resource, ns, name), op)
-        return self._json(data, op)
+        return self._send_json("GET", self._path(resource, ns, name), op)
 
     def list(
         self,
@@ -386,6 +397,7 @@ class KubeGateway:
         items: list[JSON] = []
         cont = ""
         pages = 0
+        restarted = False
         while True:
             query: list[tuple[str, str]] = [("limit", str(limit or DEFAULT_PAGE))]
             if label_selector:
@@ -394,8 +406,14 @@ class KubeGateway:
                 query.append(("fieldSelector", field_selector))
             if cont:
                 query.append(("continue", cont))
-            _, data, _ = self._send("GET", path, op, query=query)
-            doc = self._json(data, op)
+            try:
+                doc = self._send_json("GET", path, op, query=query)
+            except ApiError as exc:
+                if exc.status != 410 or not cont or restarted:
+                    raise
+                # The continue token expired (410 Gone): start over, once.
+                restarted, items, cont, pages = True, [], "", 0
+                continue
             for item in doc.get("items") or []:
                 if isinstance(item, dict):
                     item.setdefault("apiVersion", resource.api_version)
@@ -417,10 +435,9 @@ class KubeGateway:
         op = Op("create", resource.plural, ns, (meta or {}).get("name"))
         query = [("fieldManager", "falcoir")] + ([("dryRun", "All")] if dry_run else [])
         full = {"apiVersion": resource.api_version, "kind": resource.kind, **body}
-        _, data, _ = self._send(
+        return self._send_json(
             "POST", self._path(resource, ns), op, query=query, body=full, safety=Safety.ONCE
         )
-        return self._json(data, op)
 
     def patch(
         self,
@@ -441,7 +458,7 @@ class KubeGateway:
         ns = namespace if resource.namespaced else None
         op = Op("patch", self._res(resource, subresource), ns, name)
         query = [("fieldManager", "falcoir")] + ([("dryRun", "All")] if dry_run else [])
-        _, data, _ = self._send(
+        return self._send_json(
             "PATCH",
             self._path(resource, ns, name, subresource),
             op,
@@ -450,7 +467,6 @@ class KubeGateway:
             content_type=content_type,
             safety=Safety.ONCE if patch_type == "json" else Safety.IDEMPOTENT,
         )
-        return self._json(data, op)
 
     def delete(
         self,
@@ -471,10 +487,9 @@ class KubeGateway:
             query.append(("propagationPolicy", propagation_policy))
         if dry_run:
             query.append(("dryRun", "All"))
-        _, data, _ = self._send(
+        return self._send_json(
             "DELETE", self._path(resource, ns, name), op, query=query, safety=Safety.IDEMPOTENT
         )
-        return self._json(data, op)
 
     # -- ClusterGateway: logs, reviews, identity -------------------------------------
     def read_log(
@@ -503,8 +518,15 @@ class KubeGateway:
         op = Op("get", "pods/log", namespace, pod)
         path = self._path(PODS, namespace, pod, "log")
         deadline = time.monotonic() + timeout
-        _, _, resp = self._send(
-            "GET", path, op, query=query, timeout=timeout, accept="*/*", max_bytes=0
+        _, _, resp, _ = self._send(
+            "GET",
+            path,
+            op,
+            query=query,
+            timeout=timeout,
+            accept="*/*",
+            max_bytes=0,
+            want_json=False,
         )
         out = bytearray()
         try:
@@ -544,14 +566,14 @@ class KubeGateway:
             "spec": {"resourceAttributes": attrs},
         }
         op = Op("create", "selfsubjectaccessreviews")
-        _, data, _ = self._send(
+        doc = self._send_json(
             "POST",
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             op,
             body=body,
             safety=Safety.READ,  # a question, not a change
         )
-        status = self._json(data, op).get("status")
+        status = doc.get("status")
         return bool(isinstance(status, dict) and status.get("allowed") is True)
 
     def whoami(self) -> str:
@@ -564,14 +586,14 @@ class KubeGateway:
         op = Op("create", "selfsubjectreviews")
         name = ""
         try:
-            _, data, _ = self._send(
+            doc = self._send_json(
                 "POST",
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                 op,
                 body=body,
                 safety=Safety.READ,
             )
-            status = self._json(data, op).get("status") or {}
+            status = doc.get("status") or {}
             user = status.get("userInfo") if isinstance(status, dict) else None
             name = str((user or {}).get("username") or "") if isinstance(user, dict) else ""
         except (ApiNotFound, Forbidden):
@@ -587,8 +609,7 @@ class KubeGateway:
     def version(self) -> JSON:
         """``GET /version`` (handy for a reachability check)."""
         op = Op("get", "version")
-        _, data, _ = self._send("GET", "/version", op)
-        return self._json(data, op)
+        return self._send_json("GET", "/version", op)
 
     # -- ClusterGateway: exec --------------------------------------------------------
     def exec(

@@ -6,8 +6,8 @@ freely, never rename.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 PRIORITIES: tuple[str, ...] = (
     "Emergency",
@@ -200,3 +200,30 @@ class Alert:
             "output": self.output,
             "raw": self.raw,
         }
+
+
+_T = TypeVar("_T")
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def fast_new(cls: type[_T], /, **values: Any) -> _T:
+    """``cls(**values)`` for the parser's hot path, several times faster.
+
+    The frozen dataclasses here have no ``__post_init__`` or validation, so filling the
+    instance dictionary with the defaults and ``values`` gives an object equal to one
+    built by the constructor (tests check this). Shared defaults are immutable.
+    """
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.default is not MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                defaults[f.name] = f.default_factory()
+        _DEFAULTS[cls] = defaults
+    obj = object.__new__(cls)
+    d = obj.__dict__
+    d.update(defaults)
+    d.update(values)
+    return obj

@@ -37,7 +37,7 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -74,6 +74,7 @@ INFO_SEALED = "Falcoir-Sealed"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 _STDERR_KEEP_IN_META = 64 * 1024
+PROGRESS_STEP = 256 * 1024
 _ARCHIVE_MAX_MEMBERS = 100_000
 _ARCHIVE_MAX_BYTES = 64 * 1024**3
 
@@ -283,6 +284,9 @@ class ArtifactStream(io.RawIOBase):
         self.kept = 0
         self.seen = 0
         self.committed: Artifact | None = None
+        self.on_progress: Callable[[int], None] | None = None
+        """Called with the bytes seen so far, at most every ``PROGRESS_STEP`` bytes."""
+        self._next_progress = PROGRESS_STEP
         self._lock = threading.Lock()
 
     def writable(self) -> bool:
@@ -294,10 +298,15 @@ class ArtifactStream(io.RawIOBase):
             self.seen += len(chunk)
             room = len(chunk) if self.max_bytes is None else max(0, self.max_bytes - self.kept)
             part = chunk[:room]
-            if part and self._fh is not None:
+            if part and self._fh is not None and not self._writer.closed:
                 self._fh.write(part)
                 self._digest.update(part)
                 self.kept += len(part)
+            report = self.on_progress is not None and self.seen >= self._next_progress
+            if report:
+                self._next_progress = self.seen + PROGRESS_STEP
+        if report and self.on_progress is not None:
+            self.on_progress(self.seen)
         return len(chunk)
 
     @property
@@ -317,6 +326,8 @@ class ArtifactStream(io.RawIOBase):
     def commit(self, meta: ArtifactMeta, *, mode: int | None = None) -> Artifact:
         """Close the file and record the artifact (``truncated`` is set from what this
         stream dropped as well as from ``meta``)."""
+        if self.committed is not None:
+            return self.committed
         with self._lock:
             if self._fh is not None:
                 self._fh.flush()
@@ -332,6 +343,7 @@ class ArtifactStream(io.RawIOBase):
             self.name_, self.path, self._digest.hexdigest(), self.kept, meta, mode=mode
         )
         self.committed = art
+        self._writer._streams.discard(self)
         return art
 
     def __exit__(
@@ -364,6 +376,11 @@ class BundleWriter:
         self._lock = threading.Lock()
         self.sealed: BundleResult | None = None
         self.previous_complete: bool | None = None
+        self.closed = False
+        """Set while sealing: late writes from abandoned threads are dropped."""
+        self._streams: set[ArtifactStream] = set()
+        self.default_mode: int | None = 0o444
+        """Payload files are read-only once recorded (evidence is not edited)."""
 
     # -- creation ------------------------------------------------------------------
     @classmethod
@@ -491,6 +508,7 @@ class BundleWriter:
         components; a suffix is added if taken). Returns what was recorded."""
         if not _reserved:
             _check_name(name)
+        self._check_open()
         name = self._unique(name)
         path = self._path_for(name)
         with path.open("xb") as fh:
@@ -504,8 +522,16 @@ class BundleWriter:
         """A binary file to stream one artifact into; use as a context manager and call
         ``commit(meta)`` (an uncommitted stream is recorded as interrupted)."""
         _check_name(name)
+        self._check_open()
         name = self._unique(name)
-        return ArtifactStream(self, name, self._path_for(name), max_bytes)
+        stream = ArtifactStream(self, name, self._path_for(name), max_bytes)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise BundleError("the bundle is being sealed; no more artifacts")
 
     def _record(
         self, name: str, path: Path, digest: str, size: int, meta: ArtifactMeta, *, mode: int | None
@@ -516,6 +542,7 @@ class BundleWriter:
             with err_file.open("xb") as fh:
                 fh.write(meta.stderr)
             stderr_path = str(err_file.relative_to(self.dir))
+        mode = self.default_mode if mode is None else mode
         if mode is not None:
             os.chmod(path, mode)
         art = Artifact(
@@ -561,6 +588,17 @@ class BundleWriter:
         tag manifest, ``bag-info.txt``) and write ``<dir>.tar.gz``."""
         bagit = _bagit()
 
+        # Streams still open (a collector that did not finish): record what they hold.
+        with self._lock:
+            pending = list(self._streams)
+        for stream in pending:
+            stream.commit(
+                ArtifactMeta(
+                    status=ArtifactStatus.INTERRUPTED,
+                    error="still running when the bundle was sealed",
+                )
+            )
+        self.closed = True
         arts = sorted(self.artifacts, key=lambda a: a.name)
         for stale in (self.data / INDEX_NAME, self.data / ACTIONS_NAME):
             if stale.exists():
@@ -588,6 +626,7 @@ class BundleWriter:
             self.info = {str(k): str(v) for k, v in bag.info.items()}
         archive = self.dir.with_name(self.dir.name + ".tar.gz")
         archive_sha = _write_archive(self.dir, archive)
+        self.closed = False
         self.sealed = BundleResult(self.dir, archive, archive_sha, complete, tuple(arts))
         return self.sealed
 

@@ -73,7 +73,7 @@ def stop_owner_permissions(kind: str) -> tuple[Permission, ...]:
     """What ``delete --scale-owner`` needs to stop a controller of ``kind``."""
     res, group = OWNER_RESOURCES[kind]
     if kind in SCALABLE_KINDS:
-        return (_p("get", res, group, "scale"), _p("patch", res, group, "scale"))
+        return (_p("patch", res, group, "scale"),)
     if kind in SUSPENDABLE_KINDS:
         return (_p("patch", res, group),)
     return ()
@@ -136,16 +136,44 @@ def _all_stop_permissions() -> set[Permission]:
     return out
 
 
+_READ_PODS = (_p("get", "pods"), _p("list", "pods"))
+
+LOCATE_PERMISSIONS: tuple[Permission, ...] = tuple(
+    sorted({*_READ_PODS, *PROBE, *owner_read_permissions(), _p("get", "nodes")})
+)
+"""``falcoir locate`` (best knowledge of the locate engine: pods across namespaces,
+exec into the Falco pod to read the node's ``/proc``, the owner chain; the opt-in node
+debug pod needs ``create``/``delete pods`` in the Falco namespace on top)."""
+
+COLLECT_PERMISSIONS: tuple[Permission, ...] = tuple(
+    sorted(
+        {
+            *LOCATE_PERMISSIONS,
+            _p("get", "pods", "", "log"),
+            _p("list", "events"),
+            _p("patch", "pods", "", "ephemeralcontainers"),
+        }
+    )
+)
+"""``falcoir collect``: locate's, plus logs, events, and the ephemeral debug container
+used for images without a shell."""
+
 COMMAND_PERMISSIONS: Mapping[str, tuple[Permission, ...]] = {
+    "locate": LOCATE_PERMISSIONS,
+    "collect": COLLECT_PERMISSIONS,
     "quarantine": tuple(sorted(set(quarantine_permissions()) | set(owner_read_permissions()))),
     "release": release_permissions(),
     "delete": tuple(
         sorted(set(delete_permissions(owner_kinds=OWNER_RESOURCES)) | _all_stop_permissions())
     ),
 }
+COMMAND_PERMISSIONS = {
+    **COMMAND_PERMISSIONS,
+    "respond": tuple(sorted({p for perms in COMMAND_PERMISSIONS.values() for p in perms})),
+}
 """Everything each command may need, whatever its options: the ClusterRoles of
-``examples/rbac.yaml``. ``locate``/``collect``/``respond`` add their own entries
-through :func:`register_command` (their modules own those lists)."""
+``examples/rbac.yaml``. Another command module may declare its own list with
+:func:`register_command`."""
 
 _EXTRA: dict[str, tuple[Permission, ...]] = {}
 
@@ -214,3 +242,27 @@ def check_permissions(
             hint="ask for the matching ClusterRole in examples/rbac.yaml, bound in this "
             "namespace with a RoleBinding",
         )
+
+
+RBAC_HEADER = """\
+# Least-privilege ClusterRoles for falcoir, one per command (respond = all of them).
+# Generated from falcoir/core/rbac.py (tests/contain/test_rbac.py keeps them in step):
+#   python -c 'from falcoir.core.rbac import rbac_yaml; print(rbac_yaml(), end="")' \\
+#     > examples/rbac.yaml
+# Bind a role only where the on-call engineer may act, with a RoleBinding per namespace:
+#   kubectl -n prod create rolebinding oncall-falcoir-quarantine \\
+#     --clusterrole=falcoir-quarantine --group=oncall
+# locate finds pods by container id or host pid across namespaces and reads the node
+# through the Falco pod: bind falcoir-locate (and collect/respond) with a
+# ClusterRoleBinding, or a RoleBinding in the workload and Falco namespaces.
+# Every command checks what it needs up front (SelfSubjectAccessReview) and names each
+# missing permission (exit 4) before it changes anything.
+"""
+
+
+def rbac_yaml() -> str:
+    """``examples/rbac.yaml``: the header and one YAML document per ClusterRole."""
+    import yaml
+
+    docs = [yaml.safe_dump(d, sort_keys=False, default_flow_style=None) for d in rbac_manifest()]
+    return RBAC_HEADER + "".join("---\n" + d for d in docs)

@@ -9,7 +9,7 @@ SelfSubjectAccessReview, pod logs, and exec over a WebSocket with the
 :attr:`FakeApi.requests`.
 
 Exec "programs" (argv[0]) are simulated in-process: ``echo``, ``fail N``,
-``sleep S``, ``big N [CHUNK]``, ``bigerr N``, ``cat`` (stdin to stdout), ``binary``,
+``sleep S``, ``big N [CHUNK]``, ``bigerr N``, ``cat`` (stdin to stdout), ``binary``, ``zeros N``,
 ``drop`` (output then the connection is cut without a status), ``chatty`` (output
 forever); anything else answers as a missing binary does.
 """
@@ -206,7 +206,8 @@ class FakeApi:
                 body=text.encode() if isinstance(text, str) else text,
                 headers={"Content-Type": "application/json", **scripted.headers},
             )
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token != self.token:
             return self._status(401, "Unauthorized", "Unauthorized")
         if request.path == "/version":
             return web.json_response({"major": "1", "minor": "32", "gitVersion": "v1.32.0"})
@@ -438,6 +439,14 @@ class FakeApi:
                 n = min(chunk, total - sent)
                 await ws.send_bytes(channel + bytes((sent + i) % 251 for i in range(n)))
                 sent += n
+            return ok
+        if prog == "zeros":  # fast bulk output: N bytes of zeros in 256 KiB messages
+            left = int(argv[1])
+            block = b"\x01" + bytes(262144)
+            while left > 0:
+                n = min(262144, left)
+                await ws.send_bytes(block if n == 262144 else block[: n + 1])
+                left -= n
             return ok
         if prog == "cat":
             await asyncio.wait_for(stdin_closed.wait(), 20)

@@ -217,3 +217,12 @@ def test_bad_arguments(gw: KubeGateway) -> None:
 def test_exec_counts_bytes(gw: KubeGateway) -> None:
     gw.exec("prod", "web-1", None, ["big", "50000"])
     assert gw.stats.snapshot()["bytes_received"] >= 50_000
+
+
+def test_hundred_mebibytes_hold_the_cap(gw: KubeGateway) -> None:
+    n = 100 * 1024 * 1024
+    t0 = time.monotonic()
+    r = gw.exec("prod", "web-1", None, ["zeros", str(n)], timeout=60, max_bytes=1024 * 1024)
+    assert r.ok and r.stdout_bytes == n and r.stdout_truncated
+    assert len(r.stdout) == 1024 * 1024 and r.stdout == bytes(1024 * 1024)
+    assert time.monotonic() - t0 < 30

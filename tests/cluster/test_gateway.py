@@ -392,6 +392,11 @@ def test_tls_with_the_right_ca(tls_api: FakeApi, certs: Certs, tmp_path: Path) -
     gw = connect(str(write_kubeconfig(tmp_path / "k", tls_api.url, ca=certs.ca)))
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
     assert gw.exec("prod", "web-1", None, ["echo", "tls"]).stdout == b"tls\n"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda i: gw.exec("prod", "web-1", None, ["echo", str(i)]), range(24)))
+    assert [r.stdout for r in outs] == [f"{i}\n".encode() for i in range(24)]
 
 
 def test_tls_with_a_stranger_ca_is_unreachable(
@@ -472,3 +477,75 @@ def test_gateway_is_thread_safe_for_reads(api: FakeApi, gw: KubeGateway) -> None
         )
     assert names == [f"p{i}" for i in range(20)]
     assert gw.stats.requests == 20
+
+
+def test_in_cluster_fallback(
+    tls_api: FakeApi, certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from kubernetes.config import incluster_config
+
+    claims = base64.urlsafe_b64encode(b'{"sub":"system:serviceaccount:ir:falcoir"}').rstrip(b"=")
+    token_file = tmp_path / "token"
+    token_file.write_text(f"eyJhbGciOiJSUzI1NiJ9.{claims.decode()}.sig")
+    tls_api.token = token_file.read_text()
+    tls_api.selfsubjectreview = False
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token_file))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(certs.ca))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(tls_api.port))
+    tls_api.add_pod("prod", "web-1")
+    gw = connect()
+    assert gw.context == "in-cluster" and gw.server == tls_api.url
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert gw.whoami() == "system:serviceaccount:ir:falcoir"
+
+
+def test_truncated_json_answer_is_retried_for_reads(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    api.script("GET", POD_PATH, 200, '{"kind": "Pod", "metadata": {"na')
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert len(api.requests_to("GET", POD_PATH)) == 2
+    api.script("GET", POD_PATH, 200, "[]", times=3)
+    with pytest.raises(ApiError, match="invalid JSON"):
+        gw.get(PODS, "web-1", "prod")
+
+
+def test_expired_continue_token_restarts_the_list_once(api: FakeApi, gw: KubeGateway) -> None:
+    for i in range(5):
+        api.add_pod("prod", f"p{i}")
+    gone = status_body(410, "Expired", "The provided continue parameter is too old")
+    original = api._list
+
+    calls = {"n": 0}
+
+    def flaky(rec, prefix, ns, plural):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            from aiohttp import web
+
+            return web.json_response(gone, status=410)
+        return original(rec, prefix, ns, plural)
+
+    api._list = flaky  # type: ignore[method-assign]
+    pods = gw.list(PODS, "prod", limit=2)
+    assert sorted(p["metadata"]["name"] for p in pods) == [f"p{i}" for i in range(5)]
+    assert [r.q("continue") for r in api.requests_to("GET", "/api/v1/namespaces/prod/pods")] == [
+        [],
+        ["2"],
+        [],
+        ["2"],
+        ["4"],
+    ]
+
+
+def test_cli_connect_uses_this_gateway(api: FakeApi, kubeconfig: Path) -> None:
+    from falcoir.cli.common import connect as cli_connect
+
+    gw = cli_connect(str(kubeconfig), "fake")
+    assert isinstance(gw, KubeGateway) and gw.context == "fake"
+    api.add_pod("prod", "web-1")
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"

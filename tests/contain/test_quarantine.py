@@ -395,3 +395,28 @@ def test_release_validates_input(store: IncidentStore) -> None:
         release(cluster, pod=PodRef("Bad_NS", POD), incident_id=None)
     res = release(cluster, pod=PodRef(NS, POD), incident_id=None, store=store)
     assert res.incident is None and not res.changed
+
+
+class DropsExec(ContainCluster):
+    """The exec stream dies after the baseline probe (a dropped connection)."""
+
+    execs: int = 0
+
+    def exec(self, namespace, pod, container, argv, **kw):  # type: ignore[no-untyped-def]
+        self.execs += 1
+        if self.execs > 1:
+            from falcoir.errors import ClusterUnreachable
+
+            raise ClusterUnreachable("connection reset by peer")
+        return super().exec(namespace, pod, container, argv, **kw)
+
+
+def test_failed_verification_keeps_the_applied_quarantine_visible(store: IncidentStore) -> None:
+    cluster = DropsExec()
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    result, inc, _ = run(cluster, store)
+    assert result.policy_status == "created" and result.label_status == "applied"
+    assert result.egress_blocked is None
+    assert "verification failed" in result.verified["reason"]
+    assert [a.outcome for a in read_actions(inc.actions_path)] == ["ok", "ok"]

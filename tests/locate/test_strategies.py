@@ -59,6 +59,7 @@ def test_k8s_fields_vpid_from_nspid_through_falco() -> None:
         "falco-lab-node",
         "falco",
         "cat",
+        "/host/proc/1/cgroup",
         "/host/proc/12345/status",
         "/host/proc/12345/cgroup",
     ) in [c[1:] for c in w.calls if c[0] == "exec"]
@@ -181,6 +182,9 @@ def test_host_pid_asks_every_node_and_keeps_the_matching_one() -> None:
     asked = {c[2] for c in w.calls if c[0] == "exec"}
     assert asked == {"falco-lab-node"} | {f"falco-node-{i}" for i in range(2, 7)}
     assert "asking 6 Falco pods" in " ".join(steps)
+    # a node whose pid has another name is ruled out by its status alone
+    cmdline_reads = [a for a in w.exec_argvs() if a[-1].endswith("/cmdline")]
+    assert len(cmdline_reads) == 1 and w.count("exec") == 6 + 1
 
 
 def test_host_pid_argv_only_and_pid_validated() -> None:
@@ -461,3 +465,20 @@ def test_unreachable_propagates() -> None:
         locate(DownCluster(), alert=json_alert(ns="default", pod=POD))
     with pytest.raises(ClusterUnreachable):
         locate(DownCluster(), alert=text_alert())
+
+
+def test_alert_hostname_that_is_not_a_node_name_falls_back_to_all_nodes() -> None:
+    w, _ = scenario()
+    steps: list[str] = []
+    t = locate(w, alert=json_alert(node="ip-10-0-0-7.internal"), on_step=steps.append)
+    _assert_miner(t, LocateMethod.HOST_PID)
+    assert any("no Falco pod on a node named ip-10-0-0-7.internal" in x for x in steps)
+
+
+def test_forbidden_exec_after_the_pod_is_found_only_costs_the_vpid() -> None:
+    w, _ = scenario()
+    w.denied.add(("create", "pods/exec", None))
+    t = locate(w, alert=json_alert(ns="default", pod=POD))
+    assert t.pod == POD and t.vpid is None
+    assert any("create pods/exec -n falco" in n for n in t.notes)
+    assert any("create pods/exec -n default" in n for n in t.notes)

@@ -15,7 +15,8 @@ from falcoir.errors import ApiError, ClusterUnreachable, FalcoirError
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+RETRY_DELAYS = (0.3, 1.0)
+"""On top of the gateway's own retries: a last chance for a flaky API server."""
 
 
 @dataclass(frozen=True)

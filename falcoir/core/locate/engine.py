@@ -53,11 +53,18 @@ from falcoir.core.locate.pods import (
     pod_phase,
     pod_uid,
 )
-from falcoir.core.locate.procfs import Match, ProcStatus, describe, process_match, valid_pid
+from falcoir.core.locate.procfs import (
+    Match,
+    ProcStatus,
+    describe,
+    process_match,
+    same_name,
+    valid_pid,
+)
 from falcoir.core.locate.scan import ContainerProcess, list_processes, match_processes
 from falcoir.core.owners import controller_ref, owner_chain
 from falcoir.core.target import LocateMethod, PodRef, Target
-from falcoir.errors import ApiNotFound, InputError, TargetAmbiguous, TargetNotFound
+from falcoir.errors import ApiNotFound, Forbidden, InputError, TargetAmbiguous, TargetNotFound
 
 Step = Callable[[str], None]
 
@@ -99,6 +106,7 @@ class _Ctx:
     reasons: list[str] = field(default_factory=list)
     """Why each strategy could not answer: the not-found message is made of these."""
     node_pods: dict[str, list[JSON]] = field(default_factory=dict)
+    no_falco_on_node: bool = False
 
     def pods_on_node(self, node: str) -> list[JSON]:
         if node not in self.node_pods:
@@ -193,6 +201,10 @@ def _make_target(
     )
 
 
+def _missing(exc: Forbidden) -> str:
+    return "forbidden: " + (", ".join(exc.missing) or exc.message)
+
+
 def _alert_pid(ctx: _Ctx) -> int | None:
     return valid_pid(ctx.alert.process.pid) if ctx.alert else None
 
@@ -210,9 +222,17 @@ def _enrich_pids(
         return host_pid, valid_pid(proc.vpid)
     node = pod_node(pod)
     if host_pid and node and container.container_id:
-        falco, _ = find_falco_pods(ctx.gateway, ctx.options, node)
-        if falco:
-            read = read_proc(ctx.gateway, reader_for(falco[0], ctx.host_proc), host_pid)
+        try:
+            falco, _ = find_falco_pods(ctx.gateway, ctx.options, node)
+            read = (
+                read_proc(ctx.gateway, reader_for(falco[0], ctx.host_proc), host_pid)
+                if falco
+                else None
+            )
+        except Forbidden as exc:
+            ctx.notes.append(f"in-container pid not read through Falco: {_missing(exc)}")
+            read = None
+        if read is not None:
             if read.ok and read.cgroup and read.cgroup.container_id == container.container_id:
                 assert read.status is not None
                 ctx.step(f"pid {host_pid}: NSpid on {node} gives pid {read.status.vpid} inside")
@@ -221,13 +241,19 @@ def _enrich_pids(
                 f"host pid {host_pid} on {node} could not be tied to the container"
                 + (f" ({read.problem})" if read.problem else "")
             )
+            if read.ok:
+                host_pid = None  # that pid is another process now
     if (proc.name or proc.cmdline) and container.running:
-        procs, problem = list_processes(
-            ctx.gateway,
-            str((pod.get("metadata") or {}).get("namespace")),
-            str((pod.get("metadata") or {}).get("name")),
-            container.name,
-        )
+        try:
+            procs, problem = list_processes(
+                ctx.gateway,
+                str((pod.get("metadata") or {}).get("namespace")),
+                str((pod.get("metadata") or {}).get("name")),
+                container.name,
+            )
+        except Forbidden as exc:
+            ctx.notes.append(f"in-container pid unknown: {_missing(exc)}")
+            return host_pid, None
         found = [(p, m) for p, m in match_processes(proc, procs) if m == Match.STRONG]
         if len(found) == 1:
             ctx.step(f"process list in {container.name}: pid {found[0][0].pid} matches")
@@ -445,6 +471,11 @@ def _by_host_pid(ctx: _Ctx, alert: Alert) -> Target | None:
     if node:
         read = _read_on_node(ctx, node, pid)
         if read is None:
+            if ctx.no_falco_on_node and not ctx.options.node and not ctx.options.node_debug:
+                # Falco's hostname is not always the node's name: ask every node
+                # (a match of name and command line is still required).
+                ctx.step(f"host pid {pid}: no Falco pod on a node named {node}; asking all")
+                return _host_pid_all_nodes(ctx, alert, pid)
             return None
         m = process_match(alert.process, read.status or _EMPTY, read.argv)
         desc = describe(read.status or _EMPTY, read.argv)
@@ -476,6 +507,7 @@ def _read_on_node(ctx: _Ctx, node: str, pid: int) -> ProcRead | None:
             ctx.reasons.append(f"no pid {pid} on node {node} (the process has exited)")
             return None
     else:
+        ctx.no_falco_on_node = True
         problem = f"no running Falco pod on node {node} (selector {selector})"
         ctx.step(f"host pid {pid}: {problem}")
     if not ctx.options.node_debug:
@@ -512,8 +544,14 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         return None
     ctx.step(f"host pid {pid}: no node known; asking {len(by_node)} Falco pods")
     readers = [reader_for(p, ctx.host_proc) for p in by_node.values()]
+    alert_name = alert.process.name
+
+    def want(status: ProcStatus) -> bool:
+        # A different process name rules the node out: no need for its cmdline.
+        return not alert_name or status.name is None or same_name(alert_name, status.name)
+
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers))) as pool:
-        reads = list(pool.map(lambda r: read_proc(ctx.gateway, r, pid), readers))
+        reads = list(pool.map(lambda r: read_proc(ctx.gateway, r, pid, want_cmdline=want), readers))
     strong: list[ProcRead] = []
     weak: list[ProcRead] = []
     problems: list[str] = []
@@ -721,9 +759,7 @@ def _by_scan(ctx: _Ctx, alert: Alert) -> Target | None:
         ctx.notes.append(f"several matching processes in the container: pids {vpids}")
     ctx.step(f"scan: {pod_key(pod)}/{container.name} pid {vpids[0]} matches")
     ctx.notes.append(f"found by scanning the processes of {len(jobs)} containers in {scope}")
-    return _make_target(
-        ctx, pod, container, LocateMethod.SCAN, host_pid=_alert_pid(ctx), vpid=vpids[0]
-    )
+    return _make_target(ctx, pod, container, LocateMethod.SCAN, vpid=vpids[0])
 
 
 # -- the not-found message ------------------------------------------------------------

@@ -112,22 +112,38 @@ def reader_for(pod: JSON, host_proc: str) -> ProcReader:
     )
 
 
-def _split_status_cgroup(text: str) -> tuple[str, str]:
-    status_lines: list[str] = []
-    cgroup_lines: list[str] = []
+def _split_probe_status_cgroup(text: str) -> tuple[str, str, str]:
+    """Split ``cat 1/cgroup PID/status PID/cgroup`` output into its three files.
+
+    All three are kernel-made: cgroup lines are ``N:ctrls:/path``, status lines
+    ``Key:<TAB>value`` (never starting with a digit), so the borders are unambiguous.
+    """
+    probe: list[str] = []
+    status: list[str] = []
+    cgroup: list[str] = []
     for line in text.splitlines():
-        if cgroup_lines or is_cgroup_line(line):
-            cgroup_lines.append(line)
+        if not status and is_cgroup_line(line):
+            probe.append(line)
+        elif not cgroup and not is_cgroup_line(line):
+            status.append(line)
         else:
-            status_lines.append(line)
-    return "\n".join(status_lines), "\n".join(cgroup_lines)
+            cgroup.append(line)
+    return "\n".join(probe), "\n".join(status), "\n".join(cgroup)
 
 
-def read_proc(gateway: ClusterGateway, reader: ProcReader, pid: int) -> ProcRead:
+def read_proc(
+    gateway: ClusterGateway,
+    reader: ProcReader,
+    pid: int,
+    *,
+    want_cmdline: Callable[[ProcStatus], bool] | None = None,
+) -> ProcRead:
     """``status``, ``cgroup`` and ``cmdline`` of host ``pid`` through ``reader``.
 
-    Two execs: ``cat status cgroup`` (kernel-made text, safe to split) and
-    ``cat cmdline`` (process-made bytes, read on its own).
+    One exec reads ``1/cgroup`` (proves the host /proc is there), ``PID/status`` and
+    ``PID/cgroup``: kernel-made text, safe to split. A second reads ``PID/cmdline``
+    (process-made bytes, read on its own), skipped when ``want_cmdline`` says the
+    status already rules the process out.
     """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         raise InputError(f"not a valid pid: {pid!r}")
@@ -137,7 +153,7 @@ def read_proc(gateway: ClusterGateway, reader: ProcReader, pid: int) -> ProcRead
             reader.namespace,
             reader.pod,
             reader.container,
-            ["cat", f"{base}/status", f"{base}/cgroup"],
+            ["cat", f"{reader.host_proc}/1/cgroup", f"{base}/status", f"{base}/cgroup"],
             timeout=READ_TIMEOUT,
             max_bytes=READ_MAX_BYTES,
         )
@@ -146,28 +162,19 @@ def read_proc(gateway: ClusterGateway, reader: ProcReader, pid: int) -> ProcRead
     if not res.ran:
         return ProcRead(reader, pid, problem=f"cannot run cat in {reader.where}: {res.error}")
     text = res.stdout.decode("utf-8", errors="backslashreplace")
-    status_text, cgroup_text = _split_status_cgroup(text)
-    status = parse_status(status_text)
-    if res.exit_code != 0 or status.pid is None:
-        # Is it the pid that is missing, or the host /proc mount?
-        probe = gateway.exec(
-            reader.namespace,
-            reader.pod,
-            reader.container,
-            ["cat", f"{reader.host_proc}/1/cgroup"],
-            timeout=READ_TIMEOUT,
-            max_bytes=READ_MAX_BYTES,
-        )
-        if probe.ok:
-            return ProcRead(reader, pid, problem=f"no pid {pid} on node {reader.node}", absent=True)
+    probe_text, status_text, cgroup_text = _split_probe_status_cgroup(text)
+    if not probe_text:
         return ProcRead(
-            reader,
-            pid,
-            problem=f"{reader.host_proc} is not readable in {reader.where}"
-            + (f" ({probe.error})" if probe.error else ""),
+            reader, pid, problem=f"{reader.host_proc} is not readable in {reader.where}"
         )
+    status = parse_status(status_text)
+    if status.pid is None:
+        return ProcRead(reader, pid, problem=f"no pid {pid} on node {reader.node}", absent=True)
     if status.pid != pid:
         return ProcRead(reader, pid, problem=f"{base}/status names pid {status.pid}")
+    cgroup = parse_proc_cgroup(cgroup_text)
+    if want_cmdline is not None and not want_cmdline(status):
+        return ProcRead(reader, pid, status=status, cgroup=cgroup)
     cmd = gateway.exec(
         reader.namespace,
         reader.pod,
@@ -177,7 +184,7 @@ def read_proc(gateway: ClusterGateway, reader: ProcReader, pid: int) -> ProcRead
         max_bytes=READ_MAX_BYTES,
     )
     argv = parse_cmdline(cmd.stdout) if cmd.ok else ()
-    return ProcRead(reader, pid, status=status, cgroup=parse_proc_cgroup(cgroup_text), argv=argv)
+    return ProcRead(reader, pid, status=status, cgroup=cgroup, argv=argv)
 
 
 @dataclass

@@ -84,7 +84,8 @@ def _base(arg: str) -> str:
     return arg.rsplit("/", 1)[-1]
 
 
-def _same_name(alert_name: str, name: str) -> bool:
+def same_name(alert_name: str, name: str) -> bool:
+    """Process names compared as the kernel keeps them (15 characters)."""
     return alert_name[:COMM_LEN] == name[:COMM_LEN]
 
 
@@ -122,7 +123,7 @@ def process_match(alert: Process, status: ProcStatus, argv: tuple[str, ...]) -> 
     if not alert.name and not alert.cmdline:
         return Match.UNKNOWN
     names = [n for n in (status.name, _base(argv[0]) if argv else None) if n]
-    if alert.name and not any(_same_name(alert.name, n) for n in names):
+    if alert.name and not any(same_name(alert.name, n) for n in names):
         return Match.NONE
     if alert.cmdline:
         return Match.STRONG if cmdline_matches(alert.cmdline, argv, status.name) else Match.NONE

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from falcoir.core.alert import Alert
-from falcoir.core.parse.normalize import collect, normalize, present
+from falcoir.core.alert import Alert, fast_new
+from falcoir.core.parse.normalize import ABSENT, collect, normalize, present
 from falcoir.core.parse.textline import (
     ANCHOR,
     PRIORITY_WORDS,
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 _AUDIT_HINT_KEYS = ("resource", "verb")
 
 
-def _text_source(message: str, keys: set[str]) -> str | None:
+def _text_source(message: str, keys: Mapping[str, str]) -> str | None:
     if message.startswith("Falco internal:"):
         return "internal"
     if "resource" in keys and ("verb" in keys or "action" in keys):
         return "k8s_audit"
-    if any(k.startswith("ka.") for k in keys):
+    if "ka.target.resource" in keys or "ka.user.name" in keys:
         return "k8s_audit"
     return None
 
@@ -99,9 +99,10 @@ def _assemble_text(
         collect(((field_names.get(k, k), v) for k, v in fields), d)
     collect(all_fields, d)
     if source is None:
-        source = _text_source(message, set(d))
+        source = _text_source(message, d)
     norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(appended))
-    return Alert(
+    return fast_new(
+        Alert,
         raw=line.rstrip("\r\n"),
         source_format="text",
         time=parts.time,
@@ -129,9 +130,34 @@ def _assemble_text(
 _SIDEKICK_SOURCES = frozenset({"syscalls"})
 
 
+_TOP_KEYS = ("output", "priority", "rule", "time", "source", "tags", "hostname", "uuid")
+
+
+def _str(value: Any) -> str | None:
+    if value.__class__ is str:
+        return None if value in ABSENT else str(value)
+    return present(value)
+
+
+def _lowered(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+    """``doc`` with lower-case keys (Falcosidekick may send ``"Rule"``), and whether any
+    key was capitalised."""
+    for k in doc:
+        if k.__class__ is not str or k != k.lower():
+            break
+    else:
+        return doc, False
+    low: dict[str, Any] = {}
+    for k, v in doc.items():
+        low.setdefault(str(k).lower(), v)
+    return low, True
+
+
 def looks_like_alert(doc: Mapping[str, Any]) -> bool:
-    keys = {str(k).lower() for k in doc}
-    return "output" in keys and ("priority" in keys or "rule" in keys)
+    if "output" in doc and ("priority" in doc or "rule" in doc):
+        return True
+    low, _ = _lowered(doc)
+    return "output" in low and ("priority" in low or "rule" in low)
 
 
 def alert_from_json(
@@ -144,21 +170,15 @@ def alert_from_json(
     rules: RuleSet | None = None,
 ) -> Alert:
     """The alert in a Falco or Falcosidekick JSON document (keys case-insensitive)."""
-    low: dict[str, Any] = {}
-    for k, v in doc.items():
-        low.setdefault(str(k).lower(), v)
-    capitalised = any(str(k) != str(k).lower() for k in doc)
+    low, capitalised = _lowered(doc)
     output = low.get("output")
     output_s = output if isinstance(output, str) else ""
     of_raw = low.get("output_fields")
     output_fields: tuple[tuple[str, Any], ...] = ()
     if isinstance(of_raw, Mapping):
-        output_fields = tuple(
-            (str(k), v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
-            for k, v in of_raw.items()
-        )
-    source = present(low.get("source"))
-    uuid = present(low.get("uuid"))
+        output_fields = tuple(of_raw.items())
+    source = _str(low.get("source"))
+    uuid = _str(low.get("uuid"))
     fmt = "sidekick" if (uuid or capitalised or source in _SIDEKICK_SOURCES) else "json"
 
     m = ANCHOR.match(output_s) or ANCHOR.search(output_s[:200])
@@ -169,8 +189,11 @@ def alert_from_json(
         out_prio = PRIORITY_WORDS[m.group("prio")]
     else:
         body = output_s
-    message, style, fields, appended, _trunc = split_body(body, allow_truncation=False)
-    if m is None and not fields:
+    # With output_fields, the labels printed in the output add nothing but time.
+    message, style, fields, appended, _trunc = split_body(
+        body, allow_truncation=False, with_pairs=not output_fields
+    )
+    if m is None and not fields and not output_fields:
         style_out: str | None = None
     else:
         style_out = style
@@ -179,12 +202,12 @@ def alert_from_json(
     d = collect(output_fields)
     collect(all_fields, d)
     if source is None:
-        source = _text_source(message, set(d)) if m is not None else None
+        source = _text_source(message, d) if m is not None else None
         if source is None and message.startswith("Falco internal:"):
             source = "internal"
     norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(tuple(appended)))
 
-    prio = present(low.get("priority"))
+    prio = _str(low.get("priority"))
     if prio is not None:
         prio = PRIORITY_WORDS.get(prio.capitalize(), prio.capitalize())
     else:
@@ -197,9 +220,10 @@ def alert_from_json(
         if isinstance(v, int) and not isinstance(v, bool):
             evt_ns = v
             break
-    rule = present(low.get("rule"))
-    time = present(low.get("time")) or out_time
-    return Alert(
+    rule = _str(low.get("rule"))
+    time = _str(low.get("time")) or out_time
+    return fast_new(
+        Alert,
         raw=raw,
         source_format=fmt,
         time=time,
@@ -212,7 +236,7 @@ def alert_from_json(
         process=norm.process,
         container=norm.container,
         k8s=norm.k8s,
-        node=present(low.get("hostname")),
+        node=_str(low.get("hostname")),
         connection=norm.connection,
         tags=tags,
         source=source,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from falcoir.core.alert import Connection, Container, K8s, Process
+from falcoir.core.alert import Connection, Container, K8s, Process, fast_new
 
 ABSENT = frozenset({"", "<NA>", "<na>", "null", "None", "(null)"})
 
@@ -55,10 +55,67 @@ FILE = ("fd.name", "file", "fd_name", "filename")
 CONNECTION = ("fd.name", "connection", "fd_name")
 EXEC_COMMAND = ("ka.uri.param[command]",)
 
+
 _HEX12 = re.compile(r"^(?:[0-9a-f]{12}|host)$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _INT = re.compile(r"^-?\d{1,19}$")
 _INFO = re.compile(r"^(\S+) \(id=([0-9a-f]{12}|[0-9a-f]{64}|host)\)$")
+
+
+# name -> (slot, rank): one dict lookup per field instead of a search per canonical.
+_SLOTS: dict[str, tuple[str, int, bool]] = {}
+for _slot, _names in (
+    ("name", PROC_NAME),
+    ("cmdline", CMDLINE),
+    ("pid", PID),
+    ("vpid", VPID),
+    ("ppid", PPID),
+    ("exepath", EXEPATH),
+    ("cwd", CWD),
+    ("user", USER),
+    ("parent", PARENT),
+    ("cid", CONTAINER_ID),
+    ("full_id", CONTAINER_FULL_ID),
+    ("cname", CONTAINER_NAME),
+    ("image", IMAGE),
+    ("image_tag", IMAGE_TAG),
+    ("ns", K8S_NS),
+    ("pod", K8S_POD),
+    ("pod_uid", K8S_POD_UID),
+    ("exec_command", EXEC_COMMAND),
+):
+    for _rank, _name in enumerate(_names):
+        _SLOTS.setdefault(_name, (_slot, _rank, False))
+# Names that need a look at the value (files vs connections, container forms, audit).
+_SPECIAL = frozenset(
+    {
+        "fd.name",
+        "fd_name",
+        "file",
+        "filename",
+        "connection",
+        "fd.rip",
+        "fd.rport",
+        "fd.rip.name",
+        "fd.sip.name",
+        "container",
+        "%container.info",
+        "ka.target.name",
+        "ka.target.resource",
+        "ka.user.name",
+        "command",
+        "user",
+        "pid",
+        "proc.pid",
+        "proc_pid",
+        "proc.cmdline",
+    }
+)
+
+
+for _name in _SPECIAL:
+    _s = _SLOTS.get(_name)
+    _SLOTS[_name] = (_s[0], _s[1], True) if _s is not None else ("", 0, True)
 
 
 def present(value: object) -> str | None:
@@ -68,7 +125,7 @@ def present(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = value if isinstance(value, str) else str(value)
-    if text.strip() in ABSENT:
+    if text in ABSENT or text.strip() in ABSENT:
         return None
     return text
 
@@ -79,16 +136,7 @@ def to_int(value: str | None) -> int | None:
     return int(value)
 
 
-def _first(d: Mapping[str, str], names: Iterable[str]) -> str | None:
-    for name in names:
-        v = d.get(name)
-        if v is not None:
-            return v
-    return None
-
-
-@dataclass(frozen=True)
-class Normalized:
+class Normalized(NamedTuple):
     process: Process
     container: Container
     k8s: K8s
@@ -105,17 +153,11 @@ def _split_endpoint(text: str) -> tuple[str | None, int | None]:
     return (host or None), to_int(port)
 
 
-def _connection(d: Mapping[str, str]) -> Connection | None:
-    raw = None
-    for name in CONNECTION:
-        v = d.get(name)
-        if v is not None and "->" in v:
-            raw = v
-            break
-    rip = d.get("fd.rip")
-    rport = to_int(d.get("fd.rport"))
-    rname = d.get("fd.rip.name") or d.get("fd.sip.name")
-    if raw is None and rip is None and rport is None and rname is None:
+def _connection(
+    raw: str | None, rip: str | None, rport: str | None, rname: str | None
+) -> Connection | None:
+    port = to_int(rport)
+    if raw is None and rip is None and port is None and rname is None:
         return None
     cip = cport = sip = sport = None
     if raw is not None:
@@ -129,7 +171,7 @@ def _connection(d: Mapping[str, str]) -> Connection | None:
         server_ip=sip,
         server_port=sport,
         remote_ip=rip,
-        remote_port=rport,
+        remote_port=port,
         remote_name=rname,
     )
 
@@ -143,9 +185,20 @@ def collect(
     for key, raw in pairs:
         if key in d:
             continue
-        v = present(raw)
-        if v is not None:
-            d[key] = v
+        cls = raw.__class__
+        if cls is str:
+            text = str(raw)
+            if text in ABSENT or text.isspace():
+                continue
+            d[key] = text
+        elif cls is int:
+            d[key] = str(raw)
+        elif raw is None:
+            continue
+        else:
+            v = present(raw)
+            if v is not None:
+                d[key] = v
     return d
 
 
@@ -160,38 +213,50 @@ def normalize(
     ``vpid_from_pid``: the text's ``pid`` label is the in-container pid (gVisor's
     appended ``container=... pid=%proc.vpid tid=%thread.vtid``).
     """
-    audit = source == "k8s_audit"
-    exec_command = _first(d, EXEC_COMMAND)
-    if audit:
-        cmdline = d.get("proc.cmdline")
+    vals: dict[str, str] = {}
+    ranks: dict[str, int] = {}
+    special: dict[str, str] = {}
+    slots = _SLOTS
+    for key, value in d.items():
+        slot = slots.get(key)
+        if slot is not None:
+            name, rank, is_special = slot
+            if name and rank < ranks.get(name, 1 << 30):
+                ranks[name] = rank
+                vals[name] = value
+            if is_special:
+                special[key] = value
+    get = vals.get
+
+    exec_command = get("exec_command")
+    cmdline = get("cmdline")
+    pod = get("pod")
+    user = get("user")
+    if source == "k8s_audit":
+        cmdline = special.get("proc.cmdline")
         if exec_command is None:
-            exec_command = d.get("command")
-        pod = _first(d, K8S_POD)
-        if pod is None and d.get("ka.target.resource") == "pods":
-            pod = d.get("ka.target.name")
-        user = d.get("ka.user.name") or d.get("user")
-    else:
-        cmdline = _first(d, CMDLINE)
-        pod = _first(d, K8S_POD)
-        user = _first(d, USER)
+            exec_command = special.get("command")
+        if pod is None and special.get("ka.target.resource") == "pods":
+            pod = special.get("ka.target.name")
+        user = special.get("ka.user.name") or special.get("user")
 
     if vpid_from_pid:
-        pid = to_int(_first(d, ("proc.pid", "proc_pid")))
-        vpid = to_int(_first(d, VPID)) or to_int(d.get("pid"))
+        pid = to_int(special.get("proc.pid") or special.get("proc_pid"))
+        vpid = to_int(get("vpid")) or to_int(special.get("pid"))
     else:
-        pid = to_int(_first(d, PID))
-        vpid = to_int(_first(d, VPID))
+        pid = to_int(get("pid"))
+        vpid = to_int(get("vpid"))
 
-    cid = _first(d, CONTAINER_ID)
-    full_id = _first(d, CONTAINER_FULL_ID)
-    cname = _first(d, CONTAINER_NAME)
-    info = d.get("%container.info")
+    cid = get("cid")
+    full_id = get("full_id")
+    cname = get("cname")
+    info = special.get("%container.info")
     if info is not None:
         m = _INFO.match(info)
         if m is not None:
             cname = cname or m.group(1)
             cid = cid or m.group(2)
-    bare = d.get("container")
+    bare = special.get("container")
     if bare is not None:
         if _HEX12.match(bare) or _HEX64.match(bare):
             cid = cid or bare
@@ -209,37 +274,49 @@ def normalize(
         cid = full_id[:12]
 
     file = None
+    conn_raw = None
     for name in FILE:
-        v = d.get(name)
+        v = special.get(name)
         if v is not None and "->" not in v:
             file = v
             break
+    for name in CONNECTION:
+        v = special.get(name)
+        if v is not None and "->" in v:
+            conn_raw = v
+            break
+    connection = None
+    if conn_raw is not None or "fd.rip" in special or "fd.rport" in special:
+        connection = _connection(
+            conn_raw,
+            special.get("fd.rip"),
+            special.get("fd.rport"),
+            special.get("fd.rip.name") or special.get("fd.sip.name"),
+        )
 
     return Normalized(
-        process=Process(
-            name=_first(d, PROC_NAME),
+        process=fast_new(
+            Process,
+            name=get("name"),
             cmdline=cmdline,
             pid=pid,
             vpid=vpid,
-            exepath=_first(d, EXEPATH),
-            cwd=_first(d, CWD),
+            exepath=get("exepath"),
+            cwd=get("cwd"),
             user=user,
-            parent=_first(d, PARENT),
-            ppid=to_int(_first(d, PPID)),
+            parent=get("parent"),
+            ppid=to_int(get("ppid")),
         ),
-        container=Container(
+        container=fast_new(
+            Container,
             id=cid,
             full_id=full_id,
             name=cname,
-            image=_first(d, IMAGE),
-            image_tag=_first(d, IMAGE_TAG),
+            image=get("image"),
+            image_tag=get("image_tag"),
         ),
-        k8s=K8s(
-            namespace=_first(d, K8S_NS),
-            pod=pod,
-            pod_uid=_first(d, K8S_POD_UID),
-        ),
-        connection=_connection(d),
+        k8s=fast_new(K8s, namespace=get("ns"), pod=pod, pod_uid=get("pod_uid")),
+        connection=connection,
         file=file,
         exec_command=exec_command,
     )

@@ -162,11 +162,69 @@ def split_comma(text: str) -> list[Pair] | None:
     return pairs
 
 
+_KEY_FULL = re.compile(r"%?[A-Za-z_][\w.]*(?:\[[^\]\s=]*\])?")
+_KEY_CACHE: dict[str, bool] = {}
+_KEY_CACHE_MAX = 8192
+
+
+def _is_key(word: str) -> bool:
+    ok = _KEY_CACHE.get(word)
+    if ok is None:
+        ok = _KEY_FULL.fullmatch(word) is not None and _HAS_LOWER.search(word) is not None
+        if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+            _KEY_CACHE[word] = ok
+    return ok
+
+
 def split_pairs(text: str) -> tuple[str, list[Pair]]:
     """Split ``text`` into its leading non-pair text and the ordered pairs after it."""
     comma = split_comma(text)
     if comma is not None:
         return "", comma
+    if "\t" in text or "\n" in text:
+        return _split_pairs_regex(text)
+    # Fast path: split on "=" and take the last word of each piece as the next key.
+    pieces = text.split("=")
+    n = len(pieces)
+    if n == 1:
+        return text, []
+    pairs: list[Pair] = []
+    lead_parts: list[str] = []
+    key = ""
+    i = 0
+    # The first key: the last word before an "=" (at the start or after a space).
+    while i < n - 1:
+        before, sp, word = pieces[i].rpartition(" ")
+        if (sp or not i) and _is_key(word):
+            lead_parts.append(before + sp)
+            key = word
+            break
+        lead_parts.append(pieces[i] + "=")
+        i += 1
+    else:
+        return text, []
+    lead = "".join(lead_parts)
+    acc = ""
+    free_text = key in FREE_TEXT_KEYS
+    for j in range(i + 1, n - 1):
+        piece = pieces[j]
+        before, sp, word = piece.rpartition(" ")
+        if sp and _is_key(word) and (not free_text or _field_like(word)):
+            value = (acc + before).strip()
+            if "=" in value or value.endswith(")"):
+                _append_value(pairs, key, value)
+            else:
+                pairs.append((key, value))
+            acc = ""
+            key = word
+            free_text = key in FREE_TEXT_KEYS
+        else:
+            acc += piece + "="
+    _append_value(pairs, key, (acc + pieces[n - 1]).strip())
+    return lead, pairs
+
+
+def _split_pairs_regex(text: str) -> tuple[str, list[Pair]]:
     positions = key_positions(text)
     if not positions:
         return text, []

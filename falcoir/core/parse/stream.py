@@ -100,16 +100,19 @@ class _Parser:
         self.depth = 0
         return ParseProblem(line=start, reason=reason, text=_trim(text), end_line=end)
 
-    def _from_json_text(self, text: str, start: int, end: int, prefix: str) -> Alert | ParseProblem:
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            partial = self._partial(text, start, end, prefix)
-            if partial is not None:
-                return partial
-            return ParseProblem(
-                line=start, reason=f"invalid JSON: {exc}", text=_trim(text), end_line=end
-            )
+    def _from_json_text(
+        self, text: str, start: int, end: int, prefix: str, doc: object = None
+    ) -> Alert | ParseProblem:
+        if doc is None:
+            try:
+                doc = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                partial = self._partial(text, start, end, prefix)
+                if partial is not None:
+                    return partial
+                return ParseProblem(
+                    line=start, reason=f"invalid JSON: {exc}", text=_trim(text), end_line=end
+                )
         if not isinstance(doc, dict):
             return ParseProblem(
                 line=start,
@@ -199,7 +202,7 @@ class _Parser:
                 doc = None
             else:
                 if isinstance(doc, dict):
-                    yield self._from_json_text(fragment, lineno, lineno, prefix)
+                    yield self._from_json_text(fragment, lineno, lineno, prefix, doc)
                     return
             if doc is None:
                 delta, in_string = _json_state(fragment)

@@ -104,9 +104,13 @@ class TextParts:
 
 
 def split_body(
-    body: str, *, allow_truncation: bool = True
+    body: str, *, allow_truncation: bool = True, with_pairs: bool = True
 ) -> tuple[str, str, list[Pair], list[Pair], bool]:
-    """``(message, style, fields, appended, truncated)`` of the text after the priority."""
+    """``(message, style, fields, appended, truncated)`` of the text after the priority.
+
+    ``with_pairs=False`` finds only the message and style (JSON alerts whose
+    ``output_fields`` already say everything): fields and appended come back empty.
+    """
     body = body.rstrip("\r\n")
     truncated = False
     pipe = body.find(" | ")
@@ -114,6 +118,8 @@ def split_body(
     paren = paren_m.start() if paren_m is not None else -1
     if pipe >= 0 and (paren < 0 or pipe < paren) and _PIPE_FIELDS.match(body[pipe + 3 :]):
         message = body[:pipe].rstrip()
+        if not with_pairs:
+            return message, "pipe", [], [], False
         rest = body[pipe + 3 :]
         rest, truncated = _cut_pager(rest) if allow_truncation else (rest, False)
         lead, fields = split_pairs(rest)
@@ -122,6 +128,8 @@ def split_body(
         return message, "pipe", fields, [], truncated
     if paren >= 0:
         message = body[:paren].rstrip()
+        if not with_pairs:
+            return message, "paren", [], [], False
         inner_start = paren + 1
         close = _closing_paren(body, inner_start)
         if close < 0:

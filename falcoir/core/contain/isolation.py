@@ -310,9 +310,9 @@ def quarantine(
     try:
         label_status = _apply_label(gateway, ns, name, inc_id, current, rec, options.dry_run)
     except FalcoirError as exc:
-        if policy_status == "created":
+        if not options.dry_run:
             raise ClusterError(
-                f"quarantine half-applied: NetworkPolicy {ns}/{pname} was created but "
+                f"quarantine half-applied: NetworkPolicy {ns}/{pname} is in place but "
                 f"labelling pod {ns}/{name} failed ({exc}); the pod is NOT isolated yet",
                 hint="re-run the same command (it is idempotent), or undo with "
                 f"falcoir release --incident {inc_id}",
@@ -331,7 +331,12 @@ def quarantine(
             "reason": "dry run: nothing was applied, nothing to verify",
         }
     else:
-        verified = _verify(gateway, target, inc_id, pname, endpoint, baseline, rec, options)
+        try:
+            verified = _verify(gateway, target, inc_id, pname, endpoint, baseline, rec, options)
+        except FalcoirError as exc:
+            # The quarantine is in place; only the proof failed. Say so, do not lose it.
+            verified = {"egress_blocked": None, "reason": f"verification failed: {exc}"}
+            rec.warn("verify", verified["reason"])
     return QuarantineResult(
         incident=inc_id,
         namespace=ns,

@@ -1,0 +1,266 @@
+"""API requests and bytes per ``locate``, for each strategy, against listing every pod.
+
+Two ways to run it:
+
+- ``python benchmarks/locate_bench.py`` (default): an in-memory cluster of 5,000 pods
+  over 100 nodes (a Falco pod on each) plus the cryptominer scenario on ``lab-node``,
+  behind a counting wrapper (requests; bytes = the JSON the API would send, and exec
+  output). ``--sizes 1000,5000,20000`` repeats it at other cluster sizes to show that
+  the request count does not grow with the cluster.
+- ``python benchmarks/locate_bench.py --kubeconfig PATH``: a real cluster (e.g. a
+  ``falcoir lab`` loaded with virtual pods and the scenario), counted by the
+  ``KubeGateway``'s own ``stats`` (HTTP requests and response bytes on the wire).
+
+The baseline is ``kubectl get pods -A`` (one LIST of every pod): a tool that finds the
+pod by listing everything pays that on every alert, and more as the cluster grows.
+Output: a table on stderr, and the figures as JSON on stdout with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from falcoir.core.alert import Alert, Container, K8s, Process
+from falcoir.core.gateway import JSON, PODS, ClusterGateway, ExecResult, Resource
+from falcoir.core.locate import LocateOptions, locate
+from falcoir.core.target import PodRef, Target
+
+XMRIG = ("/tmp/xmrig", "-o", "pool.example.com:3333", "-u", "wallet_address", "-p", "x")
+NS, DEPLOY, RS_HASH = "default", "cryptominer-demo", "7d9f8b6c5"
+
+
+class Counting:
+    """Wraps a gateway; counts requests and the bytes the API would have sent."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.requests = 0
+        self.bytes = 0
+        self.by_verb: dict[str, int] = {}
+
+    def _count(self, verb: str, n: int) -> None:
+        self.requests += 1
+        self.bytes += n
+        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+    def reset(self) -> None:
+        self.requests = self.bytes = 0
+        self.by_verb = {}
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        out: JSON = self.inner.get(resource, name, namespace)
+        self._count("get", len(json.dumps(out)))
+        return out
+
+    def list(self, resource: Resource, namespace: str | None = None, **kw: Any) -> list[JSON]:
+        out: list[JSON] = self.inner.list(resource, namespace, **kw)
+        self._count("list", len(json.dumps({"items": out})))
+        return out
+
+    def exec(self, *a: Any, **kw: Any) -> ExecResult:
+        res: ExecResult = self.inner.exec(*a, **kw)
+        self._count("exec", len(res.stdout) + len(res.stderr))
+        return res
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _cid(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def build_cluster(pods: int, nodes: int) -> tuple[Any, JSON]:
+    """``pods`` virtual pods over ``nodes`` nodes, a Falco pod per node, the scenario."""
+    from tests.locate.world import World
+
+    w = World()
+    node_names = ["lab-node"] + [f"node-{i:03d}" for i in range(1, nodes)]
+    for i in range(pods):
+        node = node_names[i % nodes]
+        w.pod(
+            f"team-{i % 40}",
+            f"app-{i}",
+            node,
+            ("app",),
+            labels={"app": f"app-{i % 200}", "tier": "web"},
+        )
+    rs = w.deployment(NS, DEPLOY, RS_HASH, {"app": "cryptominer"})
+    pod = w.pod(
+        NS,
+        f"{rs}-abc12",
+        "lab-node",
+        ("miner",),
+        labels={"app": "cryptominer", "pod-template-hash": RS_HASH},
+        owner=("ReplicaSet", rs),
+    )
+    w.run_process("lab-node", 12345, pod, "miner", 7, XMRIG)
+    for node in node_names:
+        w.falco(node)
+    for node in node_names[1:]:
+        # pids repeat across nodes: 12345 is some other process elsewhere
+        w.host_process(node, 12345, ("nginx", "-g", "daemon off;"), "0::/system.slice/x\n")
+    return w, pod
+
+
+def cases(pod: JSON) -> list[tuple[str, Callable[[ClusterGateway], Target]]]:
+    meta = pod["metadata"]
+    name = meta["name"]
+    full = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    proc = Process(name="xmrig", cmdline=" ".join(XMRIG), pid=12345)
+    text = Alert(raw="", source_format="text", process=proc)
+
+    def json_alert(**kw: Any) -> Alert:
+        return Alert(raw="", source_format="json", process=proc, node="lab-node", **kw)
+
+    return [
+        (
+            "k8s-fields",
+            lambda g: locate(g, alert=json_alert(k8s=K8s(namespace=meta["namespace"], pod=name))),
+        ),
+        (
+            "container-id (node known)",
+            lambda g: locate(g, alert=json_alert(container=Container(id=full[:12]))),
+        ),
+        (
+            "container-id (no node)",
+            lambda g: locate(
+                g,
+                alert=Alert(
+                    raw="", source_format="json", process=proc, container=Container(id=full[:12])
+                ),
+            ),
+        ),
+        ("host-pid (node known)", lambda g: locate(g, alert=json_alert())),
+        ("host-pid (no node: every Falco pod)", lambda g: locate(g, alert=text)),
+        (
+            "scan (-n default)",
+            lambda g: locate(
+                g,
+                alert=Alert(raw="", source_format="text", process=replace(proc, pid=None)),
+                options=LocateOptions(namespace=NS),
+            ),
+        ),
+        ("pod-flag", lambda g: locate(g, pod=PodRef(meta["namespace"], name))),
+    ]
+
+
+def _measure(
+    gw: Any,
+    reset: Callable[[], None],
+    stats: Callable[[], tuple[int, int]],
+    fn: Callable[[Any], Target],
+) -> dict[str, Any]:
+    reset()
+    t0 = time.perf_counter()
+    target = fn(gw)
+    elapsed = time.perf_counter() - t0
+    req, nbytes = stats()
+    assert target.pod.startswith(f"{DEPLOY}-") and target.container == "miner", target
+    return {
+        "requests": req,
+        "bytes": nbytes,
+        "seconds": round(elapsed, 4),
+        "method": target.method.value,
+        "vpid": target.vpid,
+    }
+
+
+def run_offline(pods: int, nodes: int) -> dict[str, Any]:
+    world, pod = build_cluster(pods, nodes)
+    gw = Counting(world)
+
+    def reset() -> None:
+        gw.reset()
+
+    def stats() -> tuple[int, int]:
+        return gw.requests, gw.bytes
+
+    reset()
+    gw.list(PODS, None)
+    baseline = {"requests": gw.requests, "bytes": gw.bytes}
+    results = {label: _measure(gw, reset, stats, fn) for label, fn in cases(pod)}
+    return {
+        "pods": pods + nodes + 1,
+        "nodes": nodes,
+        "baseline_list_all": baseline,
+        "strategies": results,
+    }
+
+
+def run_cluster(kubeconfig: str, context: str | None) -> dict[str, Any]:
+    from falcoir.cluster import connect
+
+    gw = connect(kubeconfig=kubeconfig, context=context)
+    pods = gw.list(PODS, NS, label_selector="app=cryptominer")
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+    if not running:
+        raise SystemExit("no running cryptominer pod: play `falcoir lab scenario cryptominer`")
+    pod = running[0]
+
+    def reset() -> None:
+        gw.stats.reset()
+
+    def stats() -> tuple[int, int]:
+        snap = gw.stats.snapshot()
+        return int(snap["requests"]), int(snap["bytes_received"])
+
+    reset()
+    everything = gw.list(PODS, None)
+    baseline = dict(zip(("requests", "bytes"), stats(), strict=True))
+    results = {}
+    for label, fn in cases(pod):
+        results[label] = _measure(gw, reset, stats, fn)
+    return {"pods": len(everything), "baseline_list_all": baseline, "strategies": results}
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    base = report["baseline_list_all"]
+    err = sys.stderr
+    print(
+        f"\ncluster: {report['pods']} pods"
+        + (f" on {report['nodes']} nodes" if "nodes" in report else "")
+        + f"; baseline LIST all pods: {base['requests']} request, {base['bytes']:,} bytes",
+        file=err,
+    )
+    print(f"{'strategy':38} {'requests':>8} {'bytes':>12} {'vs list-all':>11} {'ms':>8}", file=err)
+    for label, r in report["strategies"].items():
+        ratio = r["bytes"] / base["bytes"] if base["bytes"] else 0.0
+        print(
+            f"{label:38} {r['requests']:>8} {r['bytes']:>12,} {ratio:>10.4f}x "
+            f"{r['seconds'] * 1000:>8.1f}",
+            file=err,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="5000", help="pod counts (comma-separated), offline")
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--kubeconfig", help="measure a real cluster instead (e.g. the lab)")
+    ap.add_argument("--context")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
+    args = ap.parse_args(argv)
+    if args.kubeconfig:
+        reports = [run_cluster(args.kubeconfig, args.context)]
+    else:
+        reports = [run_offline(int(s), args.nodes) for s in args.sizes.split(",")]
+    for r in reports:
+        _print_table(r)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

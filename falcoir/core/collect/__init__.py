@@ -1,0 +1,156 @@
+"""Forensic evidence collection through the exec API and the Kubernetes API.
+
+Public API (other commands code against it):
+
+- :func:`collect` every collector into a :class:`~falcoir.core.bundle.BundleWriter`;
+- :func:`snapshot` the quick volatile part (processes + network), for ``respond``
+  before containment;
+- :func:`run_collect` the whole ``falcoir collect``: incident, bundle, collect, seal
+  (also when interrupted), record the bundle in the incident store;
+- :func:`target_from_pod` a :class:`~falcoir.core.target.Target` for ``--pod NS/NAME``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from falcoir.core.alert import Alert
+from falcoir.core.bundle import BundleWriter
+from falcoir.core.collect.engine import collect, snapshot
+from falcoir.core.collect.model import (
+    BinaryEvidence,
+    CollectOptions,
+    CollectorEvent,
+    CollectorOutcome,
+    CollectorStatus,
+    CollectResult,
+)
+from falcoir.core.gateway import PODS, ClusterGateway
+from falcoir.core.incident import IncidentStore
+from falcoir.core.target import LocateMethod, OwnerRef, PodRef, Target
+from falcoir.errors import FalcoirError, TargetAmbiguous, TargetNotFound
+
+__all__ = [
+    "BinaryEvidence",
+    "CollectOptions",
+    "CollectResult",
+    "CollectorEvent",
+    "CollectorOutcome",
+    "CollectorStatus",
+    "collect",
+    "run_collect",
+    "snapshot",
+    "target_from_pod",
+]
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+def target_from_pod(
+    gateway: ClusterGateway, ref: PodRef, container: str | None = None, *, vpid: int | None = None
+) -> Target:
+    """The target for ``--pod NS/NAME [-c CONTAINER]``: the pod as the API has it.
+
+    Without ``-c``: the only container, else the ``default-container`` annotation,
+    else ambiguous (exit 6) listing the choices."""
+    pod = gateway.get(PODS, ref.name, ref.namespace)
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    names = [c.get("name") for c in spec.get("containers") or []]
+    eph = [c.get("name") for c in spec.get("ephemeralContainers") or []]
+    notes: list[str] = []
+    if container is not None:
+        if container not in names and container not in eph:
+            raise TargetNotFound(
+                f"pod {ref} has no container {container!r}",
+                hint="containers: " + ", ".join(str(n) for n in names),
+            )
+    elif len(names) == 1:
+        container = names[0]
+    else:
+        default = (meta.get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+        if default in names:
+            container = default
+            notes.append(
+                f"container {default} chosen by the {DEFAULT_CONTAINER_ANNOTATION} annotation"
+            )
+        else:
+            raise TargetAmbiguous(
+                f"pod {ref} has {len(names)} containers; say which with -c",
+                candidates=[f"{ref}/{n}" for n in names],
+            )
+    image = next(
+        (c.get("image") for c in spec.get("containers") or [] if c.get("name") == container),
+        None,
+    )
+    cid = runtime = None
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container and cs.get("containerID"):
+            runtime, _, cid = str(cs["containerID"]).partition("://")
+    owners = tuple(
+        OwnerRef(str(o.get("kind")), str(o.get("name")), o.get("uid"), o.get("apiVersion"))
+        for o in meta.get("ownerReferences") or []
+    )
+    return Target(
+        namespace=ref.namespace,
+        pod=ref.name,
+        container=container,
+        method=LocateMethod.POD_FLAG,
+        node=spec.get("nodeName"),
+        pod_uid=meta.get("uid"),
+        container_id=cid or None,
+        container_runtime=runtime or None,
+        vpid=vpid,
+        owner=owners,
+        image=image,
+        notes=tuple(notes),
+    )
+
+
+def run_collect(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    out_dir: Path,
+    options: CollectOptions | None = None,
+    store: IncidentStore | None = None,
+    progress: Callable[[CollectorEvent], None] | None = None,
+) -> CollectResult:
+    """Open (or reuse) the pod's incident, write a new bundle, collect, seal it (also
+    when something fails or the user interrupts: then it is marked incomplete), and
+    record it in the incident store."""
+    store = store or IncidentStore()
+    incident = store.open(
+        target.namespace, target.pod, target.pod_uid, alert_raw=alert.raw if alert else None
+    )
+    try:
+        operator = gateway.whoami()
+    except FalcoirError:
+        operator = "unknown"
+    writer = BundleWriter.create(
+        out_dir,
+        incident,
+        alert_raw=alert.raw if alert else None,
+        target=target,
+        context=gateway.context,
+        operator=operator,
+    )
+    try:
+        result = collect(
+            gateway,
+            target,
+            alert=alert,
+            writer=writer,
+            options=options,
+            progress=progress,
+            action_log=incident.action_log(operator),
+        )
+    except BaseException:
+        writer.finalize(False)
+        store.add_bundle(incident, writer.dir)
+        raise
+    sealed = writer.finalize(result.complete)
+    store.add_bundle(incident, sealed.dir)
+    return result.sealed(sealed, incident.id)

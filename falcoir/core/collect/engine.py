@@ -1,0 +1,948 @@
+"""Running the collectors: concurrently, bounded, each recorded whatever happens.
+
+Every command is an argv list run through :meth:`ClusterGateway.exec` with its own
+timeout and byte cap, streamed straight into the bundle; the only shell texts are the
+constants of :mod:`falcoir.core.collect.scripts`, with data passed as arguments.
+Collectors run in daemon threads (a hung call cannot keep falcoir alive) and the
+number of calls in flight to the cluster is bounded by a semaphore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import posixpath
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, cast
+
+import yaml
+
+from falcoir.core.alert import Alert
+from falcoir.core.bundle import (
+    Artifact,
+    ArtifactMeta,
+    ArtifactStatus,
+    BundleWriter,
+    safe_component,
+)
+from falcoir.core.collect import procfs, scripts
+from falcoir.core.collect.model import (
+    BinaryEvidence,
+    CollectOptions,
+    CollectorEvent,
+    CollectorOutcome,
+    CollectorStatus,
+    CollectResult,
+)
+from falcoir.core.collect.owners import owner_objects
+from falcoir.core.gateway import EVENTS, JSON, NODES, PODS, ClusterGateway, ExecResult
+from falcoir.core.incident import ActionLog, utc_now
+from falcoir.core.target import Target
+from falcoir.errors import ApiError, FalcoirError
+
+Progress = Callable[[CollectorEvent], None]
+
+VOLATILE = ("processes", "network")
+EXEC_COLLECTORS = ("processes", "network", "files", "binary")
+API_COLLECTORS = ("pod", "owners", "node", "events", "logs")
+
+NO_TOOLS_NOTE = (
+    "the image has no shell or tools (distroless?): processes, network and files could "
+    "not be read from inside it"
+)
+
+
+def _yaml(doc: Any) -> bytes:
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=False, width=1 << 16).encode()
+
+
+def _json(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def exec_status(res: ExecResult, truncated: bool) -> ArtifactStatus:
+    if res.timed_out or res.error_reason == "Timeout":
+        return ArtifactStatus.TIMEOUT
+    if res.exit_code is None:
+        reason = (res.error_reason or "").lower()
+        text = (res.error or "").lower()
+        if reason == "notfound" or "executable file not found" in text or "no such file" in text:
+            return ArtifactStatus.NOT_FOUND
+        return ArtifactStatus.FAILED
+    if res.exit_code != 0:
+        return ArtifactStatus.FAILED
+    if truncated:
+        return ArtifactStatus.TRUNCATED
+    return ArtifactStatus.OK
+
+
+def _dropped(res: ExecResult | None) -> bool:
+    if res is None or res.exit_code is not None:
+        return False
+    return res.error_reason == "StreamDropped" or "dropped" in (res.error or "").lower()
+
+
+@dataclass
+class _Attempt:
+    artifact: Artifact
+    result: ExecResult | None
+
+
+@dataclass
+class _Run:
+    gateway: ClusterGateway
+    target: Target
+    writer: BundleWriter
+    options: CollectOptions
+    alert: Alert | None
+    progress: Progress | None
+    action_log: ActionLog | None = None
+    container: str | None = None
+    root: str = ""
+    """Prefix of in-pod file paths (``/proc/1/root`` in an ephemeral debug container)."""
+    label: str = ""
+    """Artifact-name prefix for a second pass (``debug/``)."""
+    slots: threading.BoundedSemaphore = field(init=False)
+    marker: str = field(default_factory=scripts.new_marker)
+    procs: list[procfs.ProcInfo] = field(default_factory=list)
+    procs_ready: threading.Event = field(default_factory=threading.Event)
+    sockets: list[procfs.Socket] = field(default_factory=list)
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    pod: JSON | None = None
+    pod_ready: threading.Event = field(default_factory=threading.Event)
+    outcomes: dict[str, CollectorOutcome] = field(default_factory=dict)
+    produced: list[Artifact] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    binary: BinaryEvidence | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    deadline_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(max(1, self.options.concurrency))
+        if self.container is None:
+            self.container = self.target.container
+
+    # -- plumbing ------------------------------------------------------------------
+    def emit(self, event: CollectorEvent) -> None:
+        if self.progress is not None:
+            # A display must never break collection.
+            with contextlib.suppress(Exception):
+                self.progress(event)
+
+    def note(self, text: str) -> None:
+        with self.lock:
+            if text not in self.notes:
+                self.notes.append(text)
+
+    def keep(self, art: Artifact) -> Artifact:
+        with self.lock:
+            self.produced.append(art)
+        return art
+
+    def remaining(self) -> float:
+        return max(1.0, self.deadline_at - time.monotonic())
+
+    def add(self, collector: str, name: str, data: bytes, meta: ArtifactMeta) -> Artifact:
+        return self.keep(self.writer.add_bytes(self.label + name, data, meta))
+
+    def exec(
+        self,
+        collector: str,
+        name: str,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+    ) -> _Attempt:
+        """Run one command into one artifact; retried when the stream was dropped."""
+        attempt = self._exec_once(collector, name, argv, timeout, max_bytes)
+        for _ in range(self.options.retries):
+            if not _dropped(attempt.result):
+                break
+            attempt = self._exec_once(collector, name, argv, timeout, max_bytes)
+        return attempt
+
+    def _exec_once(
+        self,
+        collector: str,
+        name: str,
+        argv: Sequence[str],
+        timeout: float | None,
+        max_bytes: int | None,
+    ) -> _Attempt:
+        t = min(timeout or self.options.timeout, self.remaining())
+        cap = max_bytes or self.options.max_bytes
+        self.emit(CollectorEvent(collector, "run", detail=" ".join(argv)[:200]))
+        started = utc_now()
+        with self.writer.open_stream(self.label + name, max_bytes=cap) as stream:
+            stream.on_progress = lambda n: self.emit(CollectorEvent(collector, "bytes", bytes=n))
+            try:
+                with self.slots:
+                    res = self.gateway.exec(
+                        self.target.namespace,
+                        self.target.pod,
+                        self.container,
+                        list(argv),
+                        timeout=t,
+                        max_bytes=cap,
+                        stdout_sink=cast(BinaryIO, stream),
+                    )
+            except FalcoirError as exc:
+                art = stream.commit(
+                    ArtifactMeta(
+                        status=ArtifactStatus.FAILED,
+                        collector=collector,
+                        argv=tuple(argv),
+                        container=self.container,
+                        started=started,
+                        ended=utc_now(),
+                        error=exc.message,
+                    )
+                )
+                return _Attempt(self.keep(art), None)
+            if res.stdout:
+                stream.write(res.stdout)
+            truncated = res.stdout_truncated or res.stderr_truncated or stream.truncated
+            art = stream.commit(
+                ArtifactMeta(
+                    status=exec_status(res, truncated),
+                    collector=collector,
+                    argv=tuple(argv),
+                    container=self.container,
+                    started=res.started,
+                    ended=res.ended,
+                    exit_code=res.exit_code,
+                    stderr=res.stderr,
+                    truncated=truncated,
+                    error=res.error,
+                    extra={
+                        k: v
+                        for k, v in {
+                            "error_reason": res.error_reason,
+                            "stdout_bytes_seen": res.stdout_bytes or None,
+                            "timed_out": res.timed_out or None,
+                        }.items()
+                        if v is not None
+                    },
+                )
+            )
+        return _Attempt(self.keep(art), res)
+
+    def first_ok(self, collector: str, name: str, argvs: Sequence[Sequence[str]]) -> list[_Attempt]:
+        """Try each argv in turn until one works (a missing tool or a rejected option
+        moves on to the next); every attempt is kept in the bundle."""
+        attempts: list[_Attempt] = []
+        for argv in argvs:
+            a = self.exec(collector, name, argv)
+            attempts.append(a)
+            art = a.artifact
+            if art.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
+                break
+            if art.status is ArtifactStatus.FAILED and art.exit_code is not None and art.bytes:
+                break  # it ran and said something: a real answer, not a missing option
+            if art.status is ArtifactStatus.TIMEOUT:
+                break
+        return attempts
+
+    def read_file(self, art: Artifact) -> bytes:
+        path = self.writer.dir / art.path
+        try:
+            with path.open("rb") as fh:
+                return fh.read(self.options.max_bytes)
+        except OSError:
+            return b""
+
+    def finish(
+        self,
+        name: str,
+        status: CollectorStatus,
+        note: str | None,
+        arts: Sequence[Artifact],
+    ) -> CollectorOutcome:
+        out = CollectorOutcome(
+            name,
+            status,
+            note,
+            tuple(a.name for a in arts),
+            sum(a.bytes for a in arts),
+        )
+        with self.lock:
+            self.outcomes[name] = out
+        return out
+
+    def api_call(self, fn: Callable[[], Any]) -> Any:
+        with self.slots:
+            return fn()
+
+
+def _best(attempts: Sequence[_Attempt]) -> ArtifactStatus:
+    statuses = [a.artifact.status for a in attempts]
+    for s in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
+        if s in statuses:
+            return s
+    return statuses[-1] if statuses else ArtifactStatus.SKIPPED
+
+
+def _all_missing(attempts: Sequence[_Attempt]) -> bool:
+    return bool(attempts) and all(a.artifact.status is ArtifactStatus.NOT_FOUND for a in attempts)
+
+
+def _status_of(statuses: Sequence[ArtifactStatus]) -> CollectorStatus:
+    if statuses and all(s is ArtifactStatus.OK for s in statuses):
+        return CollectorStatus.OK
+    if any(s in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED) for s in statuses):
+        return CollectorStatus.PARTIAL
+    if statuses and all(s is ArtifactStatus.TIMEOUT for s in statuses):
+        return CollectorStatus.TIMEOUT
+    return CollectorStatus.FAILED
+
+
+# -- collectors -----------------------------------------------------------------------
+
+
+def collect_processes(run: _Run) -> CollectorOutcome:
+    name = "processes"
+    try:
+        ps = run.first_ok(name, "processes/ps.txt", (["ps", "auxww"], ["ps", "-ef"], ["ps"]))
+        dump = run.exec(
+            name, "processes/proc.txt", ["sh", "-c", scripts.PROC_DUMP, "sh", run.marker]
+        )
+        arts = [a.artifact for a in ps] + [dump.artifact]
+        if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
+            run.procs = procfs.parse_proc_dump(run.read_file(dump.artifact), run.marker)
+            arts.append(
+                run.add(
+                    name,
+                    "processes/processes.json",
+                    _json([p.to_dict() for p in run.procs]),
+                    ArtifactMeta(
+                        source="falcoir",
+                        collector=name,
+                        note=f"parsed from {dump.artifact.name} (/proc/<pid>/stat, status, "
+                        "cmdline, exe, cwd, fd)",
+                    ),
+                )
+            )
+        if _all_missing(ps) and dump.artifact.status is ArtifactStatus.NOT_FOUND:
+            run.note(NO_TOOLS_NOTE)
+            return run.finish(name, CollectorStatus.FAILED, "no ps and no shell in the image", arts)
+        ps_best = _best(ps)
+        dump_status = dump.artifact.status
+        if ps_best is ArtifactStatus.OK or dump_status is ArtifactStatus.OK:
+            worst_note = None
+            if ps_best is not ArtifactStatus.OK:
+                worst_note = "no usable ps: the process list was read from /proc"
+            return run.finish(name, CollectorStatus.OK, worst_note, arts)
+        return run.finish(name, _status_of([ps_best, dump_status]), "process list incomplete", arts)
+    finally:
+        run.procs_ready.set()
+
+
+def collect_network(run: _Run) -> CollectorOutcome:
+    name = "network"
+    tools = run.first_ok(name, "network/netstat.txt", (["netstat", "-tunap"], ["ss", "-tunap"]))
+    dump = run.exec(name, "network/proc-net.txt", ["sh", "-c", scripts.NET_DUMP, "sh", run.marker])
+    arts = [a.artifact for a in tools] + [dump.artifact]
+    if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
+        run.sockets = procfs.parse_net_dump(run.read_file(dump.artifact), run.marker)
+        run.procs_ready.wait(run.remaining())
+        mapped = procfs.map_sockets(run.sockets, run.procs)
+        run.connections = [s.to_dict() for s in mapped]
+        arts.append(
+            run.add(
+                name,
+                "network/connections.json",
+                _json(run.connections),
+                ArtifactMeta(
+                    source="falcoir",
+                    collector=name,
+                    note=f"decoded from {dump.artifact.name}; sockets mapped to processes "
+                    "through /proc/<pid>/fd",
+                ),
+            )
+        )
+    best = _best(tools)
+    if best is ArtifactStatus.OK or dump.artifact.status is ArtifactStatus.OK:
+        note = None if best is ArtifactStatus.OK else "no netstat or ss: decoded /proc/net"
+        return run.finish(name, CollectorStatus.OK, note, arts)
+    if _all_missing(tools) and dump.artifact.status is ArtifactStatus.NOT_FOUND:
+        return run.finish(
+            name, CollectorStatus.FAILED, "no netstat, ss or shell in the image", arts
+        )
+    return run.finish(
+        name, _status_of([best, dump.artifact.status]), "connections incomplete", arts
+    )
+
+
+def _clean_dir(path: str | None) -> str | None:
+    if not path or not path.startswith("/") or "\x00" in path or len(path) > 4096:
+        return None
+    return posixpath.normpath(path)
+
+
+def _alert_paths(alert: Alert | None) -> tuple[str | None, str | None]:
+    """(executable path, cwd) named by the alert, when absolute."""
+    if alert is None:
+        return None, None
+    exe = alert.process.exepath
+    if not exe and alert.process.cmdline:
+        first = alert.process.cmdline.split()[0] if alert.process.cmdline.split() else ""
+        exe = first if first.startswith("/") else None
+    return _clean_dir(exe), _clean_dir(alert.process.cwd)
+
+
+def collect_files(run: _Run) -> CollectorOutcome:
+    name = "files"
+    exe, cwd = _alert_paths(run.alert)
+    dirs: list[str] = ["/tmp"]  # noqa: S108 - the pod's /tmp, read-only
+    for d in (posixpath.dirname(exe) if exe else None, cwd, *run.options.extra_dirs):
+        clean = _clean_dir(d)
+        if clean and clean not in dirs:
+            dirs.append(clean)
+    arts: list[Artifact] = []
+    statuses: list[ArtifactStatus] = []
+    all_missing = True
+    for d in dirs:
+        path = run.root + d if run.root else d
+        art_name = f"files/ls{safe_component(d, fallback='root')}.txt".replace("ls", "ls-", 1)
+        attempts = run.first_ok(
+            name,
+            art_name,
+            (
+                ["ls", "-la", "--time-style=full-iso", path],
+                ["ls", "-lae", path],
+                ["ls", "-la", path],
+                ["sh", "-c", scripts.DIR_LIST, "sh", path],
+            ),
+        )
+        arts.extend(a.artifact for a in attempts)
+        statuses.append(_best(attempts))
+        all_missing = all_missing and _all_missing(attempts)
+    if all_missing:
+        return run.finish(name, CollectorStatus.FAILED, "no ls and no shell in the image", arts)
+    status = _status_of(statuses)
+    note = None if status is CollectorStatus.OK else "some directories could not be listed"
+    return run.finish(name, status, note, arts)
+
+
+def _resolve_vpid(run: _Run) -> tuple[int | None, str | None]:
+    if run.options.vpid is not None:
+        return run.options.vpid, "--pid"
+    if run.target.vpid is not None:
+        return run.target.vpid, "located"
+    if run.alert is not None and run.alert.process.vpid is not None:
+        return run.alert.process.vpid, "alert proc.vpid"
+    if run.alert is None:
+        return None, None
+    run.procs_ready.wait(run.remaining())
+    exe, _ = _alert_paths(run.alert)
+    found = procfs.find_process(
+        run.procs,
+        exepath=exe,
+        cmdline=run.alert.process.cmdline,
+        name=run.alert.process.name,
+    )
+    return (found.pid, "matched in the process list") if found else (None, None)
+
+
+def _sha_from(text: bytes) -> str | None:
+    token = text.split(b" ", 1)[0].strip().lower()
+    if len(token) == 64 and all(c in b"0123456789abcdef" for c in token):
+        return token.decode()
+    return None
+
+
+def collect_binary(run: _Run) -> CollectorOutcome:
+    name = "binary"
+    vpid, how = _resolve_vpid(run)
+    alert_exe, _ = _alert_paths(run.alert)
+    arts: list[Artifact] = []
+    statuses: list[ArtifactStatus] = []
+    in_pod = copied = path_sha = None
+    size = 0
+    copy_art: Artifact | None = None
+    exe_link: str | None = None
+    deleted = False
+    if vpid is not None:
+        exe = f"/proc/{vpid}/exe"
+        h = run.exec(name, "binary/exe.sha256sum.txt", ["sha256sum", exe])
+        arts.append(h.artifact)
+        if h.artifact.status is ArtifactStatus.OK:
+            in_pod = _sha_from(run.read_file(h.artifact))
+        c = run.exec(
+            name,
+            "binary/exe.bin",
+            ["cat", exe],
+            timeout=run.options.binary_timeout,
+            max_bytes=run.options.max_binary_bytes,
+        )
+        copy_art = c.artifact
+        arts.append(copy_art)
+        statuses.append(copy_art.status)
+        if copy_art.status is ArtifactStatus.OK:
+            copied, size = copy_art.sha256, copy_art.bytes
+        # What the process list says of that executable (deleted from disk?).
+        run.procs_ready.wait(run.remaining())
+        proc = next((p for p in run.procs if p.pid == vpid), None)
+        if proc is not None:
+            exe_link, deleted = proc.exe, proc.exe_deleted
+    if alert_exe is not None:
+        p = run.exec(name, "binary/path.sha256sum.txt", ["sha256sum", run.root + alert_exe])
+        arts.append(p.artifact)
+        if p.artifact.status is ArtifactStatus.OK:
+            path_sha = _sha_from(run.read_file(p.artifact))
+        if copied is None:
+            c = run.exec(
+                name,
+                "binary/path.bin",
+                ["cat", run.root + alert_exe],
+                timeout=run.options.binary_timeout,
+                max_bytes=run.options.max_binary_bytes,
+            )
+            arts.append(c.artifact)
+            statuses.append(c.artifact.status)
+            if c.artifact.status is ArtifactStatus.OK:
+                copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
+                in_pod = in_pod or path_sha
+    run.binary = BinaryEvidence(
+        vpid=vpid,
+        path=exe_link or alert_exe,
+        deleted=deleted,
+        sha256=copied,
+        in_pod_sha256=in_pod,
+        artifact=copy_art.name if copy_art else None,
+        bytes=size,
+        path_sha256=path_sha,
+    )
+    if vpid is None and alert_exe is None:
+        note = (
+            "no suspect process: give --pid VPID or an alert"
+            if run.alert is None
+            else ("the alert's process was not found in the container (it may have exited)")
+        )
+        status = CollectorStatus.SKIPPED if run.alert is None else CollectorStatus.FAILED
+        return run.finish(name, status, note, arts)
+    if copied is None:
+        return run.finish(name, _status_of(statuses), "the binary could not be copied", arts)
+    notes = [f"pid {vpid} ({how})" if vpid is not None else "copied from the alert's path"]
+    if deleted:
+        notes.append("the executable was deleted from disk; copied through /proc/<pid>/exe")
+    if in_pod and in_pod != copied:
+        notes.append("hash in the pod differs from the copied bytes (changed while copying?)")
+        return run.finish(name, CollectorStatus.PARTIAL, "; ".join(notes), arts)
+    return run.finish(name, CollectorStatus.OK, "; ".join(notes), arts)
+
+
+def _api_meta(collector: str, started: Any, error: str | None = None, **kw: Any) -> ArtifactMeta:
+    kw.setdefault("status", ArtifactStatus.FAILED if error else ArtifactStatus.OK)
+    return ArtifactMeta(
+        collector=collector,
+        source="api",
+        started=started,
+        ended=utc_now(),
+        error=error,
+        **kw,
+    )
+
+
+def _api_fail(run: _Run, collector: str, name: str, started: Any, exc: FalcoirError) -> Artifact:
+    return run.add(collector, name, b"", _api_meta(collector, started, exc.message))
+
+
+def collect_pod(run: _Run) -> CollectorOutcome:
+    name = "pod"
+    started = utc_now()
+    try:
+        try:
+            pod = run.api_call(lambda: run.gateway.get(PODS, run.target.pod, run.target.namespace))
+        except FalcoirError as exc:
+            art = _api_fail(run, name, "api/pod.yaml", started, exc)
+            return run.finish(name, CollectorStatus.FAILED, exc.message, [art])
+        run.pod = pod
+    finally:
+        run.pod_ready.set()
+    arts = [run.add(name, "api/pod.yaml", _yaml(pod), _api_meta(name, started))]
+    images = []
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+        for cs in status.get(key) or []:
+            images.append(
+                {
+                    "kind": key.replace("Statuses", ""),
+                    "name": cs.get("name"),
+                    "image": cs.get("image"),
+                    "imageID": cs.get("imageID"),
+                    "containerID": cs.get("containerID"),
+                    "restartCount": cs.get("restartCount"),
+                    "state": cs.get("state"),
+                }
+            )
+    arts.append(run.add(name, "api/images.json", _json(images), _api_meta(name, started)))
+    return run.finish(name, CollectorStatus.OK, None, arts)
+
+
+def collect_owners(run: _Run) -> CollectorOutcome:
+    name = "owners"
+    run.pod_ready.wait(run.remaining())
+    if run.pod is None:
+        return run.finish(name, CollectorStatus.FAILED, "the pod could not be read", [])
+    started = utc_now()
+    objects, problems = owner_objects(run.gateway, run.pod, call=run.api_call)
+    arts = [
+        run.add(
+            name,
+            "api/owners.yaml",
+            _yaml(objects),
+            _api_meta(name, started, "; ".join(problems) or None),
+        )
+    ]
+    if problems:
+        return run.finish(name, CollectorStatus.PARTIAL, "; ".join(problems), arts)
+    note = " -> ".join(f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}" for o in objects)
+    return run.finish(name, CollectorStatus.OK, note or "no owner (standalone pod)", arts)
+
+
+def collect_node(run: _Run) -> CollectorOutcome:
+    name = "node"
+    run.pod_ready.wait(run.remaining())
+    node = ((run.pod or {}).get("spec") or {}).get("nodeName") or run.target.node
+    if not node:
+        return run.finish(name, CollectorStatus.SKIPPED, "the pod is not scheduled", [])
+    started = utc_now()
+    try:
+        obj = run.api_call(lambda: run.gateway.get(NODES, node))
+    except FalcoirError as exc:
+        art = _api_fail(run, name, "api/node.yaml", started, exc)
+        return run.finish(name, CollectorStatus.FAILED, exc.message, [art])
+    art = run.add(name, "api/node.yaml", _yaml(obj), _api_meta(name, started))
+    return run.finish(name, CollectorStatus.OK, node, [art])
+
+
+def collect_events(run: _Run) -> CollectorOutcome:
+    name = "events"
+    started = utc_now()
+    try:
+        items = run.api_call(
+            lambda: run.gateway.list(
+                EVENTS,
+                run.target.namespace,
+                field_selector=f"involvedObject.name={run.target.pod}",
+            )
+        )
+    except FalcoirError as exc:
+        art = _api_fail(run, name, "api/events.yaml", started, exc)
+        return run.finish(name, CollectorStatus.FAILED, exc.message, [art])
+    art = run.add(name, "api/events.yaml", _yaml(items), _api_meta(name, started))
+    return run.finish(name, CollectorStatus.OK, f"{len(items)} events", [art])
+
+
+def collect_logs(run: _Run) -> CollectorOutcome:
+    name = "logs"
+    run.pod_ready.wait(run.remaining())
+    pod = run.pod or {}
+    spec = pod.get("spec") or {}
+    restarts = {
+        cs.get("name"): int(cs.get("restartCount") or 0)
+        for key in ("initContainerStatuses", "containerStatuses")
+        for cs in (pod.get("status") or {}).get(key) or []
+    }
+    names = [
+        c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    ]
+    if not names and run.target.container:
+        names = [run.target.container]
+    arts: list[Artifact] = []
+    statuses: list[ArtifactStatus] = []
+    for cname in [n for n in names if isinstance(n, str)]:
+        for previous in (False, True):
+            if previous and not restarts.get(cname):
+                continue
+            suffix = ".previous.log" if previous else ".log"
+            art_name = f"logs/{safe_component(cname)}{suffix}"
+            started = utc_now()
+
+            def read(c: str = cname, p: bool = previous) -> bytes:
+                return run.gateway.read_log(
+                    run.target.namespace,
+                    run.target.pod,
+                    c,
+                    previous=p,
+                    limit_bytes=run.options.log_bytes,
+                    timestamps=True,
+                    timeout=run.options.timeout,
+                )
+
+            try:
+                data = run.api_call(read)
+            except FalcoirError as exc:
+                arts.append(_api_fail(run, name, art_name, started, exc))
+                statuses.append(ArtifactStatus.FAILED)
+                continue
+            truncated = len(data) >= run.options.log_bytes
+            status = ArtifactStatus.TRUNCATED if truncated else ArtifactStatus.OK
+            arts.append(
+                run.add(
+                    name,
+                    art_name,
+                    data,
+                    _api_meta(
+                        name,
+                        started,
+                        container=cname,
+                        truncated=truncated,
+                        status=status,
+                        note=f"limitBytes={run.options.log_bytes}",
+                    ),
+                )
+            )
+            # Older logs beyond the limit are not evidence we lost to falcoir: the log
+            # is bounded on purpose, so a full log counts as collected.
+            statuses.append(ArtifactStatus.OK)
+    if not arts:
+        return run.finish(name, CollectorStatus.SKIPPED, "no containers", arts)
+    return run.finish(name, _status_of(statuses), None, arts)
+
+
+COLLECTORS: dict[str, Callable[[_Run], CollectorOutcome]] = {
+    "processes": collect_processes,
+    "network": collect_network,
+    "files": collect_files,
+    "binary": collect_binary,
+    "pod": collect_pod,
+    "owners": collect_owners,
+    "node": collect_node,
+    "events": collect_events,
+    "logs": collect_logs,
+}
+
+
+def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
+    """Run ``names`` concurrently until done or the deadline; returns False when
+    interrupted (Ctrl-C). Collectors still running are recorded as timed out."""
+    threads: dict[str, threading.Thread] = {}
+
+    def body(cname: str) -> None:
+        run.emit(CollectorEvent(cname, "start"))
+        try:
+            out = COLLECTORS[cname](run)
+        except BaseException as exc:  # recorded, never lost
+            msg = exc.message if isinstance(exc, FalcoirError) else f"{type(exc).__name__}: {exc}"
+            out = run.finish(cname, CollectorStatus.FAILED, f"collector error: {msg}", [])
+        run.emit(CollectorEvent(cname, "done", status=out.status, bytes=out.bytes, detail=out.note))
+
+    for cname in names:
+        t = threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True)
+        threads[cname] = t
+        t.start()
+    interrupted = False
+    try:
+        for t in threads.values():
+            t.join(max(0.0, run.deadline_at - time.monotonic()))
+    except KeyboardInterrupt:
+        interrupted = True
+    for cname, t in threads.items():
+        if t.is_alive() and cname not in run.outcomes:
+            status = CollectorStatus.INTERRUPTED if interrupted else CollectorStatus.TIMEOUT
+            why = "interrupted" if interrupted else "did not finish before the deadline"
+            run.finish(cname, status, why, [])
+            run.emit(CollectorEvent(cname, "done", status=status, detail=why))
+    # Unblock anything still waiting on the others.
+    run.procs_ready.set()
+    run.pod_ready.set()
+    return not interrupted
+
+
+# -- ephemeral debug container ---------------------------------------------------------
+
+
+def add_debug_container(run: _Run) -> str | None:
+    """Add an ephemeral container sharing the suspect container's pid namespace and
+    wait for it to run. Records the change in the action log and the bundle."""
+    target = run.target
+    cname = f"falcoir-debug-{secrets.token_hex(3)}"
+    spec = {
+        "name": cname,
+        "image": run.options.debug_image,
+        "command": ["sleep", str(int(run.options.total_deadline) + 300)],
+        "stdin": False,
+        "tty": False,
+        "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}},
+    }
+    if target.container:
+        spec["targetContainerName"] = target.container
+    patch = {"spec": {"ephemeralContainers": [spec]}}
+    started = utc_now()
+    error: str | None = None
+    try:
+        run.api_call(
+            lambda: run.gateway.patch(
+                PODS,
+                target.pod,
+                patch,
+                target.namespace,
+                patch_type="strategic",
+                subresource="ephemeralcontainers",
+            )
+        )
+    except FalcoirError as exc:
+        error = exc.message
+    if run.action_log is not None:
+        run.action_log.append(
+            "ephemeral-container",
+            "Pod",
+            target.namespace,
+            target.pod,
+            "failed" if error else "ok",
+            f"added ephemeral debug container {cname} ({run.options.debug_image}) targeting "
+            f"{target.container}: the pod spec now carries it for good"
+            + (f"; error: {error}" if error else ""),
+            data={"container": cname, "image": run.options.debug_image, "patch": patch},
+        )
+    run.add(
+        "debug",
+        "debug/ephemeral-container.json",
+        _json({"patch": patch, "error": error}),
+        ArtifactMeta(
+            status=ArtifactStatus.FAILED if error else ArtifactStatus.OK,
+            collector="debug",
+            source="api",
+            started=started,
+            ended=utc_now(),
+            error=error,
+            note="the pod spec was changed: an ephemeral container cannot be removed",
+        ),
+    )
+    if error:
+        run.note(f"could not add an ephemeral debug container: {error}")
+        return None
+    run.note(
+        f"added ephemeral debug container {cname} ({run.options.debug_image}); "
+        "the pod spec was changed (recorded in the action log)"
+    )
+    wait_until = time.monotonic() + min(run.options.debug_wait, run.remaining())
+    while time.monotonic() < wait_until:
+        try:
+            pod = run.api_call(lambda: run.gateway.get(PODS, target.pod, target.namespace))
+        except ApiError:
+            pod = {}
+        for cs in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []:
+            if cs.get("name") == cname:
+                state = cs.get("state") or {}
+                if "running" in state:
+                    return cname
+                if "terminated" in state:
+                    run.note(f"the debug container {cname} stopped: {state['terminated']}")
+                    return None
+        time.sleep(0.25)
+    run.note(f"the debug container {cname} did not start in time")
+    return None
+
+
+# -- entry points ---------------------------------------------------------------------
+
+
+def _result(run: _Run, names: Sequence[str], started: float, ok: bool) -> CollectResult:
+    outcomes = tuple(run.outcomes[n] for n in COLLECTORS if n in run.outcomes and n in names)
+    complete = ok and all(o.status.good for o in outcomes)
+    if not ok:
+        run.note("interrupted: the bundle holds what was captured until then")
+    return CollectResult(
+        target=run.target,
+        artifacts=tuple(run.produced),
+        collectors=outcomes,
+        complete=complete,
+        notes=tuple(run.notes),
+        binary=run.binary,
+        debug_container=run.container if run.container != run.target.container else None,
+        interrupted=not ok,
+        connections=tuple(run.connections),
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _start(
+    gateway: ClusterGateway,
+    target: Target,
+    alert: Alert | None,
+    writer: BundleWriter,
+    options: CollectOptions,
+    progress: Progress | None,
+    action_log: ActionLog | None,
+) -> _Run:
+    run = _Run(gateway, target, writer, options, alert, progress, action_log)
+    run.deadline_at = time.monotonic() + options.total_deadline
+    return run
+
+
+def snapshot(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    writer: BundleWriter,
+    options: CollectOptions | None = None,
+    progress: Progress | None = None,
+    alert: Alert | None = None,
+) -> CollectResult:
+    """The quick volatile part (processes and network) into ``writer``; for ``respond``
+    before containment. Does not seal the bundle."""
+    opts = options or CollectOptions()
+    started = time.monotonic()
+    run = _start(gateway, target, alert, writer, opts, progress, None)
+    ok = _run_collectors(run, VOLATILE)
+    return _result(run, VOLATILE, started, ok)
+
+
+def collect(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    writer: BundleWriter,
+    options: CollectOptions | None = None,
+    progress: Progress | None = None,
+    action_log: ActionLog | None = None,
+) -> CollectResult:
+    """Every collector into ``writer`` (which is not sealed here: see ``run_collect``).
+
+    With ``options.ephemeral_debug``, when the image has no tools, an ephemeral debug
+    container is added (``action_log`` records it) and the in-pod collectors run again
+    there, reading the suspect container through ``/proc/1/root``.
+    """
+    opts = options or CollectOptions()
+    started = time.monotonic()
+    run = _start(gateway, target, alert, writer, opts, progress, action_log)
+    names = [n for n in COLLECTORS if opts.volatile or n not in VOLATILE]
+    ok = _run_collectors(run, names)
+    no_tools = NO_TOOLS_NOTE in run.notes
+    if ok and no_tools and not opts.ephemeral_debug:
+        run.note("re-run with --ephemeral-debug to collect through a debug container")
+    if ok and no_tools and opts.ephemeral_debug:
+        debug = add_debug_container(run)
+        if debug is not None:
+            first = dict(run.outcomes)
+            run.container = debug
+            run.root = "/proc/1/root"
+            run.label = "debug/"
+            run.procs_ready = threading.Event()
+            run.marker = scripts.new_marker()
+            again = [n for n in EXEC_COLLECTORS if n in names]
+            for n in again:
+                run.outcomes.pop(n, None)
+            ok = _run_collectors(run, again)
+            for n in again:
+                prev = first.get(n)
+                cur = run.outcomes.get(n)
+                if cur is not None:
+                    extra = f"ran in ephemeral container {debug}"
+                    run.outcomes[n] = CollectorOutcome(
+                        cur.name,
+                        cur.status,
+                        f"{cur.note}; {extra}" if cur.note else extra,
+                        (prev.artifacts if prev else ()) + cur.artifacts,
+                        cur.bytes + (prev.bytes if prev else 0),
+                    )
+    return _result(run, names, started, ok)

@@ -1,0 +1,50 @@
+"""Constant shell scripts run in the container as ``sh -c SCRIPT sh MARKER [ROOT]``.
+
+Nothing from an alert or a pod is ever pasted into these texts: the only inputs are
+positional arguments (a random section marker, and a ``/proc`` root prefix chosen by
+falcoir). They need only ``sh``, ``cat`` and ``readlink`` (busybox or coreutils), and
+read ``/proc`` when ``ps``/``netstat``/``ss`` are missing.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+PROC_DUMP = r"""m="$1"
+for p in /proc/[0-9]*; do
+  [ -d "$p" ] || continue
+  printf '\n%s pid %s\n' "$m" "${p#/proc/}"
+  printf '\n%s stat\n' "$m"; cat "$p/stat" 2>/dev/null
+  printf '\n%s status\n' "$m"; cat "$p/status" 2>/dev/null
+  printf '\n%s cmdline\n' "$m"; cat "$p/cmdline" 2>/dev/null
+  printf '\n%s exe\n' "$m"; readlink "$p/exe" 2>/dev/null
+  printf '\n%s cwd\n' "$m"; readlink "$p/cwd" 2>/dev/null
+  printf '\n%s fd\n' "$m"
+  readlink "$p"/fd/* 2>/dev/null || for f in "$p"/fd/*; do readlink "$f" 2>/dev/null; done
+done
+printf '\n%s end\n' "$m"
+"""
+"""Every process's stat, status, cmdline, exe, cwd and fd links, framed by ``$1``."""
+
+NET_DUMP = r"""m="$1"
+for t in tcp tcp6 udp udp6; do
+  if [ -r "/proc/net/$t" ]; then
+    printf '\n%s %s\n' "$m" "$t"; cat "/proc/net/$t"
+  fi
+done
+printf '\n%s end\n' "$m"
+"""
+"""The pod network namespace's socket tables, framed by ``$1``."""
+
+DIR_LIST = r"""d="$1"
+for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+  [ -e "$f" ] || [ -L "$f" ] || continue
+  printf '%s\0' "$f"
+done
+"""
+"""File names in ``$1`` (NUL-separated) for images with a shell but no ``ls``."""
+
+
+def new_marker() -> str:
+    """A section marker a process in the pod cannot predict."""
+    return "@@falcoir-" + secrets.token_hex(12)

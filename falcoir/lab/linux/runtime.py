@@ -1,0 +1,1245 @@
+"""The Linux PodRuntime: pods of the lab's own node as real, isolated processes.
+
+As root on Linux (``isolated``): each pod gets a network namespace (see
+:mod:`falcoir.lab.linux.net`), each container a shim (:mod:`falcoir.lab.linux.shim`)
+that starts it in its own pid, mount and uts namespaces, in kubelet-named cgroups
+(:mod:`falcoir.lab.linux.cgroups`), on a root built from its image profile
+(:mod:`falcoir.lab.images`). Otherwise containers are plain processes and a warning
+says what is not isolated.
+
+Everything made is recorded under ``<state dir>/runtime`` first, so :func:`cleanup`
+can undo it even after the lab was killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import struct
+import sys
+import termios
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from falcoir.lab import images
+from falcoir.lab.assets import asset, compile_c
+from falcoir.lab.linux import cgroups, net, policy
+from falcoir.lab.linux.pool import StratumPool
+from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, RuntimeEvents
+
+log = logging.getLogger("falcoir.lab.runtime")
+
+SHIM = Path(__file__).resolve().parent / "shim.py"
+POOL_HOSTNAME = "pool.example.com"
+BACKOFF_MAX = 30.0
+NOT_ISOLATED_WARNING = (
+    "falcoir lab: not running as root on Linux: pods are plain host processes with no "
+    "pid/mount/network namespaces, no cgroups, no image profiles and no NetworkPolicy "
+    "enforcement."
+)
+
+
+def now_rfc3339(ts: float | None = None) -> str:
+    t = datetime.fromtimestamp(ts if ts is not None else time.time(), UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def can_isolate() -> tuple[bool, str]:
+    """Whether pods can be isolated here, and why not."""
+    if not sys.platform.startswith("linux"):
+        return False, f"not Linux ({sys.platform})"
+    if os.geteuid() != 0:
+        return False, "not root"
+    for tool in ("ip", "nsenter", "nft"):
+        if shutil.which(tool) is None:
+            return False, f"{tool} is not installed"
+    if not Path("/proc/self/ns/pid").exists():
+        return False, "no namespaces"
+    return True, ""
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion (``$$`` escapes; unknown references stay)."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return _VAR_REF.sub(sub, value)
+
+
+@dataclass
+class Container:
+    name: str
+    spec: JSON
+    kind: str  # "init", "regular", "ephemeral"
+    profile: images.ImageProfile
+    id: str = ""
+    restart_count: int = 0
+    host_pid: int = 0
+    state: str = "waiting"
+    reason: str = "ContainerCreating"
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exit_code: int = 0
+    signal: int = 0
+    last_terminated: JSON | None = None
+    logs: list[Path] = field(default_factory=list)
+    cgroup_dirs: list[Path] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    shim: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def container_id(self) -> str:
+        return f"containerd://{self.id}" if self.id else ""
+
+
+@dataclass
+class Pod:
+    uid: str
+    namespace: str
+    name: str
+    pod: JSON
+    dir: Path
+    index: int = 0
+    ip: str = ""
+    netns: str | None = None
+    veth: str = ""
+    qos: str = "BestEffort"
+    cgroup_rel: str = ""
+    containers: dict[str, Container] = field(default_factory=dict)
+    init: list[Container] = field(default_factory=list)
+    ephemeral: dict[str, Container] = field(default_factory=dict)
+    start_time: float = 0.0
+    stopping: bool = False
+    phase: str = "Pending"
+    task: asyncio.Task[None] | None = None
+
+    def all_containers(self) -> list[Container]:
+        return [*self.init, *self.containers.values(), *self.ephemeral.values()]
+
+
+class _NoEvents:
+    def pod_status(self, namespace: str, name: str, uid: str, status: JSON) -> None:
+        pass
+
+    def pod_event(
+        self, namespace: str, name: str, uid: str, reason: str, message: str, type_: str
+    ) -> None:
+        pass
+
+
+class LinuxRuntime:
+    """A :class:`~falcoir.lab.runtime.PodRuntime` for the machine the lab runs on."""
+
+    def __init__(
+        self, state_dir: Path, node_name: str, *, enforce_network_policy: bool = True
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.node_name = node_name
+        self.enforce_network_policy = enforce_network_policy
+        ok, why = can_isolate()
+        self.isolated = ok
+        self.not_isolated_reason = why
+        self.lab_id = secrets.token_hex(3)
+        self.dir = self.state_dir / "runtime"
+        self.images_dir = self.dir / "images"
+        self._events: RuntimeEvents = _NoEvents()
+        self._pods: dict[str, Pod] = {}
+        self._subnet: net.Subnet | None = None
+        self._free_ips: list[int] = list(range(2, 255))
+        self._pool: StratumPool | None = None
+        self._idle: Path | None = None
+        self._policies: list[JSON] = []
+        self._all_pods: list[JSON] = []
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def gateway(self) -> str:
+        return self._subnet.gateway if self._subnet else "127.0.0.1"
+
+    def _lab_record(self) -> Path:
+        return self.dir / f"lab-{self.lab_id}.json"
+
+    async def start(self, events: RuntimeEvents) -> None:
+        self._events = events
+        self.dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(cleanup, self.state_dir, only_dead=True)
+        if not self.isolated:
+            log.warning("%s (%s)", NOT_ISOLATED_WARNING, self.not_isolated_reason)
+            _write_json(self._lab_record(), {"lab_id": self.lab_id, "pid": os.getpid()})
+            return
+        self._subnet = await asyncio.to_thread(net.take_subnet)
+        _write_json(
+            self._lab_record(),
+            {
+                "lab_id": self.lab_id,
+                "pid": os.getpid(),
+                "subnet": self._subnet.index,
+                "gateway": list(net.gateway_names(self.lab_id)),
+            },
+        )
+        await asyncio.to_thread(net.setup_gateway, self.lab_id, self._subnet)
+        self._idle = await asyncio.to_thread(compile_c, "idle", self.images_dir)
+        self._pool = StratumPool(self._subnet.gateway, self.state_dir / "pool")
+        try:
+            await self._pool.start()
+        except OSError as e:
+            log.warning("falcoir lab: the stratum pool could not start: %s", e)
+            self._pool = None
+
+    async def shutdown(self) -> None:
+        for pod in list(self._pods.values()):
+            with contextlib.suppress(Exception):
+                await self.kill_pod(pod.pod, 0)
+        if self._pool is not None:
+            await self._pool.stop()
+            self._pool = None
+        await asyncio.to_thread(cleanup, self.state_dir, lab_id=self.lab_id)
+        if self._subnet is not None:
+            net.release_subnet(self._subnet)
+            self._subnet = None
+
+    # ----------------------------------------------------------------- pods
+
+    async def run_pod(self, pod: JSON) -> None:
+        meta = pod.get("metadata") or {}
+        uid = str(meta["uid"])
+        if uid in self._pods:
+            return
+        p = Pod(
+            uid=uid,
+            namespace=str(meta.get("namespace", "default")),
+            name=str(meta["name"]),
+            pod=pod,
+            dir=self.dir / "pods" / uid,
+        )
+        spec = pod.get("spec") or {}
+        p.qos = cgroups.qos_class(pod)
+        p.cgroup_rel = cgroups.pod_path(p.qos, uid)
+        p.start_time = time.time()
+        for c in spec.get("initContainers") or []:
+            p.init.append(self._container(c, "init"))
+        for c in spec.get("containers") or []:
+            p.containers[str(c["name"])] = self._container(c, "regular")
+        self._pods[uid] = p
+        p.dir.mkdir(parents=True, exist_ok=True)
+        self._record_pod(p)
+        try:
+            await self._setup_network(p)
+        except net.NetError as e:
+            for c in p.all_containers():
+                c.reason, c.message = "CreateContainerError", str(e)
+            self._event(p, "FailedCreatePodSandBox", str(e), "Warning")
+            self._publish(p)
+            return
+        self._record_pod(p)
+        self._publish(p)
+        p.task = asyncio.create_task(self._run(p))
+        # Return once the containers have started (or failed to): the first init
+        # container while init runs, else every regular one.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not p.stopping and not p.task.done():
+            if self._started(p):
+                break
+            await asyncio.sleep(0.02)
+
+    @staticmethod
+    def _started(p: Pod) -> bool:
+        if p.init and not all(c.state == "terminated" and c.exit_code == 0 for c in p.init):
+            return any(c.state != "waiting" or c.restart_count > 0 for c in p.init)
+        return all(c.state != "waiting" or c.restart_count > 0 for c in p.containers.values())
+
+    def _container(self, spec: JSON, kind: str) -> Container:
+        return Container(
+            name=str(spec["name"]),
+            spec=spec,
+            kind=kind,
+            profile=images.profile_for_image(str(spec.get("image", ""))),
+        )
+
+    async def _setup_network(self, p: Pod) -> None:
+        spec = p.pod.get("spec") or {}
+        if not self.isolated or spec.get("hostNetwork"):
+            p.ip = self.gateway if self.isolated else "127.0.0.1"
+            return
+        if not self._free_ips or self._subnet is None:
+            raise net.NetError("the lab's pod subnet is full")
+        p.index = self._free_ips.pop(0)
+        p.netns = str(net.NETNS_DIR / net.netns_name(self.lab_id, p.index))
+        p.veth = net.host_veth(self.lab_id, p.index)
+        p.ip = self._subnet.pod_ip(p.index)
+        self._record_pod(p)
+        await asyncio.to_thread(net.setup_pod, self.lab_id, self._subnet, p.index)
+        if self.enforce_network_policy and self._policies:
+            await self._enforce(p)
+
+    async def _run(self, p: Pod) -> None:
+        restart = str((p.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        for c in p.init:
+            while not p.stopping:
+                await self._start(p, c)
+                await c.done.wait()
+                if p.stopping or (c.exit_code == 0 and c.reason != "StartError"):
+                    break
+                if restart == "Never":
+                    p.phase = "Failed"
+                    self._publish(p)
+                    return
+                await self._backoff(p, c)
+            if p.stopping:
+                return
+        for c in p.containers.values():
+            c.task = asyncio.create_task(self._supervise(p, c, restart))
+        await asyncio.gather(*(c.task for c in p.containers.values() if c.task))
+
+    async def _supervise(self, p: Pod, c: Container, restart: str) -> None:
+        while not p.stopping:
+            await self._start(p, c)
+            await c.done.wait()
+            if p.stopping:
+                return
+            failed = c.exit_code != 0 or c.reason == "StartError"
+            if restart == "Never" or (restart == "OnFailure" and not failed):
+                self._publish(p)
+                return
+            await self._backoff(p, c)
+
+    async def _backoff(self, p: Pod, c: Container) -> None:
+        delay = min(BACKOFF_MAX, 1.0 * (2 ** min(c.restart_count, 6)))
+        c.last_terminated = self._terminated_state(c)
+        c.state, c.reason = "waiting", "CrashLoopBackOff"
+        c.message = f"back-off {int(delay)}s restarting failed container={c.name} pod={p.name}"
+        c.restart_count += 1
+        self._event(p, "BackOff", "Back-off restarting failed container", "Warning")
+        self._publish(p)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wait_stopping(p), delay)
+
+    async def _wait_stopping(self, p: Pod) -> None:
+        while not p.stopping:
+            await asyncio.sleep(0.1)
+
+    # ----------------------------------------------------------------- containers
+
+    def _env(self, p: Pod, c: Container) -> dict[str, str]:
+        env = {
+            "PATH": images.DEFAULT_PATH,
+            "HOSTNAME": p.name,
+            "HOME": "/root",
+        }
+        if c.profile.name == "falco":
+            env["PATH"] = images.DEFAULT_PATH
+        for e in c.spec.get("env") or []:
+            name = str(e.get("name", ""))
+            if not name:
+                continue
+            if "value" in e:
+                env[name] = expand(str(e.get("value") or ""), env)
+            elif e.get("valueFrom", {}).get("fieldRef"):
+                env[name] = self._field_ref(p, str(e["valueFrom"]["fieldRef"].get("fieldPath", "")))
+        return env
+
+    def _field_ref(self, p: Pod, path: str) -> str:
+        meta = p.pod.get("metadata") or {}
+        values = {
+            "metadata.name": p.name,
+            "metadata.namespace": p.namespace,
+            "metadata.uid": p.uid,
+            "spec.nodeName": self.node_name,
+            "spec.serviceAccountName": str(
+                (p.pod.get("spec") or {}).get("serviceAccountName", "default")
+            ),
+            "status.podIP": p.ip,
+            "status.hostIP": self.gateway,
+        }
+        if path in values:
+            return values[path]
+        m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+        if m:
+            return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+        return ""
+
+    def _argv(self, c: Container, env: dict[str, str]) -> list[str]:
+        command = [str(x) for x in c.spec.get("command") or []]
+        args = [str(x) for x in c.spec.get("args") or []]
+        prof = c.profile
+        entry = list(prof.entrypoint)
+        if prof.name == "falco":
+            entry = [sys.executable, "-I", "-S", str(asset("falco_standin.py"))]
+        if command:
+            argv = command + args
+        elif args:
+            argv = entry + args if entry else args
+        else:
+            argv = entry + list(prof.cmd)
+        return [expand(a, env) for a in argv]
+
+    def _hosts(self, p: Pod) -> str:
+        lines = [
+            "# Kubernetes-managed hosts file (falcoir lab).",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            "fe00::0\tip6-localnet",
+            "fe00::0\tip6-mcastprefix",
+            "fe00::1\tip6-allnodes",
+            "fe00::2\tip6-allrouters",
+            f"{p.ip}\t{p.name}",
+        ]
+        if self.isolated:
+            lines.append(f"\n# The lab's stratum pool (see falcoir lab scenario).\n"
+                         f"{self.gateway}\t{POOL_HOSTNAME}")  # fmt: skip
+        aliases = (p.pod.get("spec") or {}).get("hostAliases") or []
+        if aliases:
+            lines.append("\n# Entries added by HostAliases.")
+            for a in aliases:
+                ip = str(a.get("ip", ""))
+                names = [str(h) for h in a.get("hostnames") or []]
+                if re.fullmatch(r"[0-9a-fA-F.:]+", ip) and all(
+                    re.fullmatch(r"[A-Za-z0-9.-]+", h) for h in names
+                ):
+                    lines.append(ip + "\t" + "\t".join(names))
+        return "\n".join(lines) + "\n"
+
+    def _mounts(self, p: Pod, c: Container, bin_dir: Path | None, argv: list[str]) -> list[JSON]:
+        """The container's filesystem, in mount order (see the shim)."""
+        m: list[JSON] = []
+        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / top
+            if host.is_symlink():
+                m.append({"type": "symlink", "source": os.readlink(host), "target": f"/{top}"})
+            elif host.is_dir():
+                m.append({"type": "bind", "source": str(host), "target": f"/{top}", "ro": True})
+        m.append({"type": "bind", "source": "/usr", "target": "/usr", "ro": True, "rec": True})
+        m.append({"type": "bind", "source": "/etc", "target": "/etc", "ro": True})
+        m.append({"type": "bind", "source": "/dev", "target": "/dev", "rec": True})
+        m.append({"type": "bind", "source": "/sys", "target": "/sys", "rec": True, "ro": True})
+        host_pid = bool((p.pod.get("spec") or {}).get("hostPID"))
+        if host_pid and c.kind != "ephemeral":
+            m.append({"type": "bind", "source": "/proc", "target": "/proc", "rec": True})
+        else:
+            m.append({"type": "proc", "target": "/proc"})
+        # The container's private /tmp (not the host's).
+        m.append({"type": "tmpfs", "target": "/tmp", "data": "mode=1777,size=256m"})  # noqa: S108
+        m.append({"type": "tmpfs", "target": "/run", "data": "mode=755,size=16m"})
+        m.append({"type": "tmpfs", "target": "/var", "data": "mode=755,size=64m"})
+        for d in ("var/tmp", "var/log", "home", "mnt", "opt", "srv", "media"):
+            m.append({"type": "mkdir", "target": f"/{d}"})
+        if c.profile.overlay:
+            m.append({"type": "tmpfs", "target": "/root", "data": "mode=700,size=16m"})
+        else:
+            m.append({"type": "bind", "source": "/root", "target": "/root", "ro": True})
+        m.append({"type": "bind", "source": str(p.dir / "hosts"), "target": "/etc/hosts"})
+        m.append({"type": "bind", "source": str(p.dir / "hostname"), "target": "/etc/hostname"})
+        bin_dirs = ["/usr/bin", "/usr/sbin"]
+        bin_dirs += [f"/{t}" for t in ("bin", "sbin") if not Path("/", t).is_symlink()]
+        local_dirs = ["/usr/local/bin", "/usr/local/sbin"]
+        if c.profile.lenient_entrypoint:
+            for d in bin_dirs + local_dirs:
+                if Path(d).is_dir():
+                    m.append({"type": "tmpfs", "target": d, "data": "mode=755,size=1m"})
+            entry = argv[0] if argv else "/app"
+            host_bin = (
+                entry if entry.startswith("/") else shutil.which(entry, path=images.HOST_PATH)
+            )
+            if not entry.startswith("/"):
+                entry = f"/usr/bin/{entry}"
+            source = host_bin if host_bin and os.path.isfile(host_bin) else None
+            if source is None:
+                source = str(self._idle) if self._idle else shutil.which("sleep") or "sleep"
+            m.append({"type": "bind", "source": source, "target": entry, "ro": True})
+        elif bin_dir is not None:
+            empty = images.empty_dir(self.images_dir)
+            for d in bin_dirs:
+                m.append({"type": "bind", "source": str(bin_dir), "target": d, "ro": True})
+            for d in local_dirs:
+                if Path(d).is_dir():
+                    m.append({"type": "bind", "source": str(empty), "target": d, "ro": True})
+        m.extend(self._volume_mounts(p, c))
+        return m
+
+    def _volume_mounts(self, p: Pod, c: Container) -> list[JSON]:
+        volumes = {str(v.get("name")): v for v in (p.pod.get("spec") or {}).get("volumes") or []}
+        out = []
+        for vm in c.spec.get("volumeMounts") or []:
+            vol = volumes.get(str(vm.get("name")))
+            target = str(vm.get("mountPath", ""))
+            if vol is None or not target.startswith("/") or ".." in Path(target).parts:
+                continue
+            if vol.get("hostPath"):
+                source = str(vol["hostPath"].get("path", ""))
+                if not os.path.exists(source):
+                    if (vol["hostPath"].get("type") or "") in ("DirectoryOrCreate", ""):
+                        os.makedirs(source, exist_ok=True)
+                    else:
+                        continue
+            elif "emptyDir" in vol:
+                d = p.dir / "volumes" / str(vol["name"])
+                d.mkdir(parents=True, exist_ok=True)
+                source = str(d)
+            else:
+                continue  # configMap, secret, projected: not provided by the lab
+            out.append(
+                {
+                    "type": "bind",
+                    "source": source,
+                    "target": target,
+                    "rec": True,
+                    "ro": bool(vm.get("readOnly")),
+                }
+            )
+        out.sort(key=lambda x: len(Path(str(x["target"])).parts))
+        return out
+
+    async def _start(self, p: Pod, c: Container) -> None:
+        c.done.clear()
+        c.id = secrets.token_hex(32)
+        cdir = p.dir / c.name
+        cdir.mkdir(parents=True, exist_ok=True)
+        logf = cdir / f"{c.restart_count}.log"
+        logf.touch()
+        c.logs.append(logf)
+        env = self._env(p, c)
+        c.env = env
+        argv = self._argv(c, env)
+        (p.dir / "hosts").write_text(self._hosts(p))
+        (p.dir / "hostname").write_text(p.name + "\n")
+        if self.isolated:
+            c.cgroup_dirs = await asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
+        self._record_pod(p)
+        self._event(
+            p, "Pulled", f'Container image "{c.spec.get("image", "")}" already present on machine'
+        )
+        self._event(p, "Created", f"Created container {c.name}")
+        exitfile = cdir / f"{c.id}.exit"
+        if self.isolated:
+            pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+        else:
+            pid, err = await self._start_plain(c, argv, env, logf, exitfile)
+        c.host_pid = pid
+        if err:
+            c.state, c.reason, c.message = "terminated", "StartError", err
+            c.exit_code, c.started_at, c.finished_at = 128, 0.0, time.time()
+            self._event(p, "Failed", f"Error: {err}", "Warning")
+        else:
+            c.state, c.reason, c.message = "running", "", ""
+            c.started_at = time.time()
+            self._event(p, "Started", f"Started container {c.name}")
+        self._record_pod(p)
+        self._publish(p)
+        self._spawn(self._reap(p, c, exitfile))
+
+    async def _start_isolated(
+        self, p: Pod, c: Container, argv: list[str], env: dict[str, str], logf: Path, exitfile: Path
+    ) -> tuple[int, str]:
+        bin_dir = await asyncio.to_thread(images.build_profile, c.profile, self.images_dir)
+        rootfs = self.dir / "rootfs" / c.id
+        rootfs.mkdir(parents=True, exist_ok=True)
+        spec = p.pod.get("spec") or {}
+        if c.kind == "ephemeral":
+            target = p.containers.get(str(c.spec.get("targetContainerName", "")))
+            if target is not None and target.state == "running" and target.host_pid:
+                pid_mode = f"/proc/{target.host_pid}/ns/pid"
+            else:
+                pid_mode = "new"
+        else:
+            pid_mode = "host" if spec.get("hostPID") else "new"
+        sc = c.spec.get("securityContext") or {}
+        psc = spec.get("securityContext") or {}
+        shim_spec = {
+            "netns": p.netns,
+            "pid": pid_mode,
+            "cgroups": [str(d / "cgroup.procs") for d in c.cgroup_dirs],
+            "rootfs": str(rootfs),
+            "hostname": p.name,
+            "mounts": self._mounts(p, c, bin_dir, argv),
+            "argv": argv,
+            "env": env,
+            "cwd": str(c.spec.get("workingDir") or "/"),
+            "uid": sc.get("runAsUser", psc.get("runAsUser")),
+            "gid": sc.get("runAsGroup", psc.get("runAsGroup")),
+            "log": str(logf),
+            "exitfile": str(exitfile),
+        }
+        spec_path = p.dir / c.name / f"{c.id}.json"
+        _write_json(spec_path, shim_spec)
+        with open(p.dir / c.name / "shim.log", "ab") as shim_log:
+            c.shim = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                str(SHIM),
+                str(spec_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=shim_log,
+                start_new_session=True,
+            )
+        assert c.shim.stdout is not None
+        try:
+            line = (await asyncio.wait_for(c.shim.stdout.readline(), 30)).decode(errors="replace")
+        except TimeoutError:
+            line = "err 0 the container did not start within 30 s"
+        parts = line.strip().split(" ", 2)
+        if len(parts) < 2 or parts[0] not in ("ok", "err"):
+            return 0, f"shim failed: {line.strip() or 'no answer'}"
+        pid = int(parts[1]) if parts[1].isdigit() else 0
+        return pid, (parts[2] if parts[0] == "err" and len(parts) > 2 else "")
+
+    async def _start_plain(
+        self, c: Container, argv: list[str], env: dict[str, str], logf: Path, exitfile: Path
+    ) -> tuple[int, str]:
+        with open(logf, "ab") as out:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env={**os.environ, **env, "PATH": os.environ.get("PATH", images.DEFAULT_PATH)},
+                    start_new_session=True,
+                )
+            except OSError as e:
+                return 0, f'exec: "{argv[0] if argv else ""}": {e.strerror}'
+        c.shim = proc
+
+        async def waiter() -> None:
+            rc = await proc.wait()
+            code = 128 - rc if rc < 0 else rc
+            _write_json(exitfile, {"exitCode": code, "signal": -rc if rc < 0 else 0})
+
+        self._spawn(waiter())
+        return proc.pid, ""
+
+    async def _reap(self, p: Pod, c: Container, exitfile: Path) -> None:
+        if c.shim is not None:
+            await c.shim.wait()
+        for _ in range(50):
+            if exitfile.exists():
+                break
+            await asyncio.sleep(0.02)
+        rec = _read_json(exitfile) or {}
+        if c.state == "running":
+            c.exit_code = int(rec.get("exitCode", 137))
+            c.signal = int(rec.get("signal", 0))
+            c.finished_at = float(rec.get("finishedAt", time.time()))
+            c.state = "terminated"
+            c.reason = "Completed" if c.exit_code == 0 else "Error"
+        if c.cgroup_dirs:
+            await asyncio.to_thread(cgroups.kill_all, c.cgroup_dirs, 2.0)
+            await asyncio.to_thread(cgroups.remove, c.cgroup_dirs)
+        with contextlib.suppress(OSError):
+            (self.dir / "rootfs" / c.id).rmdir()
+        c.host_pid = 0
+        if not p.stopping:
+            self._publish(p)
+        c.done.set()
+
+    def _terminated_state(self, c: Container) -> JSON:
+        t: JSON = {
+            "exitCode": c.exit_code,
+            "reason": c.reason,
+            "startedAt": now_rfc3339(c.started_at) if c.started_at else None,
+            "finishedAt": now_rfc3339(c.finished_at or time.time()),
+            "containerID": c.container_id,
+        }
+        if c.signal:
+            t["signal"] = c.signal
+        if c.message:
+            t["message"] = c.message
+        return t
+
+    # ----------------------------------------------------------------- status
+
+    def _container_status(self, c: Container) -> JSON:
+        if c.state == "running":
+            state: JSON = {"running": {"startedAt": now_rfc3339(c.started_at)}}
+        elif c.state == "terminated":
+            state = {"terminated": self._terminated_state(c)}
+        else:
+            w: JSON = {"reason": c.reason}
+            if c.message:
+                w["message"] = c.message
+            state = {"waiting": w}
+        s: JSON = {
+            "name": c.name,
+            "state": state,
+            "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
+            "ready": c.state == "running" and c.kind == "regular",
+            "restartCount": c.restart_count,
+            "image": images.normalize_image(str(c.spec.get("image", ""))),
+            "imageID": images.image_id(str(c.spec.get("image", ""))),
+        }
+        if c.id and c.state != "waiting":
+            s["containerID"] = c.container_id
+        elif c.id and c.last_terminated:
+            s["containerID"] = c.last_terminated.get("containerID", "")
+        if c.kind == "regular":
+            s["started"] = c.state == "running"
+        if c.kind == "init":
+            s["ready"] = c.state == "terminated" and c.exit_code == 0
+        return s
+
+    def _status(self, p: Pod) -> JSON:
+        regular = list(p.containers.values())
+        init_done = all(c.state == "terminated" and c.exit_code == 0 for c in p.init)
+        restart = str((p.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        if p.phase == "Failed":
+            phase = "Failed"
+        elif any(c.state == "running" for c in regular):
+            phase = "Running"
+        elif regular and all(c.state == "terminated" for c in regular) and restart != "Always":
+            ok = all(c.exit_code == 0 for c in regular)
+            phase = "Succeeded" if ok else "Failed"
+        elif regular and any(c.restart_count > 0 or c.state == "terminated" for c in regular):
+            phase = "Running"
+        else:
+            phase = "Pending"
+        p.phase = phase
+        ready = bool(regular) and all(c.state == "running" for c in regular)
+        ts = now_rfc3339(p.start_time)
+
+        def cond(kind: str, ok: bool) -> JSON:
+            return {
+                "type": kind,
+                "status": "True" if ok else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": ts,
+            }
+
+        status: JSON = {
+            "phase": phase,
+            "conditions": [
+                cond("PodReadyToStartContainers", bool(p.ip)),
+                cond("Initialized", init_done),
+                cond("Ready", ready),
+                cond("ContainersReady", ready),
+                cond("PodScheduled", True),
+            ],
+            "hostIP": self.gateway,
+            "hostIPs": [{"ip": self.gateway}],
+            "podIP": p.ip,
+            "podIPs": [{"ip": p.ip}] if p.ip else [],
+            "startTime": ts,
+            "qosClass": p.qos,
+            "containerStatuses": [self._container_status(c) for c in regular],
+        }
+        if p.init:
+            status["initContainerStatuses"] = [self._container_status(c) for c in p.init]
+        if p.ephemeral:
+            status["ephemeralContainerStatuses"] = [
+                self._container_status(c) for c in p.ephemeral.values()
+            ]
+        return status
+
+    def _publish(self, p: Pod) -> None:
+        try:
+            self._events.pod_status(p.namespace, p.name, p.uid, self._status(p))
+        except Exception:  # the server's bug must not kill the pod's supervisor
+            log.exception("pod_status callback failed")
+
+    def _event(self, p: Pod, reason: str, message: str, type_: str = "Normal") -> None:
+        try:
+            self._events.pod_event(p.namespace, p.name, p.uid, reason, message, type_)
+        except Exception:
+            log.exception("pod_event callback failed")
+
+    def status(self, pod: JSON) -> JSON | None:
+        """The pod's current status as the runtime sees it (``None``: not ours)."""
+        p = self._pods.get(str((pod.get("metadata") or {}).get("uid", "")))
+        return self._status(p) if p else None
+
+    # ----------------------------------------------------------------- kill
+
+    async def kill_pod(self, pod: JSON, grace_seconds: int) -> None:
+        uid = str((pod.get("metadata") or {}).get("uid", ""))
+        p = self._pods.get(uid)
+        if p is None:
+            return
+        p.stopping = True
+        running = [c for c in p.all_containers() if c.state == "running" and c.host_pid]
+        for c in running:
+            self._event(p, "Killing", f"Stopping container {c.name}")
+            with contextlib.suppress(OSError):
+                os.kill(c.host_pid, signal.SIGTERM)
+        deadline = time.monotonic() + max(0, grace_seconds)
+        while time.monotonic() < deadline and any(not c.done.is_set() for c in running):
+            await asyncio.sleep(0.05)
+        for c in p.all_containers():
+            if c.cgroup_dirs:
+                await asyncio.to_thread(cgroups.kill_all, c.cgroup_dirs, 5.0)
+            elif c.host_pid:
+                with contextlib.suppress(OSError):
+                    os.killpg(c.host_pid, signal.SIGKILL)
+        for c in running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(c.done.wait(), 10)
+        if p.task is not None:
+            p.task.cancel()
+            with contextlib.suppress(BaseException):
+                await p.task
+        for c in running:
+            if c.state == "running":
+                c.state, c.reason, c.exit_code = "terminated", "Error", 137
+                c.finished_at = time.time()
+        self._publish(p)
+        await asyncio.to_thread(_remove_pod_resources, _read_json(self._pod_record(p)) or {})
+        if p.index:
+            self._free_ips.append(p.index)
+        self._pods.pop(uid, None)
+        self._pod_record(p).unlink(missing_ok=True)
+        shutil.rmtree(p.dir, ignore_errors=True)
+        for c in p.all_containers():
+            if c.id:
+                (self.dir / "containers" / f"{c.id}.json").unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------- records
+
+    def _pod_record(self, p: Pod) -> Path:
+        return self.dir / "pods" / f"{p.uid}.json"
+
+    def _record_pod(self, p: Pod) -> None:
+        containers = {}
+        for c in p.all_containers():
+            if c.id:
+                containers[c.id] = {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "host_pid": c.host_pid,
+                    "shim_pid": c.shim.pid if c.shim else 0,
+                    "cgroups": [str(d) for d in c.cgroup_dirs],
+                    "image": str(c.spec.get("image", "")),
+                }
+        _write_json(
+            self._pod_record(p),
+            {
+                "lab_id": self.lab_id,
+                "uid": p.uid,
+                "namespace": p.namespace,
+                "name": p.name,
+                "netns": p.netns,
+                "veth": p.veth,
+                "containers": containers,
+                "rootfs": str(self.dir / "rootfs"),
+            },
+        )
+        self._write_cri(p)
+
+    def _write_cri(self, p: Pod) -> None:
+        """What a CRI would tell Falco about each container (read by the Falco stand-in)."""
+        d = self.dir / "containers"
+        d.mkdir(parents=True, exist_ok=True)
+        for c in p.all_containers():
+            if not c.id:
+                continue
+            _write_json(
+                d / f"{c.id}.json",
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "image": str(c.spec.get("image", "")),
+                    "pod_name": p.name,
+                    "pod_namespace": p.namespace,
+                    "pod_uid": p.uid,
+                    "pod_ip": p.ip,
+                    "labels": (p.pod.get("metadata") or {}).get("labels") or {},
+                },
+            )
+
+    # ----------------------------------------------------------------- logs
+
+    def log_path(self, pod: JSON, container: str, *, previous: bool) -> Path | None:
+        p = self._pods.get(str((pod.get("metadata") or {}).get("uid", "")))
+        if p is None:
+            return None
+        c = next((c for c in p.all_containers() if c.name == container), None)
+        if c is None or not c.logs:
+            return None
+        if previous:
+            return c.logs[-2] if len(c.logs) >= 2 else None
+        return c.logs[-1]
+
+    # ----------------------------------------------------------------- exec
+
+    def _find(self, pod: JSON, container: str) -> tuple[Pod, Container]:
+        p = self._pods.get(str((pod.get("metadata") or {}).get("uid", "")))
+        if p is None:
+            raise ContainerNotRunning("the pod does not run on this node")
+        c = next((c for c in p.all_containers() if c.name == container), None)
+        if c is None:
+            raise ContainerNotRunning(f"container {container} not found")
+        if c.state != "running" or not c.host_pid:
+            raise ContainerNotRunning(f"container {container} is not running")
+        return p, c
+
+    def _resolve_in_container(self, c: Container, name: str) -> bool:
+        if self.isolated:
+            root = f"/proc/{c.host_pid}/root"
+        else:
+            return (shutil.which(name) if "/" not in name else name) is not None and (
+                "/" not in name or os.access(name, os.X_OK)
+            )
+        if "/" in name:
+            candidates = [name if name.startswith("/") else "/" + name]
+        else:
+            path = c.env.get("PATH", images.DEFAULT_PATH)
+            candidates = [f"{d}/{name}" for d in path.split(":") if d]
+        for cand in candidates:
+            full = root + os.path.normpath(cand)
+            try:
+                if os.path.isfile(full) and os.access(full, os.X_OK):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    async def exec(
+        self, pod: JSON, container: str, argv: list[str], *, stdin: bool, tty: bool
+    ) -> Exec:
+        p, c = self._find(pod, container)
+        if not argv:
+            raise ExecNotFound('exec: "": executable file not found in $PATH: unknown')
+        if not self._resolve_in_container(c, argv[0]):
+            raise ExecNotFound(
+                "failed to exec in container: failed to start exec: OCI runtime exec failed: "
+                f'exec failed: unable to start container process: exec: "{argv[0]}": '
+                "executable file not found in $PATH: unknown"
+            )
+        if self.isolated:
+            enter = [
+                "nsenter",
+                "-t",
+                str(c.host_pid),
+                "-m",
+                "-u",
+                "-p",
+                *(["-n"] if p.netns else []),
+                "--",
+                *argv,
+            ]
+            procs = [str(d / "cgroup.procs") for d in c.cgroup_dirs]
+            # Join the container's cgroups, then enter its namespaces (data as argv only).
+            full = [
+                "/bin/sh",
+                "-c",
+                'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" 2>/dev/null; shift; '
+                'n=$((n-1)); done; exec "$@"',
+                "sh",
+                str(len(procs)),
+                *procs,
+                *enter,
+            ]
+            env = dict(c.env)
+        else:
+            full = list(argv)
+            env = {**os.environ, **c.env, "PATH": os.environ.get("PATH", images.DEFAULT_PATH)}
+        return await Exec.start(full, env=env, stdin=stdin, tty=tty)
+
+    # ----------------------------------------------------------------- ephemeral
+
+    async def add_ephemeral_container(self, pod: JSON, container: JSON) -> None:
+        uid = str((pod.get("metadata") or {}).get("uid", ""))
+        p = self._pods.get(uid)
+        if p is None:
+            raise ContainerNotRunning("the pod does not run on this node")
+        name = str(container["name"])
+        if name in p.ephemeral:
+            return
+        p.pod = pod
+        c = self._container(container, "ephemeral")
+        p.ephemeral[name] = c
+        await self._start(p, c)
+
+    # ----------------------------------------------------------------- policies
+
+    async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
+        self._policies = list(policies)
+        self._all_pods = list(pods)
+        if not self.enforce_network_policy or not self.isolated:
+            return
+        async with self._lock:
+            for p in list(self._pods.values()):
+                if p.netns:
+                    await self._enforce(p)
+
+    async def _enforce(self, p: Pod) -> None:
+        current = next(
+            (x for x in self._all_pods if (x.get("metadata") or {}).get("uid") == p.uid), None
+        )
+        if current is not None:
+            p.pod = {**current, "status": {**(current.get("status") or {}), "podIP": p.ip}}
+        pods = self._all_pods or [p.pod]
+        ruleset = policy.ruleset_for(p.pod, pods, self._policies)
+        if p.netns and Path(p.netns).exists():
+            try:
+                await asyncio.to_thread(net.nft_apply, p.netns, ruleset)
+            except net.NetError as e:
+                log.error("NetworkPolicy for %s/%s not applied: %s", p.namespace, p.name, e)
+
+    # ----------------------------------------------------------------- helpers for tests
+
+    def host_pid(self, pod: JSON, container: str) -> int:
+        """The host pid of the container's first process (0 if not running)."""
+        p = self._pods.get(str((pod.get("metadata") or {}).get("uid", "")))
+        if p is None:
+            return 0
+        c = next((c for c in p.all_containers() if c.name == container), None)
+        return c.host_pid if c else 0
+
+
+class Exec:
+    """A running exec (:class:`~falcoir.lab.runtime.ExecProcess`)."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader | None,
+        master: int | None,
+    ) -> None:
+        self._proc = proc
+        self.stdout = stdout
+        self.stderr = stderr
+        self._master = master
+
+    @classmethod
+    async def start(cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool) -> Exec:
+        loop = asyncio.get_running_loop()
+        if not tty:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                limit=1 << 20,
+            )
+            assert proc.stdout is not None
+            return cls(proc, proc.stdout, proc.stderr, None)
+        master, slave = os.openpty()
+        os.set_blocking(master, False)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env={**env, "TERM": env.get("TERM", "xterm")},
+                preexec_fn=_make_controlling_tty,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                reader.feed_data(data)
+            else:
+                loop.remove_reader(master)
+                reader.feed_eof()
+
+        loop.add_reader(master, readable)
+        return cls(proc, reader, None, master)
+
+    async def write_stdin(self, data: bytes) -> None:
+        if self._master is not None:
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(self._master, view)
+                    view = view[n:]
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+                except OSError:
+                    return
+            return
+        if self._proc.stdin is not None and not self._proc.stdin.is_closing():
+            self._proc.stdin.write(data)
+            with contextlib.suppress(ConnectionError):
+                await self._proc.stdin.drain()
+
+    async def close_stdin(self) -> None:
+        if self._master is not None:
+            await self.write_stdin(b"\x04")
+            return
+        if self._proc.stdin is not None and not self._proc.stdin.is_closing():
+            self._proc.stdin.close()
+
+    def resize(self, width: int, height: int) -> None:
+        if self._master is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(
+                    self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0)
+                )
+
+    async def wait(self) -> int:
+        rc = await self._proc.wait()
+        if self._master is not None:
+            # Let the reader drain what is left, then close the pty.
+            for _ in range(100):
+                if self.stdout.at_eof():
+                    break
+                await asyncio.sleep(0.01)
+        return 128 - rc if rc < 0 else rc
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+
+    def close(self) -> None:
+        if self._master is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._master)
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = None
+
+
+def _make_controlling_tty() -> None:
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+# --------------------------------------------------------------------- cleanup
+
+
+def _remove_pod_resources(rec: JSON) -> None:
+    for cid, c in (rec.get("containers") or {}).items():
+        dirs = [Path(d) for d in c.get("cgroups") or []]
+        if dirs:
+            cgroups.kill_all(dirs, 5.0)
+            cgroups.remove(dirs, parents=1)
+        _kill_shim(int(c.get("shim_pid") or 0))
+        if rec.get("rootfs"):
+            with contextlib.suppress(OSError):
+                (Path(rec["rootfs"]) / cid).rmdir()
+    if rec.get("netns") or rec.get("veth"):
+        net.teardown_pod(Path(rec.get("netns") or "x").name, str(rec.get("veth") or "none"))
+    for d in _pod_parent_cgroups(rec):
+        cgroups.remove([d], parents=2)
+
+
+def _pod_parent_cgroups(rec: JSON) -> list[Path]:
+    out = set()
+    for c in (rec.get("containers") or {}).values():
+        for d in c.get("cgroups") or []:
+            out.add(Path(d).parent)
+    return sorted(out)
+
+
+def _kill_shim(pid: int) -> None:
+    """Kill a leftover shim only if that pid is still one of our shims."""
+    if pid <= 0:
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if any(arg.endswith(b"/falcoir/lab/linux/shim.py") for arg in cmdline):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup(state_dir: Path, *, lab_id: str | None = None, only_dead: bool = False) -> list[str]:
+    """Remove every process, cgroup, netns, veth and nft rule that a lab using
+    ``state_dir`` left (even after ``kill -9``), from the records it keeps there.
+
+    ``lab_id``: only that lab's; ``only_dead``: only labs whose server process is gone.
+    Returns what was removed, one line each. Never touches another state dir's labs.
+    """
+    rt = Path(state_dir).resolve() / "runtime"
+    removed: list[str] = []
+    labs: dict[str, JSON] = {}
+    for f in sorted(rt.glob("lab-*.json")):
+        rec = _read_json(f) or {}
+        lid = str(rec.get("lab_id", ""))
+        if not lid or (lab_id is not None and lid != lab_id):
+            continue
+        if only_dead and _pid_alive(int(rec.get("pid") or 0)):
+            continue
+        labs[lid] = rec
+        rec["_file"] = str(f)
+    for f in sorted((rt / "pods").glob("*.json")):
+        rec = _read_json(f) or {}
+        if str(rec.get("lab_id", "")) not in labs:
+            continue
+        _remove_pod_resources(rec)
+        removed.append(f"pod {rec.get('namespace')}/{rec.get('name')} ({rec.get('netns')})")
+        f.unlink(missing_ok=True)
+        shutil.rmtree(rt / "pods" / str(rec.get("uid", "_")), ignore_errors=True)
+    for lid, rec in labs.items():
+        if rec.get("gateway"):
+            a = str(rec["gateway"][0])
+            if net.link_exists(a):
+                net.teardown_gateway(lid)
+                removed.append(f"link {a}")
+        Path(str(rec["_file"])).unlink(missing_ok=True)
+    if labs and not any(rt.glob("lab-*.json")):
+        shutil.rmtree(rt / "rootfs", ignore_errors=True)
+        shutil.rmtree(rt / "containers", ignore_errors=True)
+    return removed
