@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from falcoir.core.alert import Alert
 from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
+from falcoir.core.collect import CollectOptions, CollectorEvent, collect, snapshot
 from falcoir.core.contain import (
     DeleteOptions,
     QuarantineOptions,
@@ -37,11 +36,6 @@ COLLECT_PERMISSIONS: tuple[Permission, ...] = (
     Permission("list", "events"),
 )
 """What the evidence collection needs in the pod's namespace (checked up front)."""
-
-
-def _collect_module() -> Any:
-    # Imported by name: the collection engine lives in its own package (branch collect).
-    return importlib.import_module("falcoir.core.collect")
 
 
 def _sealed(result: BundleResult) -> JSONDict:
@@ -113,29 +107,26 @@ class RealBackend:
         self._alerts[str(writer.dir)] = alert
         return writer
 
-    def _collect_options(self, options: ActionOptions, *, volatile: bool) -> Any:
-        mod = _collect_module()
-        return mod.CollectOptions(
+    def _collect_options(self, options: ActionOptions, *, volatile: bool) -> CollectOptions:
+        return CollectOptions(
             timeout=self.collect_timeout,
             ephemeral_debug=options.ephemeral_debug,
             volatile=volatile,
         )
 
     @staticmethod
-    def _progress(progress: Progress) -> Any:
-        def emit(event: Any) -> None:
-            status = getattr(event, "status", None)
+    def _progress(progress: Progress) -> Callable[[CollectorEvent], None]:
+        def emit(event: CollectorEvent) -> None:
             text = f"{event.collector}: {event.state}"
-            if status is not None:
-                text += f" ({getattr(status, 'value', status)})"
+            if event.status is not None:
+                text += f" ({event.status.value})"
             progress(text)
 
         return emit
 
     def snapshot(self, target: Target, bundle: BundleWriter, progress: Progress) -> JSONDict:
-        mod = _collect_module()
         try:
-            result = mod.snapshot(
+            result = snapshot(
                 self.gateway,
                 target,
                 writer=bundle,
@@ -157,9 +148,8 @@ class RealBackend:
         options: ActionOptions,
         progress: Progress,
     ) -> JSONDict:
-        mod = _collect_module()
         volatile = not self._snapshot_ok.get(str(bundle.dir), False)
-        result = mod.collect(
+        result = collect(
             self.gateway,
             target,
             alert=self._alerts.get(str(bundle.dir)),
