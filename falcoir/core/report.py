@@ -96,11 +96,15 @@ def read_evidence(bundle_dir: Path | None, artifacts: Sequence[Mapping[str, Any]
         if kind == "hash":
             hashes.append((name, text))
         elif kind == "processes" and name.endswith(".json"):
-            found["processes"] = (name, text)  # /proc-derived, with parent pids: best
+            # /proc-derived, with parent pids: better than ps for the tree; the first
+            # (the snapshot, before containment) wins.
+            found.setdefault("processes-json", (name, text))
         elif kind == "network" and name.endswith(".json"):
             found.setdefault("network-json", (name, _connections_text(text)))
         elif kind == "tmp" or kind not in found:
             found[kind] = (name, text)
+    if "processes-json" in found:
+        found["processes"] = found["processes-json"]
     if "network" not in found and "network-json" in found:
         found["network"] = found["network-json"]
     return Evidence(

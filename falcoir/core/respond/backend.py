@@ -24,6 +24,10 @@ Progress = Callable[[str], None]
 
 JSONDict = dict[str, Any]
 
+IN_FORCE_KEY = "_policy_in_force_mono"
+"""In a quarantine result: ``time.monotonic()`` when the policy selected the pod (policy
+created and label applied, as the API confirmed). The orchestrator takes it out."""
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -38,7 +38,7 @@ from falcoir.core.incident import (
     utc_now,
 )
 from falcoir.core.policy import ActionOptions
-from falcoir.core.respond.backend import Backend, Bundle, JSONDict, Plan
+from falcoir.core.respond.backend import IN_FORCE_KEY, Backend, Bundle, JSONDict, Plan
 from falcoir.core.respond.graph import (
     GraphRun,
     Listener,
@@ -95,6 +95,7 @@ class RespondResult:
     artifacts: list[JSONDict]
     report: JSONDict | None
     containment_s: float | None
+    egress_verified_s: float | None
     total_s: float
     clock_source: str
     warnings: list[str] = field(default_factory=list)
@@ -176,6 +177,9 @@ class RespondResult:
                 "containment_s": None
                 if self.containment_s is None
                 else round(self.containment_s, 3),
+                "egress_verified_s": None
+                if self.egress_verified_s is None
+                else round(self.egress_verified_s, 3),
                 "total_s": round(self.total_s, 3),
                 "clock": self.clock_source,
                 "steps": {
@@ -199,6 +203,7 @@ class _State:
         self.bundle_dir: Path | None = None
         self.seal: JSONDict | None = None
         self.containment_mono: float | None = None
+        self.egress_verified_mono: float | None = None
         self.lock = threading.Lock()
 
 
@@ -302,9 +307,13 @@ def respond(
         result = backend.quarantine(
             st.target, alert, st.incident, st.log, opts, request.dry_run, note("quarantine")
         )
+        in_force = result.pop(IN_FORCE_KEY, None)
         verified = (result.get("verified") or {}).get("egress_blocked")
         if verified and not request.dry_run:
-            st.containment_mono = time.monotonic()
+            # Contained when the policy the probe proved effective came into force (the
+            # probe itself must wait out a dropped connection); verified: now.
+            st.egress_verified_mono = time.monotonic()
+            st.containment_mono = in_force if isinstance(in_force, float) else time.monotonic()
         elif not request.dry_run:
             warnings.append(
                 "egress is not verified blocked: the network plugin may not enforce "
@@ -455,6 +464,9 @@ def respond(
 
     total = clock.elapsed()
     containment = None if st.containment_mono is None else clock.elapsed(st.containment_mono)
+    verified_at = (
+        None if st.egress_verified_mono is None else clock.elapsed(st.egress_verified_mono)
+    )
     report = recs["report"].result if "report" in recs else None
     if report is None and run.interrupted and isinstance(st.seal, dict) and "files" in st.seal:
         report = st.seal
@@ -469,6 +481,7 @@ def respond(
         artifacts=artifacts(),
         report=report,
         containment_s=containment,
+        egress_verified_s=verified_at,
         total_s=total,
         clock_source=clock.source,
         warnings=warnings,

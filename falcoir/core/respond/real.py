@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.policy import ActionOptions
 from falcoir.core.rbac import Permission, delete_permissions, quarantine_permissions
-from falcoir.core.respond.backend import JSONDict, Plan, Progress
+from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
 from falcoir.core.target import Target
 from falcoir.errors import FalcoirError
 
@@ -148,7 +149,9 @@ class RealBackend:
         options: ActionOptions,
         progress: Progress,
     ) -> JSONDict:
-        volatile = not self._snapshot_ok.get(str(bundle.dir), False)
+        # Processes and network again, after containment: the state the pod was left
+        # in. (Also, collect's binary and file collectors wait for the process list.)
+        volatile = True
         result = collect(
             self.gateway,
             target,
@@ -170,7 +173,12 @@ class RealBackend:
         dry_run: bool,
         progress: Progress,
     ) -> JSONDict:
+        in_force: list[float] = []
+
         def on_step(step: ContainStep) -> None:
+            # Policy first, then label: once the label is on, the policy selects the pod.
+            if step.name == "label" and step.status in ("ok", "unchanged") and not in_force:
+                in_force.append(time.monotonic())
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
 
         result = quarantine(
@@ -191,6 +199,8 @@ class RealBackend:
             store=None if dry_run else self.store,
         )
         doc: JSONDict = result.to_dict()
+        if in_force:
+            doc[IN_FORCE_KEY] = in_force[0]
         return doc
 
     def seal(self, bundle: BundleWriter, complete: bool, note: str | None) -> JSONDict:
