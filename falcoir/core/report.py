@@ -617,6 +617,7 @@ table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border:1px solid #e1e4e8;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f5}
 td.mono,code{font-family:ui-monospace,monospace;word-break:break-all}
+td.time{font-family:ui-monospace,monospace;white-space:nowrap}
 pre{background:#fff;border:1px solid #e1e4e8;padding:8px;overflow:auto;font-size:12px}
 pre .hit{background:#ffdede;color:#8a1420;font-weight:600}
 ul.tree,ul.tree ul{list-style:none;margin:0;padding-left:22px}
@@ -686,7 +687,7 @@ def render_html(doc: Report) -> str:
     )
     for e in doc.timeline:
         add(
-            f'<tr><td class="mono">{h(e.time)}</td><td>{h(e.what)}</td>'
+            f'<tr><td class="time">{h(e.time)}</td><td>{h(e.what)}</td>'
             f"<td>{h(e.outcome)}</td><td>{h(e.detail)}</td></tr>"
         )
     add("</table>")
@@ -726,7 +727,7 @@ def render_html(doc: Report) -> str:
             obj = f"{rec.kind} {rec.namespace + '/' if rec.namespace else ''}{rec.name}"
             act = rec.action + (" (dry run)" if rec.dry_run else "")
             add(
-                f'<tr><td class="mono">{h(rec.time)}</td><td>{h(act)}</td>'
+                f'<tr><td class="time">{h(rec.time)}</td><td>{h(act)}</td>'
                 f'<td class="mono">{h(obj)}</td><td>{h(rec.outcome)}</td>'
                 f"<td>{h(rec.detail)}</td></tr>"
             )
@@ -815,7 +816,7 @@ def build(data: Mapping[str, Any]) -> Report:
     facts: list[tuple[str, str]] = []
     if alert is not None:
         facts += [
-            ("rule", alert.rule or ""),
+            ("rule", alert.rule or f"{alert.message or '?'} (text alert: its message)"),
             ("priority", alert.priority or ""),
             ("alert time", _alert_time(alert) or ""),
             ("process", alert.process.cmdline or alert.process.name or ""),
@@ -853,7 +854,8 @@ def build(data: Mapping[str, Any]) -> Report:
     if port:
         hits.append(f":{port.group(1)} ")
     where = f"{target.namespace}/{target.pod}" if target else "an unknown pod"
-    headline = f"{alert.rule if alert and alert.rule else 'Falco alert'} in {where}"
+    what = (alert.rule or alert.message) if alert else None
+    headline = f"{what or 'Falco alert'} in {where}"
     return Report(
         incident=data.get("incident"),
         headline=headline,

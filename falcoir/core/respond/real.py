@@ -58,6 +58,10 @@ class RealBackend:
     locate_options: LocateOptions = field(default_factory=LocateOptions)
     collect_timeout: float = 30.0
     verify_seconds: float = 10.0
+    probe_timeout: int = 1
+    """Seconds the in-pod probe waits for a connection after the quarantine. The probe
+    before the quarantine shows how fast the endpoint answers (milliseconds for a pool
+    the miner is talking to), so one second is ample and keeps containment fast."""
     _snapshot_ok: dict[str, bool] = field(default_factory=dict)
     _alerts: dict[str, Alert] = field(default_factory=dict)
     _operator: str | None = None
@@ -192,6 +196,7 @@ class RealBackend:
                 dry_run=dry_run,
                 check_permissions=False,  # checked for the whole plan in the check step
                 verify_seconds=self.verify_seconds,
+                probe_timeout=self.probe_timeout,
             ),
             incident=incident,
             log=log,
