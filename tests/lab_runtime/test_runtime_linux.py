@@ -135,8 +135,8 @@ def test_logs_restarts_and_previous(harness: Harness) -> None:
         ],
     )
     harness.wait_for(
-        lambda: harness.status(pod)["containerStatuses"][0]["restartCount"] >= 1,
-        what="a restart",
+        lambda: harness.rt.log_path(pod, "c", previous=True) is not None,
+        what="a restarted container",
     )
     cs = harness.status(pod)["containerStatuses"][0]
     assert cs["lastState"]["terminated"]["exitCode"] == 3

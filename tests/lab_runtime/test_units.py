@@ -232,5 +232,8 @@ def test_falco_inspect_reads_a_proc_tree(tmp_path: Path) -> None:
         "latest",
     )
     assert got["cmdline"] == "/tmp/xmrig -o pool.example.com:3333"
+    (cri / f"{cid}.json").unlink()  # another lab's container, or a host process
+    assert falco_standin.inspect(tmp_path / "proc", 77, cri) is None
+    (cri / f"{cid}.json").write_text("{}")
     (p / "comm").write_text("bash\n")
     assert falco_standin.inspect(tmp_path / "proc", 77, cri) is None

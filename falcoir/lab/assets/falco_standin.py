@@ -16,6 +16,9 @@ cmdline=/tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x, pid=12345)
   ``<out>/alerts.jsonl``, with ``hostname``, ``proc.pid``, ``proc.vpid``,
   ``container.id`` and ``k8s.*`` fields; the container and pod come from the process's
   cgroup and what the lab's runtime records about its containers (the CRI's part).
+
+Only processes in containers of this lab's node are reported: the host's ``/proc`` of a
+machine several labs share also shows other labs' pods and unrelated host processes.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ def inspect(proc: Path, pid: int, cri_dir: Path) -> dict[str, Any] | None:
     m = CGROUP_RE.search(cgroup)
     full_id = m.group(2) if m else ""
     cri = _cri(cri_dir, full_id) if full_id else {}
+    if not cri:
+        # Not a container of this lab's node: on a machine that several labs share, the
+        # host's /proc also shows other labs' pods (other "nodes") and host processes.
+        return None
     image = str(cri.get("image", ""))
     repo, tag = _split_image(image) if image else ("", "")
     start_ticks = stat.rsplit(")", 1)[-1].split()[19] if ")" in stat else "0"

@@ -43,6 +43,8 @@ log = logging.getLogger("falcoir.lab.runtime")
 
 SHIM = Path(__file__).resolve().parent / "shim.py"
 POOL_HOSTNAME = "pool.example.com"
+FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
+"""Where the ``falco`` image profile has the lab's Falco stand-in."""
 BACKOFF_MAX = 30.0
 NOT_ISOLATED_WARNING = (
     "falcoir lab: not running as root on Linux: pods are plain host processes with no "
@@ -144,6 +146,7 @@ class Pod:
     init: list[Container] = field(default_factory=list)
     ephemeral: dict[str, Container] = field(default_factory=dict)
     start_time: float = 0.0
+    host_ip: str = ""
     stopping: bool = False
     phase: str = "Pending"
     task: asyncio.Task[None] | None = None
@@ -259,6 +262,7 @@ class LinuxRuntime:
         p.qos = cgroups.qos_class(pod)
         p.cgroup_rel = cgroups.pod_path(p.qos, uid)
         p.start_time = time.time()
+        p.host_ip = str((pod.get("status") or {}).get("hostIP") or "")
         for c in spec.get("initContainers") or []:
             p.init.append(self._container(c, "init"))
         for c in spec.get("containers") or []:
@@ -392,7 +396,7 @@ class LinuxRuntime:
                 (p.pod.get("spec") or {}).get("serviceAccountName", "default")
             ),
             "status.podIP": p.ip,
-            "status.hostIP": self.gateway,
+            "status.hostIP": p.host_ip or self.gateway,
         }
         if path in values:
             return values[path]
@@ -407,7 +411,7 @@ class LinuxRuntime:
         prof = c.profile
         entry = list(prof.entrypoint)
         if prof.name == "falco":
-            entry = [sys.executable, "-I", "-S", str(asset("falco_standin.py"))]
+            entry = [sys.executable, "-I", "-S", FALCO_STANDIN]
         if command:
             argv = command + args
         elif args:
@@ -496,6 +500,15 @@ class LinuxRuntime:
             for d in local_dirs:
                 if Path(d).is_dir():
                     m.append({"type": "bind", "source": str(empty), "target": d, "ro": True})
+        if c.profile.name == "falco":
+            m.append(
+                {"type": "bind", "source": str(asset("falco_standin.py")), "target": FALCO_STANDIN,
+                 "ro": True}
+            )  # fmt: skip
+            for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+                top = Path(prefix).parts[1] if len(Path(prefix).parts) > 1 else ""
+                if top and top not in ("usr", "etc", "root", "bin", "sbin", "lib", "lib64"):
+                    m.append({"type": "bind", "source": prefix, "target": prefix, "ro": True})
         m.extend(self._volume_mounts(p, c))
         return m
 
@@ -757,8 +770,8 @@ class LinuxRuntime:
                 cond("ContainersReady", ready),
                 cond("PodScheduled", True),
             ],
-            "hostIP": self.gateway,
-            "hostIPs": [{"ip": self.gateway}],
+            "hostIP": p.host_ip or self.gateway,
+            "hostIPs": [{"ip": p.host_ip or self.gateway}],
             "podIP": p.ip,
             "podIPs": [{"ip": p.ip}] if p.ip else [],
             "startTime": ts,
@@ -996,6 +1009,13 @@ class LinuxRuntime:
     async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
         self._policies = list(policies)
         self._all_pods = list(pods)
+        # Pods the server no longer lists and that run nothing (Succeeded/Failed pods are
+        # deleted without kill_pod): release their netns and records.
+        listed = {str((x.get("metadata") or {}).get("uid", "")) for x in pods}
+        for p in list(self._pods.values()):
+            idle = all(c.state != "running" for c in p.all_containers())
+            if p.uid not in listed and idle and p.phase in ("Succeeded", "Failed"):
+                await self.kill_pod(p.pod, 0)
         if not self.enforce_network_policy or not self.isolated:
             return
         async with self._lock:
@@ -1126,11 +1146,12 @@ class Exec:
     async def wait(self) -> int:
         rc = await self._proc.wait()
         if self._master is not None:
-            # Let the reader drain what is left, then close the pty.
-            for _ in range(100):
+            # Let the reader see the end of the output, then close the pty.
+            for _ in range(200):
                 if self.stdout.at_eof():
                     break
                 await asyncio.sleep(0.01)
+            self.close()
         return 128 - rc if rc < 0 else rc
 
     def kill(self) -> None:
@@ -1143,6 +1164,8 @@ class Exec:
         if self._master is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._master)
+            if not self.stdout.at_eof():
+                self.stdout.feed_eof()
             with contextlib.suppress(OSError):
                 os.close(self._master)
             self._master = None
