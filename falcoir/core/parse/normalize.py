@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from falcoir.core.alert import Connection, Container, K8s, Process, fast_new
 
-ABSENT = frozenset({"", "<NA>", "<na>", "null", "None", "(null)"})
+ABSENT = frozenset({"", "<NA>"})
 
 # Canonical value -> names to take it from, best first (Falco field names, then labels).
 PROC_NAME = ("proc.name", "process", "proc_name", "proc", "name", "program", "shell")

@@ -124,6 +124,7 @@ _CONTAINER_INFO_TAIL = re.compile(
 )
 _NESTED_KEY = re.compile(r"^([A-Za-z_][\w]*\.[\w.]*)=(.*)$", re.S)
 _COMMA_SPLIT = re.compile(r",\s+(?=[A-Za-z_][\w .\[\]-]{0,60}?=)")
+_SPACED_KEY = re.compile(r"\s[a-z_][\w.]*(?:\[[^\]\s=]*\])?=")
 _COMMA_PIECE = re.compile(r"^([A-Za-z_][\w .\[\]-]{0,60}?)=(.*)$", re.S)
 
 
@@ -158,7 +159,10 @@ def split_comma(text: str) -> list[Pair] | None:
         m = _COMMA_PIECE.match(piece)
         if m is None:
             return None
-        pairs.append((m.group(1).strip(), m.group(2).strip()))
+        value = m.group(2).strip()
+        if _SPACED_KEY.search(value):
+            return None  # "k=v k=v" inside: space-separated after all
+        pairs.append((m.group(1).strip(), value))
     return pairs
 
 

@@ -31,7 +31,8 @@ class Rule:
     name: str
     output: str
     priority: str | None = None
-    source: str | None = None
+    source: str | None = "syscall"
+    """Falco's default event source when a rule names none."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,15 @@ def _compile(rule: Rule) -> _Compiled:
         parts[-2] = f"(?P<f{len(names) - 1}>.*)"
         pattern = re.compile("".join(parts) + r"$", re.S)
     else:
-        pattern = re.compile("".join(parts) + r"(?P<tail>\s.*)?$", re.S)
+        # Exact first (a value may itself end in ")"); appended text only if needed.
+        pattern = re.compile(
+            "(?:"
+            + "".join(parts)
+            + "$)|(?:"
+            + "".join(parts).replace("(?P<f", "(?P<t")
+            + r"(?P<tail>\s.*)$)",
+            re.S,
+        )
     prefix = literal_before[0] if literal_before else template
     # The message: the literal text before the field list, when it has no field.
     msg: str | None = None
@@ -141,8 +150,10 @@ class RuleSet:
             mm = c.pattern.match(body)
             if mm is None:
                 continue
-            values = [mm.group(f"f{i}") for i in range(len(c.field_names))]
-            tail = mm.groupdict().get("tail") or ""
+            tail = mm.groupdict().get("tail")
+            group = "f" if tail is None else "t"  # which alternative matched
+            values = [mm.group(f"{group}{i}") or "" for i in range(len(c.field_names))]
+            tail = tail or ""
             if c.ends_with_field and values:
                 last = values[-1]
                 cut = _appended_start(last)

@@ -44,7 +44,7 @@ _FALCO_STATS = re.compile(
     r"|^\s+(?:[A-Z]+|[^:]{1,200}): \d+$"
 )
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_CONT = re.compile(r'^\s*["{}\[\],:0-9tfn-]')
+_JSON_CONT = re.compile(r'^(?:\s|[}\]"])')
 
 
 def _trim(text: str) -> str:
@@ -170,7 +170,7 @@ class _Parser:
             )
             return
         if self.buf:
-            if _JSON_CONT.match(line) or not line.strip():
+            if _JSON_CONT.match(line) and not ANCHOR.match(line.lstrip()):
                 delta, in_string = _json_state(line)
                 if in_string:
                     self.buf.append(line)
@@ -206,7 +206,7 @@ class _Parser:
                     return
             if doc is None:
                 delta, in_string = _json_state(fragment)
-                if not in_string and delta > 0:
+                if not in_string and delta > 0 and not fragment.rstrip().endswith("}"):
                     self.buf = [fragment]
                     self.buf_chars = len(fragment)
                     self.buf_start = lineno
