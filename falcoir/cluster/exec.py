@@ -11,7 +11,8 @@ once. The session:
    401 -> ClusterUnreachable, 403 -> Forbidden, 404 -> ApiNotFound; any other refusal
    (400 container not found, 500 after retries...) is returned as an ExecResult error;
 2. stdin, if any, in chunks on channel 0 (reading output between chunks), then the v5
-   close signal ``FF 00``;
+   close signal ``FF 00`` (a v4 server, before Kubernetes 1.30, has no such signal: a
+   command that reads stdin to its end then runs until the timeout);
 3. frames read until the server closes: channel 1 stdout, 2 stderr (each kept up to
    ``max_bytes``, the rest counted and dropped), 3 the status JSON, parsed here:
    ``Success`` -> 0, ``NonZeroExitCode`` -> the ``ExitCode`` cause, anything else -> not
@@ -140,8 +141,9 @@ def _readable(ws: websocket.WebSocket) -> bool:
         return False
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
-    r, _, _ = select.select([sock], [], [], 0)
-    return bool(r)
+    poller = select.poll()  # not select(): descriptors above 1024 are common in busy runs
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _Session:
@@ -362,7 +364,10 @@ class _Session:
         dropped: str | None = None
         try:
             if self.stdin is not None:
-                self.send_stdin(ws, ws.subprotocol == V5)
+                # The command may end without reading its stdin: what it printed and
+                # its status can still be waiting to be read, so a failed send is not fatal.
+                with contextlib.suppress(OSError, websocket.WebSocketException):
+                    self.send_stdin(ws, ws.subprotocol == V5)
             while not self.closed_by_server:
                 left = self.remaining()
                 if self.got_status:
@@ -373,7 +378,6 @@ class _Session:
                 if not self.recv(ws, left):
                     break
         except _SinkError as exc:
-            self._close(ws)
             return self.result(None, f"could not write stdout to its sink: {exc}", "SinkError")
         except (websocket.WebSocketTimeoutException, TimeoutError):
             timed_out = not self.got_status

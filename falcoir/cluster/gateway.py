@@ -19,6 +19,10 @@ their total bounded by ``RetryPolicy.budget``):
 - other mutations (POST create, JSON patch): only when the server cannot have acted on
   it: 429 (rejected before it is processed) and failures to connect. A 5xx or a drop
   after the request was sent is reported, not repeated.
+
+Timeouts: every request has one (``request_timeout``, default 15 s, for connecting and
+for the whole body, however slowly it arrives); log reads and exec sessions have their
+own overall deadline (``timeout``). TLS and certificate failures are never retried.
 """
 
 from __future__ import annotations
@@ -145,6 +149,11 @@ def _json_object(data: bytes) -> JSON | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _status_details(data: bytes) -> JSON:
+    details = (_json_object(data) or {}).get("details")
+    return details if isinstance(details, dict) else {}
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -268,7 +277,8 @@ class KubeGateway:
         if ok and max_bytes == 0:
             return status, b"", resp, None  # the caller streams the body
         try:
-            data = self._read(resp, max_bytes if ok else MAX_ERROR_BYTES, strict=ok)
+            limit = max_bytes if ok else MAX_ERROR_BYTES
+            data = self._read(resp, limit, strict=ok, timeout=timeout)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             err = unreachable(self.endpoint, op, f"connection dropped while reading: {exc}")
             raise _Transient(err, sent=True) from exc
@@ -277,6 +287,8 @@ class KubeGateway:
         if status in RETRYABLE_STATUS:
             mapped = from_status(self.endpoint, op, status, data)
             wait = _retry_after(resp.headers.get("Retry-After")) if status == 429 else None
+            if status == 429 and wait is None:
+                wait = _retry_after(str(_status_details(data).get("retryAfterSeconds") or ""))
             # 429: rejected before processing, so even a create may be sent again.
             raise _Transient(mapped, wait=wait, sent=status != 429)
         doc = _json_object(data) if ok and want_json else None
@@ -286,21 +298,27 @@ class KubeGateway:
             raise _Transient(bad, sent=True)
         return status, data, resp, doc
 
-    def _read(self, resp: urllib3.BaseHTTPResponse, max_bytes: int, *, strict: bool) -> bytes:
-        """The body, at most ``max_bytes``: beyond that an error (``strict``) or cut."""
+    def _read(
+        self, resp: urllib3.BaseHTTPResponse, max_bytes: int, *, strict: bool, timeout: float
+    ) -> bytes:
+        """The body, at most ``max_bytes`` (beyond: an error if ``strict``, else cut),
+        within ``timeout`` seconds overall, however slowly the server sends it."""
+        deadline = time.monotonic() + timeout
         chunks: list[bytes] = []
         total = 0
         while total <= max_bytes:
-            chunk = resp.read(min(1 << 20, max_bytes - total + 1))
+            if time.monotonic() > deadline:
+                resp.close()
+                raise TimeoutError(f"the response took longer than {timeout:g}s")
+            chunk = resp.read1(min(1 << 20, max_bytes - total + 1))
             if not chunk:
                 return b"".join(chunks)
             total += len(chunk)
             self.stats.received(len(chunk))
             chunks.append(chunk)
-        if strict:
-            resp.close()
-            raise ApiError(f"response larger than {max_bytes} bytes", status=resp.status)
         resp.close()
+        if strict:
+            raise ApiError(f"response larger than {max_bytes} bytes", status=resp.status)
         return b"".join(chunks)[:max_bytes]
 
     def _send(
@@ -531,7 +549,7 @@ class KubeGateway:
         out = bytearray()
         try:
             while len(out) < cap and time.monotonic() < deadline:
-                chunk = resp.read(min(1 << 16, cap - len(out)))
+                chunk = resp.read1(min(1 << 16, cap - len(out)))
                 if not chunk:
                     break
                 self.stats.received(len(chunk))

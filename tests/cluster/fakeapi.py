@@ -75,6 +75,8 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     times: int = 1
+    dribble: bool = False
+    """Send the body one byte every 50 ms, for ever."""
 
 
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,6 +94,8 @@ class FakeApi:
         self.username = "jane@example.com"
         self.allowed: set[tuple[str, str, str]] = set()
         self.exec_sessions = 0
+        self.cert_users: list[str] = []
+        self.ws_protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io")
         self.exec_active = 0
         self.exec_max_active = 0
         self._lock = threading.Lock()
@@ -129,10 +133,13 @@ class FakeApi:
         headers: dict[str, str] | None = None,
         drop: bool = False,
         times: int = 1,
+        dribble: bool = False,
     ) -> None:
         """The next ``times`` requests ``method path`` get this answer (or a cut)."""
         with self._lock:
-            self.scripted.append(Scripted(method, path, status, body, headers or {}, drop, times))
+            self.scripted.append(
+                Scripted(method, path, status, body, headers or {}, drop, times, dribble)
+            )
 
     def requests_to(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and r.path == path]
@@ -199,6 +206,12 @@ class FakeApi:
                 request.transport.abort()
                 await asyncio.sleep(0.05)
                 raise ConnectionResetError("dropped by the test")
+            if scripted.dribble:
+                resp = web.StreamResponse(status=scripted.status)
+                await resp.prepare(request)
+                while True:
+                    await resp.write(b" ")
+                    await asyncio.sleep(0.05)
             payload = scripted.body
             text = payload if isinstance(payload, str | bytes) else json.dumps(payload or {})
             return web.Response(
@@ -207,7 +220,11 @@ class FakeApi:
                 headers={"Content-Type": "application/json", **scripted.headers},
             )
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or token != self.token:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        if peer:
+            with self._lock:
+                self.cert_users.append(str(peer.get("subject")))
+        elif scheme.lower() != "bearer" or token != self.token:
             return self._status(401, "Unauthorized", "Unauthorized")
         if request.path == "/version":
             return web.json_response({"major": "1", "minor": "32", "gitVersion": "v1.32.0"})
@@ -364,9 +381,7 @@ class FakeApi:
         if (prefix, "pods", ns, name or "") not in self.objects:
             return self._status(404, "NotFound", f'pods "{name}" not found')
         argv = request.query.getall("command", [])
-        ws = web.WebSocketResponse(
-            protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"), compress=False, max_msg_size=0
-        )
+        ws = web.WebSocketResponse(protocols=self.ws_protocols, compress=False, max_msg_size=0)
         await ws.prepare(request)
         with self._lock:
             self.exec_sessions += 1
@@ -501,6 +516,9 @@ class Certs:
     key: Path
     other_ca: Path
     """A CA that did not sign the server's certificate."""
+    client_cert: Path
+    client_key: Path
+    """A client certificate (CN ``cert-user``) signed by ``ca``."""
 
 
 def make_certs(directory: Path) -> Certs:
@@ -553,22 +571,46 @@ def make_certs(directory: Path) -> Certs:
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .sign(ca_key, hashes.SHA256())
     )
+    cli_key = key()
+    cli = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cert-user")]))
+        .issuer_name(ca.subject)
+        .public_key(cli_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     out = Certs(
-        directory / "ca.crt", directory / "srv.crt", directory / "srv.key", directory / "other.crt"
+        directory / "ca.crt",
+        directory / "srv.crt",
+        directory / "srv.key",
+        directory / "other.crt",
+        directory / "client.crt",
+        directory / "client.key",
     )
     out.ca.write_bytes(ca.public_bytes(pem))
     out.other_ca.write_bytes(other.public_bytes(pem))
     out.cert.write_bytes(srv.public_bytes(pem))
-    out.key.write_bytes(
-        srv_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    out.client_cert.write_bytes(cli.public_bytes(pem))
+    for k, path in ((srv_key, out.key), (cli_key, out.client_key)):
+        path.write_bytes(
+            k.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
     return out
 
 
-def server_ssl_context(certs: Certs) -> ssl.SSLContext:
+def server_ssl_context(certs: Certs, *, client_certs: bool = False) -> ssl.SSLContext:
+    """The server's TLS; with ``client_certs``, client certificates signed by the CA are
+    asked for (and, when presented, authenticate the request in place of a token)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certs.cert, certs.key)
+    if client_certs:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(certs.ca)
     return ctx
 
 
@@ -581,6 +623,7 @@ def write_kubeconfig(
     context: str = "fake",
     user: str = "tester",
     extra_contexts: tuple[str, ...] = (),
+    user_entry: dict[str, Any] | None = None,
 ) -> Path:
     cluster: dict[str, Any] = {"server": server}
     if ca is not None:
@@ -591,7 +634,7 @@ def write_kubeconfig(
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
+        "users": [{"name": user, "user": user_entry or {"token": token}}],
         "contexts": contexts,
         "current-context": context,
     }

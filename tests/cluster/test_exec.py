@@ -226,3 +226,18 @@ def test_hundred_mebibytes_hold_the_cap(gw: KubeGateway) -> None:
     assert r.ok and r.stdout_bytes == n and r.stdout_truncated
     assert len(r.stdout) == 1024 * 1024 and r.stdout == bytes(1024 * 1024)
     assert time.monotonic() - t0 < 30
+
+
+def test_stdin_to_a_command_that_does_not_read_it(gw: KubeGateway) -> None:
+    r = gw.exec("prod", "web-1", None, ["echo", "early"], stdin=bytes(8 * 1024 * 1024))
+    assert r.ok and r.stdout == b"early\n"
+
+
+def test_v4_server(api: FakeApi, gw: KubeGateway) -> None:
+    """An API server older than 1.30 speaks v4: same frames, no stdin close signal."""
+    api.ws_protocols = ("v4.channel.k8s.io",)
+    assert gw.exec("prod", "web-1", None, ["echo", "v4"]).stdout == b"v4\n"
+    assert gw.exec("prod", "web-1", None, ["fail", "3"]).exit_code == 3
+    # Without the close signal a stdin reader never sees EOF: the timeout still holds.
+    r = gw.exec("prod", "web-1", None, ["cat"], stdin=b"abc", timeout=0.5)
+    assert r.timed_out and r.exit_code is None

@@ -549,3 +549,65 @@ def test_cli_connect_uses_this_gateway(api: FakeApi, kubeconfig: Path) -> None:
     assert isinstance(gw, KubeGateway) and gw.context == "fake"
     api.add_pod("prod", "web-1")
     assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+
+
+def test_retry_after_seconds_from_status_details(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    throttled = status_body(429, "TooManyRequests", "slow down", retryAfterSeconds=0.3)
+    api.script("GET", POD_PATH, 429, throttled)
+    t0 = time.monotonic()
+    gw.get(PODS, "web-1", "prod")
+    assert 0.3 <= time.monotonic() - t0 < 2
+
+
+def test_client_certificate_auth_for_requests_and_exec(certs: Certs, tmp_path: Path) -> None:
+    from tests.cluster.fakeapi import server_ssl_context
+
+    api = FakeApi(ssl_context=server_ssl_context(certs, client_certs=True)).start()
+    try:
+        api.add_pod("prod", "web-1")
+        user = {"client-certificate": str(certs.client_cert), "client-key": str(certs.client_key)}
+        path = write_kubeconfig(tmp_path / "k", api.url, ca=certs.ca, user_entry=user)
+        gw = connect(str(path), retry=FAST_RETRY)
+        assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+        assert gw.exec("prod", "web-1", None, ["echo", "mtls"]).stdout == b"mtls\n"
+        assert len(api.cert_users) == 2 and all("cert-user" in u for u in api.cert_users)
+        assert all("Authorization" not in r.headers for r in api.requests)
+    finally:
+        api.stop()
+
+
+def test_exec_plugin_credentials(api: FakeApi, tmp_path: Path) -> None:
+    plugin = tmp_path / "get-token"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        'echo \'{"apiVersion": "client.authentication.k8s.io/v1beta1", '
+        '"kind": "ExecCredential", "status": {"token": "t0k3n"}}\'\n'
+    )
+    plugin.chmod(0o755)
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    path = write_kubeconfig(tmp_path / "k", api.url, user_entry=user)
+    gw = connect(str(path), retry=FAST_RETRY)
+    api.add_pod("prod", "web-1")
+    assert gw.get(PODS, "web-1", "prod")["metadata"]["name"] == "web-1"
+    assert gw.exec("prod", "web-1", None, ["echo", "plugin"]).stdout == b"plugin\n"
+
+
+def test_a_server_that_dribbles_cannot_hold_us(api: FakeApi, kubeconfig: Path) -> None:
+    gw = connect(str(kubeconfig), request_timeout=0.4, retry=FAST_RETRY)
+    api.script("GET", POD_PATH, dribble=True, times=3)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterUnreachable, match="longer than"):
+        gw.get(PODS, "web-1", "prod")
+    assert time.monotonic() - t0 < 4
+    api.script("GET", POD_PATH + "/log", dribble=True)
+    t0 = time.monotonic()
+    log = gw.read_log("prod", "web-1", None, timeout=0.5)
+    assert 0 < len(log) < 100 and set(log) == {ord(" ")}
+    assert time.monotonic() - t0 < 2
