@@ -21,7 +21,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -113,11 +117,14 @@ def build_cluster(pods: int, nodes: int) -> tuple[Any, JSON]:
     return w, pod
 
 
-def cases(pod: JSON) -> list[tuple[str, Callable[[ClusterGateway], Target]]]:
+def cases(
+    pod: JSON, proc: Process | None = None
+) -> list[tuple[str, Callable[[ClusterGateway], Target]]]:
     meta = pod["metadata"]
     name = meta["name"]
     full = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
-    proc = Process(name="xmrig", cmdline=" ".join(XMRIG), pid=12345)
+    proc = proc or Process(name="xmrig", cmdline=" ".join(XMRIG), pid=12345)
+    ns = meta["namespace"]
     text = Alert(raw="", source_format="text", process=proc)
 
     def json_alert(**kw: Any) -> Alert:
@@ -148,7 +155,7 @@ def cases(pod: JSON) -> list[tuple[str, Callable[[ClusterGateway], Target]]]:
             lambda g: locate(
                 g,
                 alert=Alert(raw="", source_format="text", process=replace(proc, pid=None)),
-                options=LocateOptions(namespace=NS),
+                options=LocateOptions(namespace=ns),
             ),
         ),
         ("pod-flag", lambda g: locate(g, pod=PodRef(meta["namespace"], name))),
@@ -198,15 +205,36 @@ def run_offline(pods: int, nodes: int) -> dict[str, Any]:
     }
 
 
-def run_cluster(kubeconfig: str, context: str | None) -> dict[str, Any]:
+def _miner_process(pod: JSON) -> Process:
+    """The miner's process as Falco would report it: found in the local /proc (the
+    lab's node is this machine) by its cgroup naming the pod's uid."""
+    uid = pod["metadata"]["uid"]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            cgroup = (entry / "cgroup").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if comm == "xmrig" and (uid in cgroup or uid.replace("-", "_") in cgroup):
+            cmd = " ".join(a.decode(errors="replace") for a in argv if a)
+            return Process(name=comm, cmdline=cmd, pid=int(entry.name))
+    raise SystemExit(f"no xmrig process of pod {pod['metadata']['name']} on this machine")
+
+
+def run_cluster(kubeconfig: str, context: str | None, pid: int | None = None) -> dict[str, Any]:
+    """Measure a running cluster holding the cryptominer scenario."""
     from falcoir.cluster import connect
 
     gw = connect(kubeconfig=kubeconfig, context=context)
-    pods = gw.list(PODS, NS, label_selector="app=cryptominer")
+    pods = gw.list(PODS, None, label_selector="app=cryptominer")
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
     if not running:
         raise SystemExit("no running cryptominer pod: play `falcoir lab scenario cryptominer`")
     pod = running[0]
+    proc = _miner_process(pod) if pid is None else Process(name="xmrig", pid=pid)
 
     def reset() -> None:
         gw.stats.reset()
@@ -218,10 +246,119 @@ def run_cluster(kubeconfig: str, context: str | None) -> dict[str, Any]:
     reset()
     everything = gw.list(PODS, None)
     baseline = dict(zip(("requests", "bytes"), stats(), strict=True))
-    results = {}
-    for label, fn in cases(pod):
-        results[label] = _measure(gw, reset, stats, fn)
-    return {"pods": len(everything), "baseline_list_all": baseline, "strategies": results}
+    nodes = {(p.get("spec") or {}).get("nodeName") for p in everything}
+    results = {label: _measure(gw, reset, stats, fn) for label, fn in cases(pod, proc)}
+    return {
+        "pods": len(everything),
+        "nodes": len(nodes),
+        "baseline_list_all": baseline,
+        "strategies": results,
+    }
+
+
+def _falcoir(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "falcoir", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _stand_in_scenario(kubeconfig: str) -> None:
+    """The walkthrough's miner Deployment and a Falco-like pod, for labs whose
+    ``falcoir lab scenario cryptominer`` is not there yet."""
+    from falcoir.cluster import connect
+    from falcoir.core.gateway import DEPLOYMENTS, NAMESPACES
+
+    gw = connect(kubeconfig=kubeconfig)
+    script = (
+        "cp /bin/bash /tmp/xmrig && exec /tmp/xmrig -c 'sleep 3600; :' "
+        "-o pool.example.com:3333 -u wallet_address -p x"
+    )
+    gw.create(
+        DEPLOYMENTS,
+        {
+            "metadata": {"name": DEPLOY, "namespace": NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "cryptominer"}},
+                "template": {
+                    "metadata": {"labels": {"app": "cryptominer"}},
+                    "spec": {
+                        "containers": [
+                            {"name": "miner", "image": "ubuntu:latest",
+                             "command": ["/bin/sh", "-c", script]}
+                        ]
+                    },
+                },
+            },
+        },
+    )  # fmt: skip
+    gw.create(NAMESPACES, {"metadata": {"name": "falco"}})
+    gw.create(
+        PODS,
+        {
+            "metadata": {
+                "name": "falco-lab-node",
+                "namespace": "falco",
+                "labels": {
+                    "app.kubernetes.io/name": "falco",
+                    "app.kubernetes.io/instance": "falco",
+                },
+            },
+            "spec": {
+                "hostPID": True,
+                "containers": [
+                    {"name": "falco", "image": "falcosecurity/falco:0.41.0",
+                     "command": ["sleep", "3600"],
+                     "volumeMounts": [{"name": "proc", "mountPath": "/host/proc",
+                                       "readOnly": True}]}
+                ],
+                "volumes": [{"name": "proc", "hostPath": {"path": "/proc"}}],
+            },
+        },
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = gw.list(PODS, None, label_selector="app=cryptominer") + gw.list(PODS, "falco")
+        if len(pods) == 2 and all(
+            "running"
+            in ((p.get("status") or {}).get("containerStatuses") or [{}])[0].get("state", {})
+            for p in pods
+        ):
+            time.sleep(1.0)  # let the miner exec into /tmp/xmrig
+            return
+        time.sleep(0.5)
+    raise SystemExit("the stand-in scenario did not start")
+
+
+def run_lab(pods: int, nodes: int) -> dict[str, Any]:
+    """Start a lab, load ``pods`` virtual pods over ``nodes`` virtual nodes, play the
+    scenario, measure, stop the lab."""
+    state = Path(tempfile.mkdtemp(prefix="falcoir-bench-lab-"))
+    up = _falcoir("lab", "up", "--detach", "--state-dir", str(state), "--port", "0", "-o", "json")
+    if up.returncode != 0:
+        raise SystemExit(f"falcoir lab up failed: {up.stderr}")
+    try:
+        load = _falcoir(
+            "lab", "load", "--state-dir", str(state), "--pods", str(pods), "--nodes", str(nodes)
+        )
+        if load.returncode != 0:
+            raise SystemExit(f"falcoir lab load failed: {load.stderr}")
+        kubeconfig = str(state / "kubeconfig")
+        scen = _falcoir("lab", "scenario", "cryptominer", "--state-dir", str(state))
+        if scen.returncode != 0:
+            print("(no `falcoir lab scenario cryptominer` yet: using a stand-in)", file=sys.stderr)
+            _stand_in_scenario(kubeconfig)
+        return run_cluster(kubeconfig, None)
+    finally:
+        _falcoir("lab", "down", "--state-dir", str(state))
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -247,12 +384,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="5000", help="pod counts (comma-separated), offline")
     ap.add_argument("--nodes", type=int, default=100)
-    ap.add_argument("--kubeconfig", help="measure a real cluster instead (e.g. the lab)")
+    ap.add_argument("--kubeconfig", help="measure a running cluster holding the scenario")
     ap.add_argument("--context")
+    ap.add_argument("--pid", type=int, help="the miner's host pid (default: found locally)")
+    ap.add_argument(
+        "--lab",
+        action="store_true",
+        help="start a lab, load --sizes pods over --nodes virtual nodes, play the scenario",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     args = ap.parse_args(argv)
     if args.kubeconfig:
-        reports = [run_cluster(args.kubeconfig, args.context)]
+        reports = [run_cluster(args.kubeconfig, args.context, args.pid)]
+    elif args.lab:
+        reports = [run_lab(int(s), args.nodes) for s in args.sizes.split(",")]
     else:
         reports = [run_offline(int(s), args.nodes) for s in args.sizes.split(",")]
     for r in reports:

@@ -77,7 +77,8 @@ def invalid(group: str, kind: str, name: str, causes: list[tuple[str, str, str]]
     }
     if group:
         details["group"] = group
-    return ApiStatus(422, "Invalid", f'{kind} "{name}" is invalid: {text}', details)
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiStatus(422, "Invalid", f'{qualified} "{name}" is invalid: {text}', details)
 
 
 def bad_request(message: str) -> ApiStatus:

@@ -257,6 +257,7 @@ class LabServer:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self.started = time.monotonic()
+        self.stopping = False
 
     # ----------------------------------------------------------------------------------
     # lifecycle
@@ -382,7 +383,9 @@ class LabServer:
             middlewares=[self._middleware], client_max_size=64 * 1024 * 1024, handler_args={}
         )
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ctx, reuse_address=True)
         await site.start()
@@ -400,6 +403,9 @@ class LabServer:
             t.cancel()
         for t in list(self._bg):
             t.cancel()
+        self.stopping = True
+        for w in self.store.watchers:
+            w.queue.put_nowait(None)
         if self._runner is not None:
             await self._runner.cleanup()
         with contextlib.suppress(Exception):

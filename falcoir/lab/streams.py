@@ -133,6 +133,17 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
     # An empty frame on the lowest writable channel tells the client we are up.
     first = STDOUT if stdout else STDERR if stderr else ERROR
     await send(first, b"")
+    early: list[Any] = []
+    if tty:
+        # kubectl sends the terminal size right after the upgrade: wait a moment for it so
+        # that the command starts with the right size (as it would on a real node).
+        with contextlib.suppress(TimeoutError):
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), 0.25)
+                early.append(msg)
+                data = msg.data if isinstance(msg.data, bytes) else b""
+                if msg.type is not WSMsgType.BINARY or data[:1] in (bytes([RESIZE]), b"4"):
+                    break
     try:
         proc: ExecProcess = await runtime.exec(pod, container, list(argv), stdin=stdin, tty=tty)
     except ExecNotFound as exc:
@@ -155,28 +166,38 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
             if wanted:
                 await send(channel, data)
 
+    async def handle(msg: Any) -> bool:
+        """Act on one client message; False when the client is gone."""
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return False
+        if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+            return True
+        data = msg.data if isinstance(msg.data, bytes) else str(msg.data).encode()
+        if b64 and data:
+            try:
+                data = bytes([data[0] - ord("0")]) + base64.b64decode(data[1:])
+            except ValueError:
+                return True
+        if not data:
+            return True
+        channel, payload = data[0], data[1:]
+        if channel == STDIN and stdin:
+            if payload:
+                await proc.write_stdin(payload)
+        elif channel == CLOSE_SIGNAL and payload[:1] == bytes([STDIN]):
+            await proc.close_stdin()
+        elif channel == RESIZE:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                size = json.loads(payload)
+                proc.resize(int(size["Width"]), int(size["Height"]))
+        return True
+
     async def read_client() -> None:
+        for msg in early:
+            if not await handle(msg):
+                return
         async for msg in ws:
-            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                data = msg.data if isinstance(msg.data, bytes) else str(msg.data).encode()
-                if b64 and data:
-                    try:
-                        data = bytes([data[0] - ord("0")]) + base64.b64decode(data[1:])
-                    except ValueError:
-                        continue
-                if not data:
-                    continue
-                channel, payload = data[0], data[1:]
-                if channel == STDIN and stdin:
-                    if payload:
-                        await proc.write_stdin(payload)
-                elif channel == CLOSE_SIGNAL and payload[:1] == bytes([STDIN]):
-                    await proc.close_stdin()
-                elif channel == RESIZE:
-                    with contextlib.suppress(ValueError, TypeError, KeyError):
-                        size = json.loads(payload)
-                        proc.resize(int(size["Width"]), int(size["Height"]))
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            if not await handle(msg):
                 return
 
     client = asyncio.ensure_future(read_client())
@@ -335,7 +356,7 @@ async def handle_log(server: LabServer, request: web.Request, pod: JSON) -> web.
     try:
         while limit is None or sent < limit:
             await asyncio.sleep(0.2)
-            if request.transport is None or request.transport.is_closing():
+            if server.stopping or request.transport is None or request.transport.is_closing():
                 break
             try:
                 size = path.stat().st_size

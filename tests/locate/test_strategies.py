@@ -9,6 +9,7 @@ from falcoir.core.locate import LocateOptions, PodReplaced, locate
 from falcoir.core.target import LocateMethod, OwnerRef, PodRef
 from falcoir.errors import (
     ClusterUnreachable,
+    FalcoirError,
     Forbidden,
     InputError,
     TargetAmbiguous,
@@ -482,3 +483,45 @@ def test_forbidden_exec_after_the_pod_is_found_only_costs_the_vpid() -> None:
     assert t.pod == POD and t.vpid is None
     assert any("create pods/exec -n falco" in n for n in t.notes)
     assert any("create pods/exec -n default" in n for n in t.notes)
+
+
+def test_crash_looping_falco_pod_is_not_used_and_unreadable_nodes_are_named() -> None:
+    w, _ = scenario(nodes=2)
+    falco = w.objects[("pods", "falco", "falco-node-2")]
+    falco["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    w.objects[("pods", "falco", "falco-lab-node")]["spec"]["containers"][0]["name"] = "x"
+    w.objects[("pods", "falco", "falco-lab-node")]["status"]["containerStatuses"][0]["name"] = "x"
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=text_alert())
+    assert "could not read 1: lab-node: cannot run cat" in exc.value.message
+    assert not any(c[2] == "falco-node-2" for c in w.calls if c[0] == "exec")
+
+
+def test_gone_pod_when_owners_are_unreadable_is_still_not_found() -> None:
+    w, _ = scenario()
+    w.delete(PODS, POD, "default")
+    w.denied.add(("get", "replicasets", None))
+    with pytest.raises(TargetNotFound) as exc:
+        locate(w, alert=json_alert(ns="default", pod=POD))
+    assert not isinstance(exc.value, PodReplaced)
+
+
+class FailingDebugWorld(DebugWorld):
+    def create(self, resource, body, *, dry_run=False):  # type: ignore[no-untyped-def]
+        out = super().create(resource, body, dry_run=dry_run)
+        key = ("pods", "default", body["metadata"]["name"])
+        if key in self.objects:
+            self.objects[key]["status"] = {"phase": "Failed"}
+        return out
+
+
+def test_node_debug_pod_that_fails_is_still_deleted() -> None:
+    w = FailingDebugWorld()
+    rs = w.deployment("default", "cryptominer-demo", "7d9f8b6c5", {"app": "cryptominer"})
+    pod = w.pod("default", f"{rs}-abc12", "lab-node", ("miner",), owner=("ReplicaSet", rs))
+    w.run_process("lab-node", 12345, pod, "miner", 7, XMRIG_ARGV)
+    with pytest.raises(FalcoirError) as exc:
+        locate(w, alert=json_alert(), options=LocateOptions(node_debug=True))
+    assert "did not start (phase Failed)" in exc.value.message
+    assert w.count("delete") == 1
+    assert not [k for k in w.objects if k[2].startswith("falcoir-node-debug")]

@@ -92,7 +92,7 @@ class Lab:
         *args: str,
         context: str | None = None,
         timeout: float = 60,
-        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the real ``/usr/bin/kubectl`` against this lab (never raises on failure)."""
         argv = [KUBECTL, "--kubeconfig", str(self.kubeconfig)]

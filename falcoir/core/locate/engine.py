@@ -348,7 +348,12 @@ _REPLACEMENT_OWNERS: tuple[Resource, ...] = (REPLICA_SETS, DAEMON_SETS, JOBS)
 def _raise_gone(ctx: _Ctx, ns: str, name: str, uid: str | None, *, source: str) -> None:
     """Raise ``PodReplaced`` when the gone pod's owner made a replacement, else
     ``TargetNotFound``."""
-    owner, replacements = _find_replacements(ctx, ns, name)
+    try:
+        owner, replacements = _find_replacements(ctx, ns, name)
+    except Forbidden as exc:
+        # Not being allowed to look for a replacement does not change the answer.
+        owner, replacements = None, []
+        ctx.notes.append(f"could not look for a replacement: {_missing(exc)}")
     if replacements:
         names = ", ".join(replacements)
         raise PodReplaced(
@@ -566,7 +571,7 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         elif m == Match.WEAK:
             weak.append(read)
     if problems:
-        ctx.notes.append("could not read some nodes: " + "; ".join(problems))
+        ctx.notes.append("could not read some nodes: " + "; ".join(problems[:5]))
     chosen: ProcRead | None = None
     if len(strong) == 1:
         chosen = strong[0]
@@ -602,6 +607,7 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         ctx.reasons.append(
             f"none of the {len(readers)} nodes with a Falco pod runs the alert's process "
             f"as pid {pid} (it has exited, or its node has no Falco pod)"
+            + (f"; could not read {len(problems)}: " + "; ".join(problems[:3]) if problems else "")
         )
         return None
     desc = describe(chosen.status or _EMPTY, chosen.argv)

@@ -84,6 +84,14 @@ def falco_container(pod: JSON) -> str | None:
     return regular[0].name if regular else None
 
 
+def _falco_running(pod: JSON) -> bool:
+    """Phase Running and its Falco container running (not crash-looping)."""
+    if pod_phase(pod) != "Running" or not pod_node(pod):
+        return False
+    name = falco_container(pod)
+    return any(c.name == name and c.running for c in iter_containers(pod))
+
+
 def find_falco_pods(
     gateway: ClusterGateway, options: LocateOptions, node: str | None
 ) -> tuple[list[JSON], str]:
@@ -96,7 +104,7 @@ def find_falco_pods(
             PODS, options.falco_namespace, label_selector=sel, field_selector=field_selector
         )
         if pods:
-            return [p for p in pods if pod_phase(p) == "Running" and pod_node(p)], sel
+            return [p for p in pods if _falco_running(p)], sel
         last = sel
     return [], last
 
