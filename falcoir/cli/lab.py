@@ -173,9 +173,14 @@ def faults(
     sd = _state_dir(state_dir)
     write_faults(
         sd,
-        {"latency_ms": latency_ms, "rate_429": rate_429, "rate_500": rate_500,
-         "rate_503": rate_503, "rate_drop": rate_drop},
-    )  # fmt: skip
+        {
+            "latency_ms": latency_ms,
+            "rate_429": rate_429,
+            "rate_500": rate_500,
+            "rate_503": rate_503,
+            "rate_drop": rate_drop,
+        },
+    )
 
 
 @lab_app.command("load")

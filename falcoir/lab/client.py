@@ -22,8 +22,17 @@ from falcoir.errors import LabError
 
 JSON = dict[str, Any]
 
-_CORE = {"pods", "namespaces", "nodes", "events", "services", "configmaps", "secrets",
-         "serviceaccounts", "replicationcontrollers"}  # fmt: skip
+_CORE = {
+    "pods",
+    "namespaces",
+    "nodes",
+    "events",
+    "services",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "replicationcontrollers",
+}
 _GROUPS = {
     "deployments": "apps/v1",
     "replicasets": "apps/v1",
@@ -35,12 +44,22 @@ _GROUPS = {
 }
 _CLUSTER_SCOPED = {"namespaces", "nodes"}
 _PLURALS = {
-    "Pod": "pods", "Namespace": "namespaces", "Node": "nodes", "Event": "events",
-    "Service": "services", "ConfigMap": "configmaps", "Secret": "secrets",
-    "ServiceAccount": "serviceaccounts", "Deployment": "deployments",
-    "ReplicaSet": "replicasets", "DaemonSet": "daemonsets", "StatefulSet": "statefulsets",
-    "Job": "jobs", "CronJob": "cronjobs", "NetworkPolicy": "networkpolicies",
-}  # fmt: skip
+    "Pod": "pods",
+    "Namespace": "namespaces",
+    "Node": "nodes",
+    "Event": "events",
+    "Service": "services",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "ServiceAccount": "serviceaccounts",
+    "Deployment": "deployments",
+    "ReplicaSet": "replicasets",
+    "DaemonSet": "daemonsets",
+    "StatefulSet": "statefulsets",
+    "Job": "jobs",
+    "CronJob": "cronjobs",
+    "NetworkPolicy": "networkpolicies",
+}
 
 
 class LabApiError(LabError):
@@ -92,8 +111,10 @@ class LabClient:
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise LabError(f"cannot read the lab kubeconfig {path}: {exc}",
-                           hint="is the lab running? try `falcoir lab up --detach`") from exc  # fmt: skip  # noqa: E501
+            raise LabError(
+                f"cannot read the lab kubeconfig {path}: {exc}",
+                hint="is the lab running? try `falcoir lab up --detach`",
+            ) from exc
         cluster = doc["clusters"][0]["cluster"]
         users = {u["name"]: u["user"] for u in doc["users"]}
         if user not in users:
@@ -158,9 +179,13 @@ class LabClient:
             doc = self.request(
                 "GET",
                 resource_path(resource, namespace),
-                query={"labelSelector": label_selector, "fieldSelector": field_selector,
-                       "limit": 500, "continue": cont},
-            )  # fmt: skip
+                query={
+                    "labelSelector": label_selector,
+                    "fieldSelector": field_selector,
+                    "limit": 500,
+                    "continue": cont,
+                },
+            )
             out.extend(doc.get("items") or [])
             cont = (doc.get("metadata") or {}).get("continue")
             if not cont:
@@ -170,9 +195,11 @@ class LabClient:
         self, resource: str, body: JSON, namespace: str | None = None, *, dry_run: bool = False
     ) -> JSON:
         out: JSON = self.request(
-            "POST", resource_path(resource, namespace), body,
+            "POST",
+            resource_path(resource, namespace),
+            body,
             query={"dryRun": "All" if dry_run else None},
-        )  # fmt: skip
+        )
         return out
 
     def apply(self, body: JSON) -> JSON:
@@ -207,9 +234,12 @@ class LabClient:
             "json": "application/json-patch+json",
         }[patch_type]
         out: JSON = self.request(
-            "PATCH", resource_path(resource, namespace, name, sub), patch,
-            content_type=ctype, query={"dryRun": "All" if dry_run else None},
-        )  # fmt: skip
+            "PATCH",
+            resource_path(resource, namespace, name, sub),
+            patch,
+            content_type=ctype,
+            query={"dryRun": "All" if dry_run else None},
+        )
         return out
 
     def delete(
@@ -223,16 +253,21 @@ class LabClient:
         dry_run: bool = False,
     ) -> JSON:
         out: JSON = self.request(
-            "DELETE", resource_path(resource, namespace, name),
-            query={"gracePeriodSeconds": grace_period, "propagationPolicy": propagation,
-                   "dryRun": "All" if dry_run else None},
-        )  # fmt: skip
+            "DELETE",
+            resource_path(resource, namespace, name),
+            query={
+                "gracePeriodSeconds": grace_period,
+                "propagationPolicy": propagation,
+                "dryRun": "All" if dry_run else None,
+            },
+        )
         return out
 
     def logs(self, name: str, namespace: str, **params: Any) -> bytes:
         q = {k: ("true" if v is True else v) for k, v in params.items()}
-        out: bytes = self.request("GET", resource_path("pods", namespace, name, "log"),
-                                  query=q, raw=True)  # fmt: skip
+        out: bytes = self.request(
+            "GET", resource_path("pods", namespace, name, "log"), query=q, raw=True
+        )
         return out
 
     def wait_for(

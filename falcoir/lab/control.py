@@ -160,8 +160,9 @@ def up(
         time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    raise LabError(f"the lab server did not answer within {timeout:.0f} s",
-                   hint=f"see {state_dir / 'lab.log'}")  # fmt: skip
+    raise LabError(
+        f"the lab server did not answer within {timeout:.0f} s", hint=f"see {state_dir / 'lab.log'}"
+    )
 
 
 def _log_tail(state_dir: Path) -> str:

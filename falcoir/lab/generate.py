@@ -72,8 +72,14 @@ def generate_cluster(
                     "labels": tmpl["metadata"]["labels"],
                     "uid": rs_uid,
                     "ownerReferences": [
-                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": app,
-                         "uid": dep_uid, "controller": True, "blockOwnerDeletion": True}
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": app,
+                            "uid": dep_uid,
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
                     ],
                 },
                 "spec": {
@@ -82,7 +88,7 @@ def generate_cluster(
                     "template": tmpl,
                 },
             }
-        )  # fmt: skip
+        )
         for _ in range(per[d]):
             k += 1
             out.append(
@@ -95,11 +101,17 @@ def generate_cluster(
                         "labels": tmpl["metadata"]["labels"],
                         "uid": uid(),
                         "ownerReferences": [
-                            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
-                             "uid": rs_uid, "controller": True, "blockOwnerDeletion": True}
+                            {
+                                "apiVersion": "apps/v1",
+                                "kind": "ReplicaSet",
+                                "name": rs_name,
+                                "uid": rs_uid,
+                                "controller": True,
+                                "blockOwnerDeletion": True,
+                            }
                         ],
                     },
                     "spec": {**tmpl["spec"], "nodeName": f"lab-vnode-{(k % nodes) + 1:03d}"},
                 }
-            )  # fmt: skip
+            )
     return out

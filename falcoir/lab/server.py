@@ -124,8 +124,11 @@ class Identity:
     def allowed(self, verb: str, resource: str, subresource: str = "") -> bool:
         if self.admin:
             return True
-        if resource in ("selfsubjectaccessreviews", "selfsubjectrulesreviews",
-                        "selfsubjectreviews"):  # fmt: skip
+        if resource in (
+            "selfsubjectaccessreviews",
+            "selfsubjectrulesreviews",
+            "selfsubjectreviews",
+        ):
             return verb == "create"
         if resource == "secrets":
             return False
@@ -321,14 +324,42 @@ class LabServer:
 
         obj: JSON = {
             "metadata": {"name": name, "labels": labels, "annotations": {}},
-            "spec": {"podCIDR": f"10.244.{index % 256}.0/24", "podCIDRs": [f"10.244.{index % 256}.0/24"]},  # noqa: E501
+            "spec": {
+                "podCIDR": f"10.244.{index % 256}.0/24",
+                "podCIDRs": [f"10.244.{index % 256}.0/24"],
+            },
             "status": {
-                "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"},  # noqa: E501
-                "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"},  # noqa: E501
+                "capacity": {
+                    "cpu": "2",
+                    "memory": "8Gi",
+                    "pods": "110",
+                    "ephemeral-storage": "50Gi",
+                },
+                "allocatable": {
+                    "cpu": "2",
+                    "memory": "8Gi",
+                    "pods": "110",
+                    "ephemeral-storage": "50Gi",
+                },
                 "conditions": [
-                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),  # noqa: E501
-                    cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),  # noqa: E501
-                    cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),  # noqa: E501
+                    cond(
+                        "MemoryPressure",
+                        "False",
+                        "KubeletHasSufficientMemory",
+                        "kubelet has sufficient memory available",
+                    ),
+                    cond(
+                        "DiskPressure",
+                        "False",
+                        "KubeletHasNoDiskPressure",
+                        "kubelet has no disk pressure",
+                    ),
+                    cond(
+                        "PIDPressure",
+                        "False",
+                        "KubeletHasSufficientPID",
+                        "kubelet has sufficient PID available",
+                    ),
                     cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
                 ],
                 "addresses": [
@@ -351,7 +382,7 @@ class LabServer:
                     "architecture": "amd64",
                 },
             },
-        }  # fmt: skip
+        }
         self._fill_metadata(NODES, obj, "")
         return self.store.put(NODES, obj, created=True)
 
@@ -493,10 +524,16 @@ class LabServer:
             if fault in ("429", "500", "503"):
                 code = int(fault)
                 reason, msg = {
-                    429: ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),  # noqa: E501
+                    429: (
+                        "TooManyRequests",
+                        "the server has received too many requests and has asked us to try again later",  # noqa: E501
+                    ),
                     500: ("InternalError", "Internal error occurred: injected by the falcoir lab"),
-                    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),  # noqa: E501
-                }[code]  # fmt: skip
+                    503: (
+                        "ServiceUnavailable",
+                        "the server is currently unable to handle the request",
+                    ),
+                }[code]
                 details = {"retryAfterSeconds": 1} if code == 429 else None
                 return status_response(ApiStatus(code, reason, msg, details))
         try:
@@ -559,13 +596,15 @@ class LabServer:
             return json_response(self._group_list())
         if path == "/openapi/v3":
             return json_response(
-                {"paths": {
-                    ("api/v1" if gv == "v1" else f"apis/{gv}"): {
-                        "serverRelativeURL": f"/openapi/v3/{'api/v1' if gv == 'v1' else 'apis/' + gv}?hash={VERSION['gitCommit'][:16]}"  # noqa: E501
+                {
+                    "paths": {
+                        ("api/v1" if gv == "v1" else f"apis/{gv}"): {
+                            "serverRelativeURL": f"/openapi/v3/{'api/v1' if gv == 'v1' else 'apis/' + gv}?hash={VERSION['gitCommit'][:16]}"  # noqa: E501
+                        }
+                        for gv in ("v1", *GROUP_VERSIONS)
                     }
-                    for gv in ("v1", *GROUP_VERSIONS)
-                }}
-            )  # fmt: skip
+                }
+            )
         if path.startswith("/openapi/v3/"):
             return json_response(self._openapi_v3(path[len("/openapi/v3/") :]))
         if path.startswith(ADMIN_PATH):
@@ -642,9 +681,13 @@ class LabServer:
                     "x-kubernetes-action": "put",
                     "x-kubernetes-group-version-kind": gvk,
                 },
-            }  # fmt: skip
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},  # noqa: E501
-                "paths": paths, "components": {"schemas": {}}}  # fmt: skip
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
 
     def _resource_list(self, gv: str) -> JSON:
         resources: list[JSON] = []
@@ -798,8 +841,13 @@ class LabServer:
             pod = self._must_get(rtype, ns or "", name)
             body = await self._body(request) or {}
             opts = body.get("deleteOptions") or {}
-            self.delete(rtype, pod, grace=opts.get("gracePeriodSeconds"), dry_run=dry,
-                        propagation=opts.get("propagationPolicy"))  # fmt: skip
+            self.delete(
+                rtype,
+                pod,
+                grace=opts.get("gracePeriodSeconds"),
+                dry_run=dry,
+                propagation=opts.get("propagationPolicy"),
+            )
             return json_response(
                 {
                     "kind": "Status",
@@ -839,9 +887,12 @@ class LabServer:
             ):
                 raise conflict(rtype.group, rtype.plural, name)
             result = self.delete(
-                rtype, obj, grace=None if grace is None else int(grace), dry_run=dry,
+                rtype,
+                obj,
+                grace=None if grace is None else int(grace),
+                dry_run=dry,
                 propagation=propagation,
-            )  # fmt: skip
+            )
             return json_response(result)
         body = await self._body(request)
         if body is None:
@@ -864,13 +915,20 @@ class LabServer:
                     {},
                 )
             base = self._scale(rtype, obj) if sub == "scale" else obj
-            base = {"kind": rtype.kind if sub != "scale" else "Scale",
-                    "apiVersion": rtype.api_version if sub != "scale" else "autoscaling/v1",
-                    **base}  # fmt: skip
+            base = {
+                "kind": rtype.kind if sub != "scale" else "Scale",
+                "apiVersion": rtype.api_version if sub != "scale" else "autoscaling/v1",
+                **base,
+            }
             try:
                 new = apply_patch(base, body, ctype)
             except PatchError as exc:
-                raise ApiStatus(422 if "test" in str(exc) else 400, "BadRequest" if "test" not in str(exc) else "Invalid", str(exc), {}) from exc  # fmt: skip  # noqa: E501
+                raise ApiStatus(
+                    422 if "test" in str(exc) else 400,
+                    "BadRequest" if "test" not in str(exc) else "Invalid",
+                    str(exc),
+                    {},
+                ) from exc
             if not isinstance(new, dict):
                 raise bad_request("the patch did not produce an object")
             rv = (
@@ -891,7 +949,18 @@ class LabServer:
         if sub == "scale":
             replicas = (new.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise invalid("autoscaling", "Scale", name, [("spec.replicas", "FieldValueInvalid", f"Invalid value: {replicas}: must be greater than or equal to 0")])  # fmt: skip  # noqa: E501
+                raise invalid(
+                    "autoscaling",
+                    "Scale",
+                    name,
+                    [
+                        (
+                            "spec.replicas",
+                            "FieldValueInvalid",
+                            f"Invalid value: {replicas}: must be greater than or equal to 0",
+                        )
+                    ],
+                )
             updated = copy.deepcopy(obj)
             updated["spec"]["replicas"] = replicas
             stored = self.update(rtype, obj, updated, dry_run=dry, status_only=False)
@@ -920,9 +989,13 @@ class LabServer:
     ) -> web.Response:
         if self._wants_table(request):
             return json_response(
-                to_table(rtype, [obj], include_object=request.query.get("includeObject", "Metadata"),  # noqa: E501
-                         list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")})
-            )  # fmt: skip
+                to_table(
+                    rtype,
+                    [obj],
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                )
+            )
         return json_response(self._with_kind(rtype, obj))
 
     def _scale(self, rtype: ResourceType, obj: JSON) -> JSON:
@@ -932,10 +1005,14 @@ class LabServer:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},  # noqa: E501
+            "metadata": {
+                k: md[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in md
+            },
             "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
             "status": {"replicas": obj.get("status", {}).get("replicas", 0), "selector": sel_text},
-        }  # fmt: skip
+        }
 
     # ----------------------------------------------------------------------------------
     # list and watch
@@ -998,13 +1075,21 @@ class LabServer:
                 items = items[:limit]
         if self._wants_table(request):
             return json_response(
-                to_table(rtype, items, include_object=request.query.get("includeObject", "Metadata"),  # noqa: E501
-                         list_meta=meta)
-            )  # fmt: skip
+                to_table(
+                    rtype,
+                    items,
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    list_meta=meta,
+                )
+            )
         return json_response(
-            {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": meta,
-             "items": items}
-        )  # fmt: skip
+            {
+                "kind": f"{rtype.kind}List",
+                "apiVersion": rtype.api_version,
+                "metadata": meta,
+                "items": items,
+            }
+        )
 
     async def _watch(
         self, request: web.Request, rtype: ResourceType, ns: str | None
@@ -1067,8 +1152,13 @@ class LabServer:
         async def send(kind: str, obj: JSON) -> None:
             nonlocal first
             if table:
-                doc = to_table(rtype, [obj], include_object=include, with_columns=first,
-                               list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")})  # fmt: skip  # noqa: E501
+                doc = to_table(
+                    rtype,
+                    [obj],
+                    include_object=include,
+                    with_columns=first,
+                    list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                )
                 first = False
             else:
                 doc = self._with_kind(rtype, obj)
@@ -1179,7 +1269,18 @@ class LabServer:
             md["name"] = f"{md['generateName']}{rand_suffix()}"
         name = md.get("name")
         if not name:
-            raise invalid(rtype.group, rtype.kind, "", [("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")])  # fmt: skip  # noqa: E501
+            raise invalid(
+                rtype.group,
+                rtype.kind,
+                "",
+                [
+                    (
+                        "metadata.name",
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required",
+                    )
+                ],
+            )
         self._fill_metadata(rtype, obj, ns or "")
         self._validate(rtype, obj)
         if self.store.get(rtype, ns or "", name) is not None:
@@ -1203,8 +1304,15 @@ class LabServer:
         omd = old["metadata"]
         if md.get("name", omd["name"]) != omd["name"]:
             raise bad_request("the name of the object does not match the name on the URL")
-        for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
-                  "deletionGracePeriodSeconds", "generation"):  # fmt: skip
+        for k in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
             if k in omd:
                 md[k] = omd[k]
             else:
@@ -1249,7 +1357,12 @@ class LabServer:
         md = obj["metadata"]
         if rtype is NAMESPACES:
             if md["name"] in ("default", "kube-system", "kube-public", "kube-node-lease"):
-                raise forbidden(f'namespaces "{md["name"]}" is forbidden: this namespace may not be deleted', "", "namespaces", md["name"])  # fmt: skip  # noqa: E501
+                raise forbidden(
+                    f'namespaces "{md["name"]}" is forbidden: this namespace may not be deleted',
+                    "",
+                    "namespaces",
+                    md["name"],
+                )
             if dry_run:
                 return self._with_kind(rtype, obj)
             new = copy.deepcopy(obj)
@@ -1290,10 +1403,14 @@ class LabServer:
         node = pod.get("spec", {}).get("nodeName", "")
         rt = self.runtime_for(node)
         if rt is not None and pod.get("status", {}).get("phase") in ("Running", "Pending"):
-            self.pod_event(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                           pod["metadata"]["uid"], "Killing",
-                           f"Stopping container {','.join(c['name'] for c in pod['spec'].get('containers', []))}",  # noqa: E501
-                           "Normal")  # fmt: skip
+            self.pod_event(
+                pod["metadata"]["namespace"],
+                pod["metadata"]["name"],
+                pod["metadata"]["uid"],
+                "Killing",
+                f"Stopping container {','.join(c['name'] for c in pod['spec'].get('containers', []))}",  # noqa: E501
+                "Normal",
+            )
             try:
                 await asyncio.wait_for(rt.kill_pod(pod, grace), grace + 30)
             except Exception:
@@ -1330,14 +1447,23 @@ class LabServer:
         items = self.select(rtype, ns, labels, fields)
         grace = request.query.get("gracePeriodSeconds")
         out = [
-            self.delete(rtype, o, grace=None if grace is None else int(grace), dry_run=dry,
-                        propagation=request.query.get("propagationPolicy"))
+            self.delete(
+                rtype,
+                o,
+                grace=None if grace is None else int(grace),
+                dry_run=dry,
+                propagation=request.query.get("propagationPolicy"),
+            )
             for o in items
-        ]  # fmt: skip
+        ]
         return json_response(
-            {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version,
-             "metadata": {"resourceVersion": str(self.store.rv)}, "items": out}
-        )  # fmt: skip
+            {
+                "kind": f"{rtype.kind}List",
+                "apiVersion": rtype.api_version,
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "items": out,
+            }
+        )
 
     def _after_write(self, rtype: ResourceType, old: JSON | None, new: JSON) -> None:
         if rtype in (DEPLOYMENTS, REPLICASETS, DAEMONSETS, PODS, NODES):
@@ -1380,15 +1506,27 @@ class LabServer:
         md = obj["metadata"]
         name = str(md.get("name", ""))
         errs: list[tuple[str, str, str]] = []
-        if rtype.plural in ("namespaces",) or rtype.plural in ("pods", "deployments", "replicasets",
-                                                              "daemonsets", "statefulsets", "jobs",
-                                                              "networkpolicies", "services"):  # fmt: skip  # noqa: E501
+        if rtype.plural in ("namespaces",) or rtype.plural in (
+            "pods",
+            "deployments",
+            "replicasets",
+            "daemonsets",
+            "statefulsets",
+            "jobs",
+            "networkpolicies",
+            "services",
+        ):
             pattern = LABEL_NAME_RE if rtype.plural in ("namespaces", "services") else NAME_RE
             if len(name) > (63 if pattern is LABEL_NAME_RE else 253) or not pattern.match(name):
-                errs.append(("metadata.name", "FieldValueInvalid",
-                             f'Invalid value: "{name}": a lowercase RFC 1123 '
-                             f"{'label' if pattern is LABEL_NAME_RE else 'subdomain'} must consist of lower case alphanumeric "  # noqa: E501
-                             "characters, '-' or '.', and must start and end with an alphanumeric character"))  # fmt: skip  # noqa: E501
+                errs.append(
+                    (
+                        "metadata.name",
+                        "FieldValueInvalid",
+                        f'Invalid value: "{name}": a lowercase RFC 1123 '
+                        f"{'label' if pattern is LABEL_NAME_RE else 'subdomain'} must consist of lower case alphanumeric "  # noqa: E501
+                        "characters, '-' or '.', and must start and end with an alphanumeric character",  # noqa: E501
+                    )
+                )
         for key, value in (md.get("labels") or {}).items():
             if not isinstance(value, str):
                 raise bad_request(f"metadata.labels[{key}] must be a string")
@@ -1423,11 +1561,21 @@ class LabServer:
             spec.setdefault("revisionHistoryLimit", 10)
             if rtype is DEPLOYMENTS:
                 spec.setdefault("progressDeadlineSeconds", 600)
-                spec.setdefault("strategy", {"type": "RollingUpdate",
-                                             "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})  # fmt: skip  # noqa: E501
+                spec.setdefault(
+                    "strategy",
+                    {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+                    },
+                )
             if rtype is DAEMONSETS:
-                spec.setdefault("updateStrategy", {"type": "RollingUpdate",
-                                                   "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})  # fmt: skip  # noqa: E501
+                spec.setdefault(
+                    "updateStrategy",
+                    {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+                    },
+                )
             tmpl = spec.setdefault("template", {})
             _default_pod(tmpl)
             obj.setdefault("status", {})
@@ -1486,11 +1634,18 @@ class LabServer:
             st["hostIPs"] = [{"ip": ip}]
         st["startTime"] = now
         st["containerStatuses"] = [
-            {"name": c["name"], "ready": False, "started": False, "restartCount": 0,
-             "image": c.get("image", ""), "imageID": "",
-             "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {}}
+            {
+                "name": c["name"],
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "image": c.get("image", ""),
+                "imageID": "",
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+                "lastState": {},
+            }
             for c in spec.get("containers") or []
-        ]  # fmt: skip
+        ]
 
     def _start_pod(self, pod: JSON) -> None:
         node = pod.get("spec", {}).get("nodeName")
@@ -1498,10 +1653,17 @@ class LabServer:
         if not node:
             return
         self.record_event(
-            {"kind": "Pod", "namespace": md["namespace"], "name": md["name"], "uid": md["uid"], "apiVersion": "v1"},  # noqa: E501
-            "Scheduled", f"Successfully assigned {md['namespace']}/{md['name']} to {node}",
+            {
+                "kind": "Pod",
+                "namespace": md["namespace"],
+                "name": md["name"],
+                "uid": md["uid"],
+                "apiVersion": "v1",
+            },
+            "Scheduled",
+            f"Successfully assigned {md['namespace']}/{md['name']} to {node}",
             component="default-scheduler",
-        )  # fmt: skip
+        )
         rt = self.runtime_for(node)
         if rt is None:
             return
@@ -1529,8 +1691,13 @@ class LabServer:
         }
         for cname, c in before.items():
             if cname not in after:
-                errs.append(("spec.ephemeralContainers", "FieldValueForbidden",
-                             f'Forbidden: existing ephemeral containers "{cname}" may not be removed'))  # fmt: skip  # noqa: E501
+                errs.append(
+                    (
+                        "spec.ephemeralContainers",
+                        "FieldValueForbidden",
+                        f'Forbidden: existing ephemeral containers "{cname}" may not be removed',
+                    )
+                )
             elif after[cname] != c and {
                 k: v
                 for k, v in after[cname].items()
@@ -1542,8 +1709,13 @@ class LabServer:
                 if k
                 not in ("terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy")
             }:
-                errs.append(("spec.ephemeralContainers", "FieldValueForbidden",
-                             f'Forbidden: existing ephemeral containers "{cname}" may not be changed'))  # fmt: skip  # noqa: E501
+                errs.append(
+                    (
+                        "spec.ephemeralContainers",
+                        "FieldValueForbidden",
+                        f'Forbidden: existing ephemeral containers "{cname}" may not be changed',
+                    )
+                )
         added = [c for n, c in after.items() if n not in before]
         for i, c in enumerate(added):
             p = f"spec.ephemeralContainers[{len(before) + i}]"
@@ -1562,7 +1734,13 @@ class LabServer:
                 "resources",
             ):
                 if c.get(forbidden_field):
-                    errs.append((f"{p}.{forbidden_field}", "FieldValueForbidden", "Forbidden: cannot be set for an Ephemeral Container"))  # fmt: skip  # noqa: E501
+                    errs.append(
+                        (
+                            f"{p}.{forbidden_field}",
+                            "FieldValueForbidden",
+                            "Forbidden: cannot be set for an Ephemeral Container",
+                        )
+                    )
             target = c.get("targetContainerName")
             if target and target not in {x["name"] for x in old["spec"].get("containers", [])}:
                 errs.append(
@@ -1591,16 +1769,25 @@ class LabServer:
                     await rt.add_ephemeral_container(stored, full)
                 except Exception as exc:
                     md = stored["metadata"]
-                    self.pod_event(md["namespace"], md["name"], md["uid"], "Failed",
-                                   f"Error: ephemeral container {c['name']}: {exc}", "Warning")  # fmt: skip  # noqa: E501
+                    self.pod_event(
+                        md["namespace"],
+                        md["name"],
+                        md["uid"],
+                        "Failed",
+                        f"Error: ephemeral container {c['name']}: {exc}",
+                        "Warning",
+                    )
         return self.store.get(PODS, stored["metadata"]["namespace"], name) or stored
 
     # ----------------------------------------------------------------------------------
     # access reviews
     # ----------------------------------------------------------------------------------
     def _review(self, ident: Identity, rtype: ResourceType, body: JSON) -> JSON:
-        out: JSON = {"kind": rtype.kind, "apiVersion": rtype.api_version,
-                     "metadata": {"creationTimestamp": None}}  # fmt: skip
+        out: JSON = {
+            "kind": rtype.kind,
+            "apiVersion": rtype.api_version,
+            "metadata": {"creationTimestamp": None},
+        }
         if rtype.plural == "selfsubjectreviews":
             out["status"] = {"userInfo": {"username": ident.name, "groups": ident.groups}}
             return out
@@ -1611,13 +1798,25 @@ class LabServer:
                 rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
             else:
                 rules = [
-                    {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
-                     "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
-                    {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"]},  # noqa: E501
-                    {"verbs": list(READ_VERBS), "apiGroups": ["", "apps", "batch", "networking.k8s.io"],  # noqa: E501
-                     "resources": [r.plural for r in RESOURCES if r.stored and r.plural != "secrets"]  # noqa: E501
-                     + ["pods/log", "pods/status", "deployments/scale", "replicasets/scale"]},
-                ]  # fmt: skip
+                    {
+                        "verbs": ["create"],
+                        "apiGroups": ["authorization.k8s.io"],
+                        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    },
+                    {
+                        "verbs": ["create"],
+                        "apiGroups": ["authentication.k8s.io"],
+                        "resources": ["selfsubjectreviews"],
+                    },
+                    {
+                        "verbs": list(READ_VERBS),
+                        "apiGroups": ["", "apps", "batch", "networking.k8s.io"],
+                        "resources": [
+                            r.plural for r in RESOURCES if r.stored and r.plural != "secrets"
+                        ]
+                        + ["pods/log", "pods/status", "deployments/scale", "replicasets/scale"],
+                    },
+                ]
             out["status"] = {
                 "resourceRules": rules,
                 "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["*"]}],
@@ -1744,9 +1943,12 @@ class LabServer:
             await self._np_dirty.wait()
             await asyncio.sleep(0.02)
             self._np_dirty.clear()
-            pods = [p for p in self.store.items(PODS)
-                    if p.get("spec", {}).get("nodeName") == LAB_NODE
-                    and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+            pods = [
+                p
+                for p in self.store.items(PODS)
+                if p.get("spec", {}).get("nodeName") == LAB_NODE
+                and not p["metadata"].get("deletionTimestamp")
+            ]
             policies = list(self.store.items(NETPOLS))
             try:
                 await self.runtime.apply_network_policies(pods, policies)
@@ -1770,8 +1972,11 @@ class LabServer:
         for dep in list(self.store.items(DEPLOYMENTS)):
             self._reconcile_deployment(dep, rs_by_owner.get(dep["metadata"]["uid"], []))
         for rs in list(self.store.items(REPLICASETS)):
-            self._reconcile_replicaset(rs, pods_by_owner.get(rs["metadata"]["uid"], []),
-                                       orphans.get(rs["metadata"]["namespace"], []))  # fmt: skip
+            self._reconcile_replicaset(
+                rs,
+                pods_by_owner.get(rs["metadata"]["uid"], []),
+                orphans.get(rs["metadata"]["namespace"], []),
+            )
         for ds in list(self.store.items(DAEMONSETS)):
             self._reconcile_daemonset(ds, pods_by_owner.get(ds["metadata"]["uid"], []))
         # Deployment status after the ReplicaSets moved.
@@ -1819,9 +2024,16 @@ class LabServer:
         current = next((r for r in owned if r["metadata"]["name"] == rs_name), None)
         replicas = int(spec.get("replicas", 1))
         revision = 1 + max(
-            (int((r["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", "0")) for r in owned),  # noqa: E501
+            (
+                int(
+                    (r["metadata"].get("annotations") or {}).get(
+                        "deployment.kubernetes.io/revision", "0"
+                    )
+                )
+                for r in owned
+            ),
             default=0,
-        )  # fmt: skip
+        )
         if current is None:
             ns = dep["metadata"]["namespace"]
             if self.store.get(REPLICASETS, ns, rs_name) is not None:
@@ -1836,23 +2048,35 @@ class LabServer:
                     "labels": labels,
                     "annotations": {
                         "deployment.kubernetes.io/desired-replicas": str(replicas),
-                        "deployment.kubernetes.io/max-replicas": str(replicas + max(1, replicas // 4)),  # noqa: E501
+                        "deployment.kubernetes.io/max-replicas": str(
+                            replicas + max(1, replicas // 4)
+                        ),
                         "deployment.kubernetes.io/revision": str(revision),
                     },
                     "ownerReferences": [self._owner_ref(DEPLOYMENTS, dep)],
                 },
-                "spec": {"replicas": replicas, "selector": selector, "template": tmpl,
-                         "minReadySeconds": spec.get("minReadySeconds", 0)},
-            }  # fmt: skip
+                "spec": {
+                    "replicas": replicas,
+                    "selector": selector,
+                    "template": tmpl,
+                    "minReadySeconds": spec.get("minReadySeconds", 0),
+                },
+            }
             self._fill_metadata(REPLICASETS, rs, ns)
             self._defaults(REPLICASETS, rs)
             self.store.put(REPLICASETS, rs, created=True)
             self.record_event(
-                {"kind": "Deployment", "namespace": ns, "name": dep["metadata"]["name"],
-                 "uid": dep["metadata"]["uid"], "apiVersion": "apps/v1"},
-                "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to {replicas}",
+                {
+                    "kind": "Deployment",
+                    "namespace": ns,
+                    "name": dep["metadata"]["name"],
+                    "uid": dep["metadata"]["uid"],
+                    "apiVersion": "apps/v1",
+                },
+                "ScalingReplicaSet",
+                f"Scaled up replica set {rs_name} from 0 to {replicas}",
                 component="deployment-controller",
-            )  # fmt: skip
+            )
         elif current["spec"].get("replicas") != replicas:
             new = copy.deepcopy(current)
             new["spec"]["replicas"] = replicas
@@ -1883,9 +2107,14 @@ class LabServer:
         def cond(t: str, s: str, reason: str, msg: str) -> JSON:
             prev = next((c for c in old_status.get("conditions") or [] if c.get("type") == t), None)
             same = prev is not None and prev.get("status") == s and prev.get("reason") == reason
-            return {"type": t, "status": s, "lastUpdateTime": prev["lastUpdateTime"] if same and prev else now,  # noqa: E501
-                    "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now,
-                    "reason": reason, "message": msg}  # fmt: skip
+            return {
+                "type": t,
+                "status": s,
+                "lastUpdateTime": prev["lastUpdateTime"] if same and prev else now,
+                "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now,
+                "reason": reason,
+                "message": msg,
+            }
 
         status: JSON = {
             "observedGeneration": dep["metadata"].get("generation", 1),
@@ -1894,16 +2123,28 @@ class LabServer:
             "readyReplicas": ready,
             "availableReplicas": ready,
             "conditions": [
-                cond("Available", available,
-                     "MinimumReplicasAvailable" if available == "True" else "MinimumReplicasUnavailable",  # noqa: E501
-                     "Deployment has minimum availability." if available == "True"
-                     else "Deployment does not have minimum availability."),
-                cond("Progressing", "True",
-                     "NewReplicaSetAvailable" if updated >= want and ready >= want else "ReplicaSetUpdated",  # noqa: E501
-                     f'ReplicaSet "{rs_name}" has successfully progressed.' if ready >= want
-                     else f'ReplicaSet "{rs_name}" is progressing.'),
+                cond(
+                    "Available",
+                    available,
+                    "MinimumReplicasAvailable"
+                    if available == "True"
+                    else "MinimumReplicasUnavailable",
+                    "Deployment has minimum availability."
+                    if available == "True"
+                    else "Deployment does not have minimum availability.",
+                ),
+                cond(
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable"
+                    if updated >= want and ready >= want
+                    else "ReplicaSetUpdated",
+                    f'ReplicaSet "{rs_name}" has successfully progressed.'
+                    if ready >= want
+                    else f'ReplicaSet "{rs_name}" is progressing.',
+                ),
             ],
-        }  # fmt: skip
+        }
         if total - ready > 0:
             status["unavailableReplicas"] = total - ready
         if status != old_status:
@@ -1943,17 +2184,31 @@ class LabServer:
             self.create(PODS, ns, pod)
         except ApiStatus as err:
             self.record_event(
-                {"kind": owner_type.kind, "namespace": ns, "name": owner["metadata"]["name"],
-                 "uid": owner["metadata"]["uid"], "apiVersion": owner_type.api_version},
-                "FailedCreate", f"Error creating: {err.message}", "Warning",
+                {
+                    "kind": owner_type.kind,
+                    "namespace": ns,
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "apiVersion": owner_type.api_version,
+                },
+                "FailedCreate",
+                f"Error creating: {err.message}",
+                "Warning",
                 component=f"{owner_type.plural[:-1]}-controller",
-            )  # fmt: skip
+            )
             return
         self.record_event(
-            {"kind": owner_type.kind, "namespace": ns, "name": owner["metadata"]["name"],
-             "uid": owner["metadata"]["uid"], "apiVersion": owner_type.api_version},
-            "SuccessfulCreate", f"Created pod: {name}", component=f"{owner_type.plural[:-1]}-controller",  # noqa: E501
-        )  # fmt: skip
+            {
+                "kind": owner_type.kind,
+                "namespace": ns,
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "apiVersion": owner_type.api_version,
+            },
+            "SuccessfulCreate",
+            f"Created pod: {name}",
+            component=f"{owner_type.plural[:-1]}-controller",
+        )
 
     def _reconcile_replicaset(self, rs: JSON, owned: list[JSON], orphans: list[JSON]) -> None:
         if rs["metadata"].get("deletionTimestamp"):
@@ -1965,9 +2220,10 @@ class LabServer:
                 # Released: drop our ownerReference; the pod keeps running.
                 new = copy.deepcopy(pod)
                 new["metadata"]["ownerReferences"] = [
-                    r for r in new["metadata"].get("ownerReferences", [])
+                    r
+                    for r in new["metadata"].get("ownerReferences", [])
                     if r.get("uid") != rs["metadata"]["uid"]
-                ]  # fmt: skip
+                ]
                 if not new["metadata"]["ownerReferences"]:
                     del new["metadata"]["ownerReferences"]
                 self.store.put(PODS, new, created=False)
@@ -1978,8 +2234,11 @@ class LabServer:
                 active.append(pod)
         if reqs:
             for pod in orphans:
-                if (pod["metadata"].get("deletionTimestamp") or _controller_ref(pod) is not None
-                        or not labels_match(reqs, pod["metadata"].get("labels"))):  # fmt: skip
+                if (
+                    pod["metadata"].get("deletionTimestamp")
+                    or _controller_ref(pod) is not None
+                    or not labels_match(reqs, pod["metadata"].get("labels"))
+                ):
                     continue
                 current = self.store.get(
                     PODS, pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -2003,10 +2262,11 @@ class LabServer:
             for pod in victims[: len(active) - want]:
                 self.delete(PODS, pod, grace=None, dry_run=False)
         current_pods = [
-            p for p in self.store.items(PODS, rs["metadata"]["namespace"])
+            p
+            for p in self.store.items(PODS, rs["metadata"]["namespace"])
             if (_controller_ref(p) or {}).get("uid") == rs["metadata"]["uid"]
             and not p["metadata"].get("deletionTimestamp")
-        ]  # fmt: skip
+        ]
         ready = sum(1 for p in current_pods if _pod_ready(p))
         status: JSON = {
             "replicas": len(current_pods),
@@ -2027,8 +2287,11 @@ class LabServer:
         if ds["metadata"].get("deletionTimestamp"):
             return
         node_sel = ds["spec"].get("template", {}).get("spec", {}).get("nodeSelector") or {}
-        nodes = [n["metadata"]["name"] for n in self.store.items(NODES)
-                 if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in node_sel.items())]  # fmt: skip  # noqa: E501
+        nodes = [
+            n["metadata"]["name"]
+            for n in self.store.items(NODES)
+            if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in node_sel.items())
+        ]
         by_node: dict[str, list[JSON]] = {}
         for pod in owned:
             if not pod["metadata"].get("deletionTimestamp"):
@@ -2040,9 +2303,12 @@ class LabServer:
             if node not in nodes:
                 for pod in pods:
                     self.delete(PODS, pod, grace=None, dry_run=False)
-        current = [p for p in self.store.items(PODS, ds["metadata"]["namespace"])
-                   if (_controller_ref(p) or {}).get("uid") == ds["metadata"]["uid"]
-                   and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+        current = [
+            p
+            for p in self.store.items(PODS, ds["metadata"]["namespace"])
+            if (_controller_ref(p) or {}).get("uid") == ds["metadata"]["uid"]
+            and not p["metadata"].get("deletionTimestamp")
+        ]
         ready = sum(1 for p in current if _pod_ready(p))
         status: JSON = {
             "currentNumberScheduled": len(current),
@@ -2126,10 +2392,20 @@ def _default_pod(obj: JSON) -> None:
         spec.setdefault(
             "tolerations",
             [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},  # noqa: E501
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},  # noqa: E501
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
             ],
-        )  # fmt: skip
+        )
 
 
 def _qos(spec: JSON) -> str:
@@ -2192,8 +2468,13 @@ def _validate_pod_spec(spec: Any, path: str) -> list[tuple[str, str, str]]:
     errs += _validate_containers(spec.get("initContainers"), f"{path}.initContainers", False)
     rp = spec.get("restartPolicy")
     if rp is not None and rp not in ("Always", "OnFailure", "Never"):
-        errs.append((f"{path}.restartPolicy", "FieldValueNotSupported",
-                     f'Unsupported value: "{rp}": supported values: "Always", "OnFailure", "Never"'))  # fmt: skip  # noqa: E501
+        errs.append(
+            (
+                f"{path}.restartPolicy",
+                "FieldValueNotSupported",
+                f'Unsupported value: "{rp}": supported values: "Always", "OnFailure", "Never"',
+            )
+        )
     return errs
 
 
@@ -2209,11 +2490,16 @@ def _pod_update_rules(old: JSON, new: JSON) -> list[tuple[str, str, str]]:
     _default_pod({"spec": n, "metadata": {"namespace": "x"}})
     _default_pod({"spec": o, "metadata": {"namespace": "x"}})
     if o != n:
-        return [("spec", "FieldValueForbidden",
-                 "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"  # noqa: E501
-                 "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
-                 "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
-                 "(allow it to be set to 1 if it was previously negative)")]  # fmt: skip
+        return [
+            (
+                "spec",
+                "FieldValueForbidden",
+                "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"  # noqa: E501
+                "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+                "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+                "(allow it to be set to 1 if it was previously negative)",
+            )
+        ]
     return []
 
 
@@ -2228,19 +2514,34 @@ def _validate_workload(rtype: ResourceType, spec: Any) -> list[tuple[str, str, s
         errs += validate_label_selector(sel, "spec.selector")
     replicas = spec.get("replicas")
     if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
-        errs.append(("spec.replicas", "FieldValueInvalid",
-                     f"Invalid value: {replicas}: must be greater than or equal to 0"))  # fmt: skip
+        errs.append(
+            (
+                "spec.replicas",
+                "FieldValueInvalid",
+                f"Invalid value: {replicas}: must be greater than or equal to 0",
+            )
+        )
     tmpl = spec.get("template") or {}
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
     reqs = selector_from_label_selector(sel) if isinstance(sel, dict) else None
     if reqs and not errs and not labels_match(reqs, labels):
-        errs.append(("spec.template.metadata.labels", "FieldValueInvalid",
-                     f"Invalid value: {json.dumps(labels, separators=(',', ':'))}: `selector` does not match template `labels`"))  # fmt: skip  # noqa: E501
+        errs.append(
+            (
+                "spec.template.metadata.labels",
+                "FieldValueInvalid",
+                f"Invalid value: {json.dumps(labels, separators=(',', ':'))}: `selector` does not match template `labels`",  # noqa: E501
+            )
+        )
     errs += _validate_pod_spec(tmpl.get("spec"), "spec.template.spec")
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in (None, "Always") and rtype.plural != "jobs":
-        errs.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
-                     f'Unsupported value: "{rp}": supported values: "Always"'))  # fmt: skip
+        errs.append(
+            (
+                "spec.template.spec.restartPolicy",
+                "FieldValueNotSupported",
+                f'Unsupported value: "{rp}": supported values: "Always"',
+            )
+        )
     return errs
 
 
@@ -2271,19 +2572,34 @@ def _validate_peer_list(peers: Any, path: str) -> list[tuple[str, str, str]]:
             try:
                 net = ipaddress.ip_network(str(cidr), strict=False)
             except ValueError:
-                errs.append((f"{p}.ipBlock.cidr", "FieldValueInvalid",
-                             f'Invalid value: "{cidr}": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)'))  # fmt: skip  # noqa: E501
+                errs.append(
+                    (
+                        f"{p}.ipBlock.cidr",
+                        "FieldValueInvalid",
+                        f'Invalid value: "{cidr}": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)',  # noqa: E501
+                    )
+                )
                 continue
             for j, exc in enumerate(block.get("except") or []):
                 try:
                     sub = ipaddress.ip_network(str(exc), strict=False)
                 except ValueError:
-                    errs.append((f"{p}.ipBlock.except[{j}]", "FieldValueInvalid",
-                                 f'Invalid value: "{exc}": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)'))  # fmt: skip  # noqa: E501
+                    errs.append(
+                        (
+                            f"{p}.ipBlock.except[{j}]",
+                            "FieldValueInvalid",
+                            f'Invalid value: "{exc}": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)',  # noqa: E501
+                        )
+                    )
                     continue
                 if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
-                    errs.append((f"{p}.ipBlock.except[{j}]", "FieldValueInvalid",
-                                 f'Invalid value: "{exc}": must be a strict subset of `cidr`'))  # fmt: skip  # noqa: E501
+                    errs.append(
+                        (
+                            f"{p}.ipBlock.except[{j}]",
+                            "FieldValueInvalid",
+                            f'Invalid value: "{exc}": must be a strict subset of `cidr`',
+                        )
+                    )
     return errs
 
 
@@ -2293,8 +2609,13 @@ def _validate_ports(ports: Any, path: str) -> list[tuple[str, str, str]]:
         p = f"{path}[{i}]"
         proto = port.get("protocol", "TCP")
         if proto not in ("TCP", "UDP", "SCTP"):
-            errs.append((f"{p}.protocol", "FieldValueNotSupported",
-                         f'Unsupported value: "{proto}": supported values: "SCTP", "TCP", "UDP"'))  # fmt: skip  # noqa: E501
+            errs.append(
+                (
+                    f"{p}.protocol",
+                    "FieldValueNotSupported",
+                    f'Unsupported value: "{proto}": supported values: "SCTP", "TCP", "UDP"',
+                )
+            )
         value = port.get("port")
         if isinstance(value, int):
             if not 1 <= value <= 65535:
@@ -2353,8 +2674,13 @@ def _validate_netpol(spec: Any) -> list[tuple[str, str, str]]:
         else:
             for i, t in enumerate(types):
                 if t not in ("Ingress", "Egress"):
-                    errs.append((f"spec.policyTypes[{i}]", "FieldValueNotSupported",
-                                 f'Unsupported value: "{t}": supported values: "Egress", "Ingress"'))  # fmt: skip  # noqa: E501
+                    errs.append(
+                        (
+                            f"spec.policyTypes[{i}]",
+                            "FieldValueNotSupported",
+                            f'Unsupported value: "{t}": supported values: "Egress", "Ingress"',
+                        )
+                    )
     for direction, peers in (("ingress", "from"), ("egress", "to")):
         rules = spec.get(direction)
         if rules is None:

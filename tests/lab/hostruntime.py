@@ -147,10 +147,20 @@ class HostRuntime:
             await self._start_container(pod, c)
         if self._events is not None:
             md = pod["metadata"]
-            self._events.pod_status(md["namespace"], md["name"], md["uid"],
-                                    running_status(pod, "10.88.0.2", "127.0.0.1"))  # fmt: skip
-            self._events.pod_event(md["namespace"], md["name"], md["uid"], "Started",
-                                   "Started host processes", "Normal")  # fmt: skip
+            self._events.pod_status(
+                md["namespace"],
+                md["name"],
+                md["uid"],
+                running_status(pod, "10.88.0.2", "127.0.0.1"),
+            )
+            self._events.pod_event(
+                md["namespace"],
+                md["name"],
+                md["uid"],
+                "Started",
+                "Started host processes",
+                "Normal",
+            )
 
     async def kill_pod(self, pod: JSON, grace_seconds: int) -> None:
         uid = pod["metadata"]["uid"]
@@ -204,8 +214,12 @@ class HostRuntime:
         await self._start_container(pod, container)
         if self._events is not None:
             md = pod["metadata"]
-            self._events.pod_status(md["namespace"], md["name"], md["uid"],
-                                    running_status(pod, "10.88.0.2", "127.0.0.1"))  # fmt: skip
+            self._events.pod_status(
+                md["namespace"],
+                md["name"],
+                md["uid"],
+                running_status(pod, "10.88.0.2", "127.0.0.1"),
+            )
 
     async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
         self.policy_calls.append((len(pods), len(policies)))

@@ -27,28 +27,34 @@ POD = {
             {
                 "name": "main",
                 "image": "busybox",
-                "command": ["sh", "-c", "for i in 1 2 3; do echo line $i; done; echo oops >&2; "
-                            "while sleep 0.2; do echo tick; done"],
+                "command": [
+                    "sh",
+                    "-c",
+                    "for i in 1 2 3; do echo line $i; done; echo oops >&2; "
+                    "while sleep 0.2; do echo tick; done",
+                ],
             }
         ]
     },
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
 def host_lab() -> Iterator[Lab]:
     with start_lab("--runtime", "tests.lab.hostruntime:make_runtime", "--nodes", "1") as lab:
         lab.client.create("pods", POD, "default")
-        lab.client.wait_for("pods", "talker", "default",
-                            lambda p: p["status"].get("phase") == "Running")  # fmt: skip
+        lab.client.wait_for(
+            "pods", "talker", "default", lambda p: p["status"].get("phase") == "Running"
+        )
         yield lab
 
 
 def test_exec_stdout_stderr_exit_code(host_lab: Lab) -> None:
     res = host_lab.kubectl("exec", "talker", "--", "echo", "hello world")
     assert (res.returncode, res.stdout) == (0, "hello world\n")
-    res = host_lab.kubectl("exec", "talker", "-c", "main", "--",
-                           "sh", "-c", "echo out; echo err >&2; exit 3")  # fmt: skip
+    res = host_lab.kubectl(
+        "exec", "talker", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2; exit 3"
+    )
     assert res.returncode == 3
     assert res.stdout == "out\n"
     assert "err" in res.stderr
@@ -77,10 +83,12 @@ def test_exec_errors_before_upgrade(host_lab: Lab) -> None:
     # A pod on a virtual node is an object only.
     host_lab.client.create(
         "pods",
-        {"metadata": {"name": "ghostly"},
-         "spec": {"nodeName": "lab-vnode-001", "containers": [{"name": "c", "image": "x"}]}},
+        {
+            "metadata": {"name": "ghostly"},
+            "spec": {"nodeName": "lab-vnode-001", "containers": [{"name": "c", "image": "x"}]},
+        },
         "default",
-    )  # fmt: skip
+    )
     res = host_lab.kubectl("exec", "ghostly", "--", "true")
     assert res.returncode == 1
     assert "virtual node of the falcoir lab" in res.stderr
@@ -105,8 +113,10 @@ def test_logs_options(host_lab: Lab) -> None:
 def test_logs_follow_streams_new_lines(host_lab: Lab) -> None:
     proc = subprocess.Popen(
         [KUBECTL, "--kubeconfig", str(host_lab.kubeconfig), "logs", "-f", "--tail=0", "talker"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)
     proc.terminate()
     out, _ = proc.communicate(timeout=10)
@@ -114,22 +124,34 @@ def test_logs_follow_streams_new_lines(host_lab: Lab) -> None:
 
 
 def test_ephemeral_container_via_kubectl_debug(host_lab: Lab) -> None:
-    res = host_lab.kubectl("debug", "talker", "--image=busybox", "--target=main",
-                           "--container=dbg", "--", "sleep", "30")  # fmt: skip
+    res = host_lab.kubectl(
+        "debug",
+        "talker",
+        "--image=busybox",
+        "--target=main",
+        "--container=dbg",
+        "--",
+        "sleep",
+        "30",
+    )
     assert res.returncode == 0, res.stderr
     pod = host_lab.client.wait_for(
-        "pods", "talker", "default",
-        lambda p: any(s.get("name") == "dbg"
-                      for s in p["status"].get("ephemeralContainerStatuses") or []),
-    )  # fmt: skip
+        "pods",
+        "talker",
+        "default",
+        lambda p: any(
+            s.get("name") == "dbg" for s in p["status"].get("ephemeralContainerStatuses") or []
+        ),
+    )
     (eph,) = pod["spec"]["ephemeralContainers"]
     assert eph["targetContainerName"] == "main" and eph["command"] == ["sleep", "30"]
     # Existing ephemeral containers cannot be removed.
     with pytest.raises(Exception, match="may not be removed"):
         host_lab.client.request(
-            "PUT", "/api/v1/namespaces/default/pods/talker/ephemeralcontainers",
+            "PUT",
+            "/api/v1/namespaces/default/pods/talker/ephemeralcontainers",
             {**pod, "spec": {**pod["spec"], "ephemeralContainers": []}},
-        )  # fmt: skip
+        )
     res = host_lab.kubectl("exec", "talker", "-c", "dbg", "--", "echo", "in-debug")
     assert res.stdout == "in-debug\n"
 
@@ -139,10 +161,12 @@ def test_network_policies_reach_the_runtime(host_lab: Lab) -> None:
     before = calls.read_text().splitlines() if calls.exists() else []
     host_lab.client.create(
         "networkpolicies",
-        {"metadata": {"name": "q"}, "spec": {"podSelector": {"matchLabels": {"q": "1"}},
-                                             "policyTypes": ["Egress"]}},
+        {
+            "metadata": {"name": "q"},
+            "spec": {"podSelector": {"matchLabels": {"q": "1"}}, "policyTypes": ["Egress"]},
+        },
         "default",
-    )  # fmt: skip
+    )
     host_lab.client.wait_until(lambda: calls.exists() and calls.read_text().splitlines() != before)
     last = calls.read_text().splitlines()[-1].split()
     assert int(last[1]) >= 1  # the runtime saw the policy
@@ -163,11 +187,17 @@ def test_python_client_exec_binary_channels(host_lab: Lab) -> None:
 
     core = _api(host_lab)
     ws = stream(
-        core.connect_get_namespaced_pod_exec, "talker", "default",
+        core.connect_get_namespaced_pod_exec,
+        "talker",
+        "default",
         command=["sh", "-c", "printf 'a\\377b'; echo e >&2; exit 4"],
-        stderr=True, stdin=False, stdout=True, tty=False,
-        _preload_content=False, binary=True,
-    )  # fmt: skip
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+        binary=True,
+    )
     out, err = b"", b""
     status = b""
     deadline = time.monotonic() + 10
@@ -188,13 +218,28 @@ def test_python_client_exec_default_and_tty(host_lab: Lab) -> None:
     from kubernetes.stream import stream
 
     core = _api(host_lab)
-    text = stream(core.connect_get_namespaced_pod_exec, "talker", "default",
-                  command=["echo", "hi"], stderr=True, stdin=False, stdout=True, tty=False)  # fmt: skip
+    text = stream(
+        core.connect_get_namespaced_pod_exec,
+        "talker",
+        "default",
+        command=["echo", "hi"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
     assert text == "hi\n"
     core = _api(host_lab)
-    text = stream(core.connect_get_namespaced_pod_exec, "talker", "default",
-                  command=["sh", "-c", "test -t 1 && echo tty"], stderr=True, stdin=False,
-                  stdout=True, tty=True)  # fmt: skip
+    text = stream(
+        core.connect_get_namespaced_pod_exec,
+        "talker",
+        "default",
+        command=["sh", "-c", "test -t 1 && echo tty"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=True,
+    )
     assert text.strip() == "tty"
 
 
@@ -202,9 +247,17 @@ def test_python_client_exec_stdin(host_lab: Lab) -> None:
     from kubernetes.stream import stream
 
     core = _api(host_lab)
-    ws = stream(core.connect_get_namespaced_pod_exec, "talker", "default",
-                command=["cat"], stderr=True, stdin=True, stdout=True, tty=False,
-                _preload_content=False)  # fmt: skip
+    ws = stream(
+        core.connect_get_namespaced_pod_exec,
+        "talker",
+        "default",
+        command=["cat"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
     ws.write_stdin("piped text")
     got = ""
     deadline = time.monotonic() + 5

@@ -67,8 +67,20 @@ def test_apply_walkthrough_deployment_creates_the_chain(lab: Lab, fresh_namespac
     assert pod["status"]["podIP"]
     # -A -o wide: the real columns, with our pod in them.
     wide = ok(lab.kubectl("get", "pods", "-A", "-o", "wide")).splitlines()
-    assert wide[0].split() == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP",
-                               "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]  # fmt: skip
+    assert wide[0].split() == [
+        "NAMESPACE",
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED",
+        "NODE",
+        "READINESS",
+        "GATES",
+    ]
     row = next(line.split() for line in wide if pod["metadata"]["name"] in line)
     assert row[0] == ns and row[2] == "1/1" and row[3] == "Running"
     assert row[6] == pod["status"]["podIP"] and row[7] == "lab-node"
@@ -168,8 +180,9 @@ def test_auth_can_i_and_whoami(lab: Lab) -> None:
 
 
 def test_restricted_identity_gets_403(lab: Lab, fresh_namespace: str) -> None:
-    res = lab.kubectl("run", "x", "-n", fresh_namespace, "--image=busybox",
-                      context="falcoir-lab-restricted")  # fmt: skip
+    res = lab.kubectl(
+        "run", "x", "-n", fresh_namespace, "--image=busybox", context="falcoir-lab-restricted"
+    )
     assert res.returncode == 1
     assert res.stderr.strip() == (
         'Error from server (Forbidden): pods is forbidden: User "restricted" cannot create '
@@ -184,8 +197,13 @@ def test_wrong_token_gets_401(lab: Lab, tmp_path: Path) -> None:
     doc["users"][0]["user"]["token"] = "not-the-token"
     bad = tmp_path / "kubeconfig"
     bad.write_text(json.dumps(doc))
-    res = subprocess.run([KUBECTL, "--kubeconfig", str(bad), "get", "pods"],
-                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    res = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(bad), "get", "pods"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert res.returncode == 1
     assert "error: You must be logged in to the server" in res.stderr
 
@@ -193,10 +211,21 @@ def test_wrong_token_gets_401(lab: Lab, tmp_path: Path) -> None:
 def test_get_pods_watch_sees_events(lab: Lab, fresh_namespace: str) -> None:
     ns = fresh_namespace
     proc = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", str(lab.kubeconfig), "get", "pods", "-n", ns, "-w",
-         "--request-timeout=0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            KUBECTL,
+            "--kubeconfig",
+            str(lab.kubeconfig),
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-w",
+            "--request-timeout=0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(0.8)
         ok(lab.kubectl("run", "watched", "-n", ns, "--image=busybox"))

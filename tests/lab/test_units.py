@@ -48,10 +48,14 @@ def test_label_selector_rejects(bad: str) -> None:
 
 def test_label_selector_object() -> None:
     reqs = selector_from_label_selector(
-        {"matchLabels": {"app": "cryptominer"},
-         "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]},
-                              {"key": "q", "operator": "DoesNotExist"}]}
-    )  # fmt: skip
+        {
+            "matchLabels": {"app": "cryptominer"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod"]},
+                {"key": "q", "operator": "DoesNotExist"},
+            ],
+        }
+    )
     assert reqs is not None
     assert labels_match(reqs, LABELS)
     assert not labels_match(reqs, {**LABELS, "q": "1"})
@@ -68,8 +72,11 @@ def test_label_selector_object() -> None:
 
 
 def test_field_selector_pods() -> None:
-    pod = {"metadata": {"name": "p", "namespace": "n"},
-           "spec": {"nodeName": "lab-node"}, "status": {"phase": "Running"}}  # fmt: skip
+    pod = {
+        "metadata": {"name": "p", "namespace": "n"},
+        "spec": {"nodeName": "lab-node"},
+        "status": {"phase": "Running"},
+    }
     pred = parse_field_selector("spec.nodeName=lab-node,status.phase!=Failed", "pods")
     assert pred is not None and pred(pod)
     pred = parse_field_selector("spec.hostNetwork=false,metadata.name==p", "pods")
@@ -84,14 +91,17 @@ def test_field_selector_pods() -> None:
 
 def test_json_patch() -> None:
     doc = {"metadata": {"labels": {"a": "1", "x/y": "2"}}, "list": [1, 2]}
-    out = json_patch(doc, [
-        {"op": "add", "path": "/metadata/labels/b", "value": "3"},
-        {"op": "remove", "path": "/metadata/labels/x~1y"},
-        {"op": "replace", "path": "/list/0", "value": 9},
-        {"op": "add", "path": "/list/-", "value": 3},
-        {"op": "test", "path": "/metadata/labels/a", "value": "1"},
-        {"op": "copy", "from": "/metadata/labels/a", "path": "/copied"},
-    ])  # fmt: skip
+    out = json_patch(
+        doc,
+        [
+            {"op": "add", "path": "/metadata/labels/b", "value": "3"},
+            {"op": "remove", "path": "/metadata/labels/x~1y"},
+            {"op": "replace", "path": "/list/0", "value": 9},
+            {"op": "add", "path": "/list/-", "value": 3},
+            {"op": "test", "path": "/metadata/labels/a", "value": "1"},
+            {"op": "copy", "from": "/metadata/labels/a", "path": "/copied"},
+        ],
+    )
     assert out == {"metadata": {"labels": {"a": "1", "b": "3"}}, "list": [9, 2, 3], "copied": "1"}
     assert doc["metadata"]["labels"] == {"a": "1", "x/y": "2"}  # not mutated
     with pytest.raises(PatchError):
@@ -110,8 +120,10 @@ def test_merge_patch() -> None:
 
 def test_strategic_merge_keyed_lists_and_directives() -> None:
     app = {"name": "app", "image": "v1", "env": [{"name": "A", "value": "1"}]}
-    pod = {"metadata": {"labels": {"app": "x"}, "finalizers": ["a"]},
-           "spec": {"containers": [app, {"name": "side", "image": "s"}]}}  # fmt: skip
+    pod = {
+        "metadata": {"labels": {"app": "x"}, "finalizers": ["a"]},
+        "spec": {"containers": [app, {"name": "side", "image": "s"}]},
+    }
     patch = {
         "metadata": {"labels": {"quarantine": "true"}, "finalizers": ["b"]},
         "spec": {

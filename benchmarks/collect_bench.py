@@ -1,0 +1,245 @@
+"""Wall time of ``falcoir collect`` against the walkthrough's manual ``kubectl`` commands.
+
+Starts a falcoir lab (or uses ``--kubeconfig``), runs the cryptominer scenario (or, if
+the scenario command is not available, a pod whose ``miner`` container runs
+``/tmp/xmrig``), then for each API latency in ``--latency-ms`` (the lab's fault
+injection, to stand for a remote API server) times, as a person or a runbook would:
+
+- ``falcoir``: ``python -m falcoir collect --pod NS/POD -c miner -o json`` (a fresh
+  process: imports included), the whole bundle sealed and archived;
+- ``walkthrough``: the seed walkthrough's commands one after the other: ``kubectl get
+  pods -l app=cryptominer``, ``kubectl exec ... ps aux``, ``ls -la /tmp``,
+  ``cat /tmp/xmrig``, ``netstat -tulnp``;
+- ``same-evidence``: those plus what the bundle also holds: ``sha256sum``, the pod,
+  node and owner YAML, events, logs.
+
+Prints a table and the ratio falcoir / manual (goal: at most 0.3). Run as root (the lab
+isolates pods only as root)::
+
+    python benchmarks/collect_bench.py [--runs 3] [--latency-ms 0,50] [-o json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECTL = "/usr/bin/kubectl"
+NS = "bench-collect"
+MINER_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "cryptominer-bench", "namespace": NS, "labels": {"app": "cryptominer"}},
+    "spec": {
+        "containers": [
+            {
+                "name": "miner",
+                "image": "ubuntu:latest",
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    "cp /bin/sleep /tmp/xmrig && chmod +x /tmp/xmrig && exec /tmp/xmrig 3600",
+                ],
+            }
+        ]
+    },
+}
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e.update(extra)
+    return e
+
+
+def falcoir(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "falcoir", *args],
+        capture_output=True,
+        text=True,
+        env=env(**kw.pop("extra_env", {})),  # type: ignore[arg-type]
+        check=False,
+        timeout=300,
+    )
+
+
+@contextlib.contextmanager
+def lab(kubeconfig: str | None) -> Iterator[tuple[Path, Path | None]]:
+    if kubeconfig:
+        yield Path(kubeconfig), None
+        return
+    sd = Path(tempfile.mkdtemp(prefix="falcoir-bench-lab-"))
+    up = falcoir("lab", "up", "--detach", "--state-dir", str(sd), "--port", "0", "-o", "json")
+    if up.returncode != 0:
+        raise SystemExit(f"falcoir lab up failed: {up.stderr}")
+    try:
+        yield sd / "kubeconfig", sd
+    finally:
+        falcoir("lab", "down", "--state-dir", str(sd))
+        shutil.rmtree(sd, ignore_errors=True)
+
+
+def kubectl(kubeconfig: Path, *args: str, out: Path | None = None) -> float:
+    t0 = time.perf_counter()
+    with open(out or os.devnull, "wb") as sink:
+        subprocess.run(
+            [KUBECTL, "--kubeconfig", str(kubeconfig), *args],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=120,
+        )
+    return time.perf_counter() - t0
+
+
+def find_miner(kubeconfig: Path, state_dir: Path | None) -> tuple[str, str, str | None]:
+    """(namespace, pod, Falco's alert text) of the scenario's miner; starts it if needed
+    (``falcoir lab scenario cryptominer``; a plain miner pod when that is missing)."""
+    if state_dir is not None:
+        sc = falcoir("lab", "scenario", "cryptominer", "--state-dir", str(state_dir), "-o", "json")
+        if sc.returncode == 0:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                doc = json.loads(sc.stdout)
+                return str(doc["namespace"]), str(doc["pod"]), str(doc["alert_text"])
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=yaml.safe_dump_all([namespace, MINER_POD]),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    name = MINER_POD["metadata"]["name"]  # type: ignore[index]
+    for _ in range(100):
+        got = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(kubeconfig), "exec", "-n", NS, str(name), "-c",
+             "miner", "--", "ps", "aux"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if "/tmp/xmrig" in got.stdout:
+            return NS, str(name), None
+        time.sleep(0.2)
+    raise SystemExit("the miner pod did not start")
+
+
+def manual(kubeconfig: Path, ns: str, pod: str, *, full: bool, tmp: Path) -> float:
+    ex = ["exec", "-n", ns, pod, "-c", "miner", "--"]
+    steps: list[tuple[Sequence[str], Path | None]] = [
+        (["get", "pods", "-n", ns, "-l", "app=cryptominer"], None),
+        ([*ex, "ps", "aux"], tmp / "ps.txt"),
+        ([*ex, "ls", "-la", "/tmp"], tmp / "ls.txt"),
+        ([*ex, "cat", "/tmp/xmrig"], tmp / "xmrig"),
+        ([*ex, "netstat", "-tulnp"], tmp / "netstat.txt"),
+    ]
+    if full:
+        steps += [
+            ([*ex, "sha256sum", "/tmp/xmrig"], tmp / "sha.txt"),
+            (["get", "pod", "-n", ns, pod, "-o", "yaml"], tmp / "pod.yaml"),
+            (
+                ["get", "events", "-n", ns, "--field-selector", f"involvedObject.name={pod}"],
+                tmp / "events.txt",
+            ),
+            (["logs", "-n", ns, pod, "-c", "miner"], tmp / "logs.txt"),
+            (["get", "node", "-o", "yaml"], tmp / "node.yaml"),
+            (["get", "replicasets,deployments", "-n", ns, "-o", "yaml"], tmp / "owners.yaml"),
+        ]
+    return sum(kubectl(kubeconfig, *argv, out=out) for argv, out in steps)
+
+
+def run_falcoir(
+    kubeconfig: Path, ns: str, pod: str, alert: str | None, out: Path, home: Path
+) -> tuple[float, int]:
+    """One ``falcoir collect``: from Falco's alert (locate included) when there is one."""
+    what = [alert] if alert else ["--pod", f"{ns}/{pod}", "-c", "miner"]
+    t0 = time.perf_counter()
+    r = falcoir(
+        "collect", *what, "--out", str(out), "--kubeconfig", str(kubeconfig), "-o", "json",
+        extra_env={"FALCOIR_HOME": str(home)},
+    )  # fmt: skip
+    return time.perf_counter() - t0, r.returncode
+
+
+def set_latency(state_dir: Path | None, ms: float) -> None:
+    if state_dir is None:
+        return
+    path = state_dir / "faults.json"
+    if ms <= 0:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    tmp = path.with_name("faults.json.tmp")
+    tmp.write_text(json.dumps({"latency_ms": ms}))
+    tmp.replace(path)
+    time.sleep(0.5)  # the lab rereads the file
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latency-ms", default="0,50", help="comma-separated API latencies")
+    ap.add_argument("--kubeconfig", default=None, help="use this cluster instead of a new lab")
+    ap.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    args = ap.parse_args()
+    rows = []
+    with lab(args.kubeconfig) as (kubeconfig, state_dir):
+        ns, pod, alert = find_miner(kubeconfig, state_dir)
+        work = Path(tempfile.mkdtemp(prefix="falcoir-bench-"))
+        try:
+            for ms in [float(x) for x in args.latency_ms.split(",") if x.strip()]:
+                set_latency(state_dir, ms)
+                f_times, w_times, s_times, codes = [], [], [], []
+                for i in range(args.runs):
+                    t, code = run_falcoir(
+                        kubeconfig, ns, pod, alert, work / f"ev-{ms}-{i}", work / "home"
+                    )
+                    f_times.append(t)
+                    codes.append(code)
+                    w_times.append(manual(kubeconfig, ns, pod, full=False, tmp=work))
+                    s_times.append(manual(kubeconfig, ns, pod, full=True, tmp=work))
+                f, w, s = (statistics.median(x) for x in (f_times, w_times, s_times))
+                rows.append(
+                    {
+                        "latency_ms": ms,
+                        "falcoir_s": round(f, 3),
+                        "walkthrough_s": round(w, 3),
+                        "same_evidence_s": round(s, 3),
+                        "ratio_vs_walkthrough": round(f / w, 3),
+                        "ratio_vs_same_evidence": round(f / s, 3),
+                        "falcoir_exit_codes": codes,
+                    }
+                )
+            set_latency(state_dir, 0)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.output == "json":
+        doc = {"target": f"{ns}/{pod}", "from_alert": bool(alert), "runs": args.runs}
+        print(json.dumps({**doc, "results": rows}, indent=2))
+        return
+    how = "from Falco's alert (locate included)" if alert else "--pod"
+    print(f"target {ns}/{pod}, falcoir {how}, median of {args.runs} runs (goal: ratio <= 0.3)")
+    print(f"{'latency':>8} {'falcoir':>9} {'walkthrough':>12} {'same-evid.':>11} "
+          f"{'ratio/walk':>11} {'ratio/same':>11}")  # fmt: skip
+    for r in rows:
+        print(
+            f"{r['latency_ms']:>6.0f}ms {r['falcoir_s']:>8.3f}s {r['walkthrough_s']:>11.3f}s "
+            f"{r['same_evidence_s']:>10.3f}s {r['ratio_vs_walkthrough']:>11.3f} "
+            f"{r['ratio_vs_same_evidence']:>11.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
