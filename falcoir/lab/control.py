@@ -133,9 +133,17 @@ def up(
         runtime=runtime,
     )
     if not detach:
-        from falcoir.lab.serve import main
-
-        main(argv[3:])
+        # The same server process, in the foreground: its log goes to our stderr and
+        # Ctrl-C (or SIGTERM to us) stops it cleanly.
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            child.terminate()
+            child.wait(timeout)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return status(state_dir)
     log = (state_dir / "lab.log").open("ab")
     proc = subprocess.Popen(

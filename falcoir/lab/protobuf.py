@@ -94,3 +94,31 @@ def decode_ssar(raw: bytes) -> dict[str, Any]:
     if nra is not None:
         out["nonResourceAttributes"] = {"path": _str(nra, 1), "verb": _str(nra, 2)}
     return {"spec": out}
+
+
+def decode_object_meta(raw: bytes) -> dict[str, Any]:
+    """The parts of an ObjectMeta message a client sets on create."""
+    f = fields(raw)
+    out: dict[str, Any] = {}
+    for num, key in ((1, "name"), (2, "generateName"), (3, "namespace")):
+        if _str(f, num):
+            out[key] = _str(f, num)
+    for num, key in ((11, "labels"), (12, "annotations")):
+        entries = {}
+        for entry in f.get(num) or []:
+            if isinstance(entry, bytes):
+                kv = fields(entry)
+                entries[_str(kv, 1)] = _str(kv, 2)
+        if entries:
+            out[key] = entries
+    finalizers = [v.decode() for v in f.get(14) or [] if isinstance(v, bytes)]
+    if finalizers:
+        out["finalizers"] = finalizers
+    return out
+
+
+def decode_namespace(raw: bytes) -> dict[str, Any]:
+    """A Namespace message (``kubectl create namespace`` sends one)."""
+    md = (fields(raw).get(1) or [b""])[0]
+    meta = decode_object_meta(md) if isinstance(md, bytes) else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}

@@ -768,12 +768,15 @@ class LabServer:
                     return protobuf.decode_ssar(inner)
                 if kind in ("SelfSubjectReview", "SelfSubjectRulesReview"):
                     return {}
+                if kind == "Namespace":
+                    return protobuf.decode_namespace(inner)
             except protobuf.ProtobufError as exc:
                 raise bad_request(f"cannot decode protobuf body: {exc}") from exc
             raise ApiStatus(
                 415,
                 "UnsupportedMediaType",
-                f"the falcoir lab reads protobuf only for access reviews, not {kind}; send JSON",
+                f"the falcoir lab reads protobuf bodies only for access reviews and namespaces, "
+                f"not {kind}: send JSON (kubectl apply -f does)",
                 {},
             )
         try:
