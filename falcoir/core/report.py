@@ -503,6 +503,8 @@ def render_markdown(doc: Report) -> str:
     add("")
     add(f"*{md_text(doc.headline)}*")
     add("")
+    add("**" + " · ".join(md_text(t) for t, _ in doc.badges) + "**")
+    add("")
     for k, v in doc.facts:
         add(f"- **{md_text(k)}**: {md_code(v)}")
     add("")

@@ -448,6 +448,14 @@ def respond(
                 "incident": st.incident.id if st.incident else None,
                 "interrupted": interrupted,
                 "steps": [r.to_dict() for r in recs.values()],
+                # What each collector did (a timed-out one may have left no artifact).
+                **{
+                    name: _collection_outcome(recs[name])
+                    for name in ("snapshot", "collect")
+                    if name in recs
+                },
+                "quarantine": recs["quarantine"].result if "quarantine" in recs else None,
+                "delete": recs["delete"].result if "delete" in recs else None,
             },
         }
 
@@ -523,6 +531,13 @@ def _mark_interrupted(
         warnings.append("interrupted again while sealing: the bundle is left unsealed")
     except Exception as exc:
         warnings.append(f"could not seal the interrupted bundle: {error_info(exc)['message']}")
+
+
+def _collection_outcome(rec: StepRecord) -> JSONDict | None:
+    if not isinstance(rec.result, dict):
+        return None
+    keep = ("complete", "interrupted", "collectors", "notes", "binary", "debug_container")
+    return {k: rec.result[k] for k in keep if k in rec.result}
 
 
 def _safe_call(fn: Callable[[], str], default: str) -> str:
