@@ -13,7 +13,7 @@ from falcoir.core import report
 from falcoir.core.bundle import verify
 from falcoir.core.clock import Clock
 from falcoir.core.collect import CollectOptions
-from falcoir.core.gateway import NETWORK_POLICIES, PODS, JSON, Resource
+from falcoir.core.gateway import JSON, NETWORK_POLICIES, PODS, Resource
 from falcoir.core.incident import IncidentStore
 from falcoir.core.parse import parse_text
 from falcoir.core.policy import ActionOptions
