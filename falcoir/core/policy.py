@@ -94,7 +94,8 @@ class ActionOptions:
     ephemeral_debug: bool = False
     grace_period: int | None = None
     snapshot_first: bool = True
-    """Take the volatile snapshot before containment (else alongside it)."""
+    """Containment waits until the volatile snapshot's commands run in the pod (never
+    for their output); false: both start at once."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -162,7 +162,16 @@ class FakeBackend:
             "status": "ok",
         }
 
-    def snapshot(self, target: Target, bundle: FakeBundle, progress: Progress) -> dict[str, Any]:  # type: ignore[override]
+    def snapshot(  # type: ignore[override]
+        self,
+        target: Target,
+        bundle: FakeBundle,
+        progress: Progress,
+        started: Any = None,
+    ) -> dict[str, Any]:
+        self.snapshot_started_at = time.monotonic()
+        if started is not None:
+            started()  # the commands are on their way; their output takes ``delay``
         s = self._enter("snapshot")
         arts = [
             self._artifact(bundle, "snapshot/processes.txt", PS),

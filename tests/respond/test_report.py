@@ -125,7 +125,7 @@ def test_hostile_text_is_inert(tmp_path: Path) -> None:
 
 
 def _snapshot_with(backend: FakeBackend, ps: bytes):  # type: ignore[no-untyped-def]
-    def snapshot(target, bundle, progress):  # type: ignore[no-untyped-def]
+    def snapshot(target, bundle, progress, started):  # type: ignore[no-untyped-def]
         arts = [backend._artifact(bundle, "snapshot/processes.txt", ps)]
         return {"artifacts": arts, "complete": True}
 

@@ -40,6 +40,9 @@ class Plan:
     delete: bool
     options: ActionOptions
     dry_run: bool
+    ask: bool = False
+    """The operator will be asked to confirm it (then the plan says what the owner will
+    do on deletion, which costs a few reads)."""
     owner_effect: str = ""
     """What the pod's owner will do when it is deleted (from ``plan_delete``)."""
     delete_plan: Mapping[str, Any] | None = None
@@ -106,8 +109,12 @@ class Backend(Protocol):
         self, out_dir: Path, incident: Incident, alert: Alert, target: Target
     ) -> Bundle: ...
 
-    def snapshot(self, target: Target, bundle: Bundle, progress: Progress) -> JSONDict:
-        """Processes + network, fast. ``{"artifacts": [...], "complete": bool}``."""
+    def snapshot(
+        self, target: Target, bundle: Bundle, progress: Progress, started: Callable[[], None]
+    ) -> JSONDict:
+        """Processes + network, fast. ``{"artifacts": [...], "complete": bool}``.
+        Calls ``started()`` once the commands that read them are on their way to the pod
+        (containment may begin then: it never waits for their output to download)."""
         ...
 
     def quarantine(

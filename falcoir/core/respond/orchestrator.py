@@ -66,6 +66,8 @@ STEP_TITLES: Mapping[str, str] = {
 }
 
 INTERRUPTED_EXIT = 130
+SNAPSHOT_WAIT_S = 10.0
+"""The longest containment waits for the snapshot's commands to start."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class _State:
         self.seal: JSONDict | None = None
         self.containment_mono: float | None = None
         self.egress_verified_mono: float | None = None
+        self.snapshot_started = threading.Event()
         self.lock = threading.Lock()
 
 
@@ -268,6 +271,7 @@ def respond(
             delete="delete" in acts,
             options=opts,
             dry_run=request.dry_run,
+            ask=confirm is not None and not request.dry_run,
         )
         info = backend.check(st.target, plan)
         st.plan = replace(
@@ -291,19 +295,30 @@ def respond(
         assert st.target is not None and st.incident is not None
         if request.dry_run:
             raise StepSkip("dry run: no evidence is collected")
-        st.bundle = backend.open_bundle(request.out_dir, st.incident, alert, st.target)
+        try:
+            st.bundle = backend.open_bundle(request.out_dir, st.incident, alert, st.target)
+        except BaseException:
+            st.snapshot_started.set()  # no snapshot will come: containment must not wait
+            raise
         st.bundle_dir = Path(st.bundle.dir)
         store.add_bundle(st.incident, st.bundle_dir)
         return {"dir": str(st.bundle_dir)}
 
     def do_snapshot() -> JSONDict:
         assert st.target is not None and st.bundle is not None
-        return backend.snapshot(st.target, st.bundle, note("snapshot"))
+        try:
+            return backend.snapshot(st.target, st.bundle, note("snapshot"), st.snapshot_started.set)
+        finally:
+            st.snapshot_started.set()
 
     def do_quarantine() -> JSONDict:
         assert st.target is not None and st.incident is not None and st.log is not None
         if "quarantine" not in acts:
             raise StepSkip("not asked for")
+        if opts.snapshot_first and not request.dry_run:
+            # The volatile state is read before the network changes: wait until the
+            # snapshot's commands are running in the pod (not for their output).
+            st.snapshot_started.wait(SNAPSHOT_WAIT_S)
         result = backend.quarantine(
             st.target, alert, st.incident, st.log, opts, request.dry_run, note("quarantine")
         )
@@ -374,11 +389,10 @@ def respond(
             Step("delete", do_delete, needs=("check",), after=("quarantine",)),
         ]
     else:
-        snap_first = ("snapshot",) if opts.snapshot_first else ()
         steps += [
             Step("bundle", do_bundle, needs=("locate",)),
             Step("snapshot", do_snapshot, needs=("bundle",)),
-            Step("quarantine", do_quarantine, needs=("confirm",), after=snap_first),
+            Step("quarantine", do_quarantine, needs=("confirm",)),
             Step("collect", do_collect, needs=("bundle", "confirm"), after=("snapshot",)),
             Step("seal", do_seal, needs=("bundle",), after=("snapshot", "collect", "quarantine")),
             Step("delete", do_delete, needs=("seal", "confirm"), after=("quarantine",)),

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from falcoir.core.alert import Alert
 from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
@@ -64,6 +65,7 @@ class RealBackend:
     the miner is talking to), so one second is ample and keeps containment fast."""
     _snapshot_ok: dict[str, bool] = field(default_factory=dict)
     _alerts: dict[str, Alert] = field(default_factory=dict)
+    _checked: dict[tuple[Any, ...], JSONDict] = field(default_factory=dict)
     _operator: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -85,6 +87,21 @@ class RealBackend:
         return locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
 
     def check(self, target: Target, plan: Plan) -> JSONDict:
+        # The same plan in the same namespace needs the same permissions: in --follow
+        # mode they are asked about once, not once per incident.
+        key = (
+            target.namespace,
+            plan.quarantine,
+            plan.collect,
+            plan.delete,
+            plan.dry_run,
+            tuple(o.kind for o in target.owner),
+        )
+        if not plan.ask:
+            with self._lock:
+                cached = self._checked.get(key)
+            if cached is not None:
+                return {**cached, "cached": True}
         perms: set[Permission] = set(COLLECT_PERMISSIONS) if plan.collect else set()
         if plan.quarantine:
             perms.update(quarantine_permissions(probe=not plan.dry_run))
@@ -92,10 +109,13 @@ class RealBackend:
             perms.update(delete_permissions(owner_kinds=[o.kind for o in target.owner]))
         check_permissions(self.gateway, perms, target.namespace)
         info: JSONDict = {"permissions": sorted(p.describe(target.namespace) for p in perms)}
-        if plan.delete:
+        if plan.delete and plan.ask:
             dplan = plan_delete(self.gateway, target, store=self.store)
             info["owner_effect"] = dplan.consequence
             info["delete_plan"] = dplan.to_dict()
+        else:
+            with self._lock:
+                self._checked[key] = info
         return info
 
     def open_bundle(
@@ -129,14 +149,32 @@ class RealBackend:
 
         return emit
 
-    def snapshot(self, target: Target, bundle: BundleWriter, progress: Progress) -> JSONDict:
+    def snapshot(
+        self,
+        target: Target,
+        bundle: BundleWriter,
+        progress: Progress,
+        started: Callable[[], None],
+    ) -> JSONDict:
+        show = self._progress(progress)
+        running: set[str] = set()
+        lock = threading.Lock()
+
+        def on_event(event: CollectorEvent) -> None:
+            if event.state in ("run", "done"):
+                with lock:
+                    running.add(event.collector)
+                    if running >= {"processes", "network"}:
+                        started()
+            show(event)
+
         try:
             result = snapshot(
                 self.gateway,
                 target,
                 writer=bundle,
                 options=self._collect_options(ActionOptions(), volatile=True),
-                progress=self._progress(progress),
+                progress=on_event,
                 alert=self._alerts.get(str(bundle.dir)),
             )
         except BaseException:
