@@ -101,8 +101,14 @@ def test_respond_yes_contains_collects_deletes(
     assert doc["delete"]["deleted"] is True
     t = doc["timings"]
     assert 0 < t["containment_s"] <= t["egress_verified_s"] <= t["total_s"]
-    # the pod is gone and the Deployment made a replacement
-    assert wait_for(lambda: get_pod(lab, sc.namespace, sc.pod) is None, 60)
+
+    # the pod is deleted (gone, or terminating for its grace period) and the Deployment
+    # made a replacement
+    def deleted() -> bool:
+        pod = get_pod(lab, sc.namespace, sc.pod)
+        return pod is None or bool(pod["metadata"].get("deletionTimestamp"))
+
+    assert deleted()
     assert wait_for(lambda: replacement(lab, sc.namespace, sc.pod), 60)
     # the bundle verifies, with falcoir and with the BagIt library
     bundle = Path(doc["collect"]["bundle"])
