@@ -195,3 +195,42 @@ def test_without_yes_and_no_terminal_it_refuses(
     assert doc["failed_step"] == "confirm"
     assert "no terminal" in doc["error"]["message"]
     assert snapshot_objects(lab, sc.namespace) == before
+
+
+def test_ctrl_c_mid_way_leaves_a_consistent_marked_state(
+    lab: Lab, fresh_cryptominer: Any, tmp_path: Path
+) -> None:
+    import signal
+
+    sc = fresh_cryptominer
+    out = tmp_path / "out"
+    env = falcoir_env(FALCOIR_HOME=str(tmp_path / "home"))
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "falcoir", "respond", sc.alert_text, "--yes", "-o", "json",
+         "--out", str(out), "--kubeconfig", str(lab.kubeconfig)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    # Ctrl-C as soon as evidence is being written (the bundle exists)
+    assert wait_for(lambda: out.exists() and any(out.iterdir()), 60)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    doc = json.loads(stdout)
+    assert doc["interrupted"] is True and doc["status"] == "interrupted"
+    bundle = Path(doc["collect"]["bundle"])
+    info = (bundle / "bag-info.txt").read_text()
+    assert "Falcoir-Complete: false" in info
+    from falcoir.core.bundle import verify
+
+    assert verify(bundle).ok  # sealed, marked incomplete, intact
+    said = json.loads((bundle / "data" / "respond.json").read_text())
+    assert said["interrupted"] is True
+    actions = [json.loads(x) for x in (bundle / "data" / "actions.jsonl").read_text().splitlines()]
+    assert actions[-1]["action"] == "interrupt"
+    # never half-quarantined: the label is on the pod only if the policy exists
+    pod = get_pod(lab, sc.namespace, sc.pod)
+    policies = lab.client.list("networkpolicies", namespace=sc.namespace)
+    if pod is not None and "falcoir.io/quarantine" in pod["metadata"].get("labels", {}):
+        assert policies, "a quarantine label without its policy"
+    assert doc["delete"] is None
