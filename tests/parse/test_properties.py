@@ -38,6 +38,7 @@ def _check_accounting(text: str) -> None:
     assert len(report.alerts) + report.skipped + len(report.problems) == len(items)
     for a in report.alerts:
         json.dumps(a.to_dict())  # always serialisable
+        hash(a)  # frozen and hashable
 
 
 FALCOISH = st.sampled_from(

@@ -146,3 +146,14 @@ def test_json_alerts_keep_their_own_rule() -> None:
     )
     (a,) = parse_text(doc, rules=RULES).alerts
     assert a.rule == "Custom"
+
+
+def test_json_without_a_rule_is_named_by_template() -> None:
+    doc = (
+        '{"output":"15:31:19.049935845: Error File below /etc opened for writing (user=root '
+        'command=x pid=1 file=/etc/x)","priority":"Error","time":"t"}'
+    )
+    (a,) = parse_text(doc, rules=RULES).alerts
+    assert a.rule == "Write below etc"
+    (b,) = parse_text(doc).alerts
+    assert b.rule is None

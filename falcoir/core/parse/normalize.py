@@ -26,7 +26,6 @@ EXEPATH = ("proc.exepath", "proc_exepath", "exepath", "exe_path")
 CWD = ("proc.cwd", "proc_cwd", "cwd")
 USER = ("user.name", "user", "user_name", "username")
 PARENT = ("proc.pname", "parent", "proc_pname", "pname", "parent_process", "parent_name")
-PPID_NAMES = PPID
 CONTAINER_ID = ("container.id", "container_id", "containerid")
 CONTAINER_FULL_ID = ("container.full_id", "container_full_id")
 CONTAINER_NAME = ("container.name", "container_name")
@@ -202,30 +201,80 @@ def collect(
     return d
 
 
+_Plan = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+_PLANS_MAX = 4096
+
+
+def _plan(keys: tuple[str, ...]) -> _Plan:
+    """For one set of field names (alerts of one rule share it): each canonical slot's
+    candidate names present, best first, and the special names present."""
+    plan = _PLANS.get(keys)
+    if plan is not None:
+        return plan
+    cands: dict[str, list[tuple[int, str]]] = {}
+    specials: list[str] = []
+    for key in keys:
+        slot = _SLOTS.get(key)
+        if slot is None:
+            continue
+        name, rank, is_special = slot
+        if name:
+            cands.setdefault(name, []).append((rank, key))
+        if is_special:
+            specials.append(key)
+    plan = (
+        tuple((name, tuple(k for _, k in sorted(c))) for name, c in cands.items()),
+        tuple(specials),
+    )
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[keys] = plan
+    return plan
+
+
+def _valid(value: object) -> str | None:
+    if value.__class__ is str:
+        text = str(value)
+        if text in ABSENT or text.isspace():
+            return None
+        return text
+    if value.__class__ is int:
+        return str(value)
+    return present(value)
+
+
 def normalize(
-    d: Mapping[str, str],
+    d: Mapping[str, object],
     *,
     source: str | None = None,
     vpid_from_pid: bool = False,
 ) -> Normalized:
-    """Canonical records from ``d`` (see :func:`collect`).
+    """Canonical records from ``d``: Falco field names or labels to raw values (absent
+    ones are skipped here).
 
     ``vpid_from_pid``: the text's ``pid`` label is the in-container pid (gVisor's
     appended ``container=... pid=%proc.vpid tid=%thread.vtid``).
     """
+    slot_cands, special_keys = _plan(tuple(d))
     vals: dict[str, str] = {}
-    ranks: dict[str, int] = {}
+    for name, keys in slot_cands:
+        for key in keys:
+            raw = d[key]
+            if raw.__class__ is str:
+                if raw in ABSENT or raw.isspace():
+                    continue
+                vals[name] = raw
+                break
+            v = _valid(raw)
+            if v is not None:
+                vals[name] = v
+                break
     special: dict[str, str] = {}
-    slots = _SLOTS
-    for key, value in d.items():
-        slot = slots.get(key)
-        if slot is not None:
-            name, rank, is_special = slot
-            if name and rank < ranks.get(name, 1 << 30):
-                ranks[name] = rank
-                vals[name] = value
-            if is_special:
-                special[key] = value
+    for key in special_keys:
+        v = _valid(d[key])
+        if v is not None:
+            special[key] = v
     get = vals.get
 
     exec_command = get("exec_command")

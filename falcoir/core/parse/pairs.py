@@ -210,15 +210,23 @@ def split_pairs(text: str) -> tuple[str, list[Pair]]:
     lead = "".join(lead_parts)
     acc = ""
     free_text = key in FREE_TEXT_KEYS
+    cache_get = _KEY_CACHE.get
+    append = pairs.append
     for j in range(i + 1, n - 1):
         piece = pieces[j]
         before, sp, word = piece.rpartition(" ")
-        if sp and _is_key(word) and (not free_text or _field_like(word)):
-            value = (acc + before).strip()
-            if "=" in value or value.endswith(")"):
+        if not sp:
+            acc += piece + "="
+            continue
+        ok = cache_get(word)
+        if ok is None:
+            ok = _is_key(word)
+        if ok and (not free_text or _field_like(word)):
+            value = (acc + before).strip() if acc else before.strip()
+            if "=" in value or value[-1:] == ")":
                 _append_value(pairs, key, value)
             else:
-                pairs.append((key, value))
+                append((key, value))
             acc = ""
             key = word
             free_text = key in FREE_TEXT_KEYS

@@ -114,7 +114,8 @@ def split_body(
     body = body.rstrip("\r\n")
     truncated = False
     pipe = body.find(" | ")
-    paren_m = _PAREN_OPEN.search(body)
+    # A field list opened by "(" must start before the pipe to matter.
+    paren_m = _PAREN_OPEN.search(body, 0, pipe) if pipe >= 0 else _PAREN_OPEN.search(body)
     paren = paren_m.start() if paren_m is not None else -1
     if pipe >= 0 and (paren < 0 or pipe < paren) and _PIPE_FIELDS.match(body[pipe + 3 :]):
         message = body[:pipe].rstrip()
