@@ -44,7 +44,8 @@ def _short(exc: BaseException) -> str:
 
 
 def _existing(paths: str) -> list[str]:
-    return [p for p in paths.split(os.pathsep) if p and Path(p).expanduser().is_file()]
+    found = (Path(p).expanduser() for p in paths.split(os.pathsep) if p)
+    return [str(p) for p in found if p.is_file()]
 
 
 def load(kubeconfig: str | None = None, context: str | None = None) -> ClusterConfig:

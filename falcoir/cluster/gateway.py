@@ -243,7 +243,6 @@ class KubeGateway:
         op: Op,
         body: bytes | None,
         headers: dict[str, str],
-        safety: Safety,
         timeout: float,
         max_bytes: int,
         want_json: bool = False,
@@ -350,7 +349,7 @@ class KubeGateway:
                 headers["Content-Type"] = content_type
             try:
                 status, data, resp, doc = self._send_once(
-                    method, url, op, payload, headers, safety, timeout, max_bytes, want_json
+                    method, url, op, payload, headers, timeout, max_bytes, want_json
                 )
             except _Transient as exc:
                 repeatable = safety is not Safety.ONCE or not exc.sent

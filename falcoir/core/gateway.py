@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
 JSON = dict[str, Any]
+JSONPatch = JSON | list[JSON]
+"""A merge/strategic-merge patch (mapping) or a JSON patch (list of operations)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class ClusterGateway(Protocol):
         self,
         resource: Resource,
         name: str,
-        patch: JSON | list[JSON],
+        patch: JSONPatch,
         namespace: str | None = None,
         *,
         patch_type: str = "merge",

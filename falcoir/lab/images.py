@@ -51,7 +51,9 @@ UBUNTU_TOOLS = (
     "gzip", "gunzip", "zcat", "base64", "dd", "od", "touch", "sed", "awk", "sort", "uniq",
     "cut", "tr", "du", "df", "mount", "umount", "which", "test", "[", "printf", "pwd",
     "basename", "dirname", "tee", "nproc", "whoami", "top", "free", "pgrep", "pkill",
-    "pidof", "uptime", "hexdump", "xxd", "strings", "less", "more", "lsof",
+    "pidof", "uptime", "hexdump", "xxd", "strings", "less", "more", "lsof", "tty", "stty",
+    "seq", "yes", "nohup", "mkfifo", "mktemp", "sync", "truncate", "tac", "nl", "getent",
+    "nice", "sha512sum", "cmp", "diff", "file", "clear", "ldd",
 )  # fmt: skip
 BUSYBOX_APPLETS = (
     "sh", "ash", "ls", "cat", "ps", "netstat", "sha256sum", "md5sum", "tar", "timeout",
@@ -59,7 +61,7 @@ BUSYBOX_APPLETS = (
     "grep", "find", "stat", "readlink", "wc", "uname", "hostname", "date", "kill", "true",
     "false", "gzip", "base64", "dd", "od", "touch", "sed", "awk", "sort", "uniq", "cut",
     "tr", "du", "df", "which", "test", "[", "printf", "pwd", "tee", "top", "free", "pidof",
-    "xargs", "vi",
+    "xargs", "vi", "tty", "stty", "seq", "nohup", "mktemp", "sha512sum", "diff", "clear",
 )  # fmt: skip
 
 
@@ -145,8 +147,11 @@ def build_profile(profile: ImageProfile, images_dir: Path) -> Path | None:
         return None
     bin_dir = images_dir / profile.name / "bin"
     done = images_dir / profile.name / ".complete"
-    if done.exists():
+    stamp = hashlib.sha256(repr(profile).encode()).hexdigest()
+    if done.exists() and done.read_text() == stamp:
         return bin_dir
+    if bin_dir.exists():
+        shutil.rmtree(bin_dir)
     bin_dir.mkdir(parents=True, exist_ok=True)
     if profile.busybox:
         box = shutil.which("busybox", path=HOST_PATH)
@@ -165,7 +170,7 @@ def build_profile(profile: ImageProfile, images_dir: Path) -> Path | None:
             if src is None or target.exists():
                 continue
             _link_or_copy(os.path.realpath(src), target)
-    done.touch()
+    done.write_text(stamp)
     return bin_dir
 
 

@@ -611,3 +611,15 @@ def test_a_server_that_dribbles_cannot_hold_us(api: FakeApi, kubeconfig: Path) -
     log = gw.read_log("prod", "web-1", None, timeout=0.5)
     assert 0 < len(log) < 100 and set(log) == {ord(" ")}
     assert time.monotonic() - t0 < 2
+
+
+def test_kubeconfig_path_list_merges(api: FakeApi, tmp_path: Path) -> None:
+    first = write_kubeconfig(tmp_path / "a", api.url, context="one")
+    second = write_kubeconfig(tmp_path / "b", "http://127.0.0.1:1", context="two")
+    doc = json.loads(second.read_text())  # its own cluster name: the first "c" would win
+    doc["clusters"][0]["name"] = doc["contexts"][0]["context"]["cluster"] = "c2"
+    second.write_text(json.dumps(doc))
+    listed = f"{tmp_path / 'missing'}:{first}:{second}"
+    assert connect(listed).context == "one"  # the first file's current-context wins
+    gw = connect(listed, context="two")
+    assert gw.server == "http://127.0.0.1:1"

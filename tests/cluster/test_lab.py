@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -186,8 +187,6 @@ def test_restricted_identity_is_forbidden(
 
 
 def test_wrong_token_and_no_server(lab: Any, tmp_path: Any) -> None:
-    import json
-
     doc = json.loads(lab.kubeconfig.read_text())
     for user in doc["users"]:
         user["user"]["token"] = "not-a-token"
@@ -223,3 +222,17 @@ def test_faults_retried_where_safe(gw: KubeGateway, pod: str, faults: Any) -> No
     names = {patient.get(PODS, "target", pod)["metadata"]["name"] for _ in range(30)}
     assert names == {"target"}
     assert patient.stats.retries > 0
+
+
+def test_same_answers_as_kubectl(lab: Any, gw: KubeGateway, pod: str) -> None:
+    script = 'printf "%s|" "$@"; echo; ls -d /tmp; echo to-stderr >&2; exit 3'
+    argv = ["sh", "-c", script, "x", "a b", "$(reboot);", "ünï"]
+    ours = gw.exec(pod, "target", "app", argv)
+    theirs = lab.kubectl("exec", "-n", pod, "target", "-c", "app", "--", *argv)
+    assert ours.exit_code == theirs.returncode == 3
+    assert ours.stdout.decode() == theirs.stdout == "a b|$(reboot);|ünï|\n/tmp\n"
+    assert ours.stderr.decode() == "to-stderr\n" and "to-stderr" in theirs.stderr
+    listed = json.loads(lab.kubectl("get", "pods", "-n", pod, "-o", "json").stdout)["items"]
+    assert [p["metadata"]["uid"] for p in listed] == [
+        p["metadata"]["uid"] for p in gw.list(PODS, pod)
+    ]

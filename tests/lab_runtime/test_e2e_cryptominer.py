@@ -227,3 +227,65 @@ def test_without_enforcement_the_miner_keeps_talking_and_down_cleans_up() -> Non
     assert not Path(f"/proc/{pids[0]}").exists()
     uid_dirs = list(Path("/sys/fs/cgroup/unified/kubepods").rglob(f"pod{sc.pod_uid}"))
     assert uid_dirs == []
+
+
+def test_ephemeral_debug_container_sees_a_distroless_target(lab: Any, fresh_namespace: str) -> None:
+    ns = fresh_namespace
+    lab.client.create(
+        "pods",
+        {
+            "metadata": {"name": "app"},
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": "gcr.io/distroless/base", "command": ["/server"]}
+                ]
+            },
+        },
+        ns,
+    )
+    lab.client.wait_for("pods", "app", ns, lambda p: p.get("status", {}).get("phase") == "Running")
+    patch = {
+        "spec": {
+            "ephemeralContainers": [
+                {
+                    "name": "debugger",
+                    "image": "busybox:1.36",
+                    "command": ["sleep", "3600"],
+                    "targetContainerName": "app",
+                    "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}},
+                }
+            ]
+        }
+    }
+    lab.client.patch("pods", "app", patch, ns, sub="ephemeralcontainers")
+    pod = lab.client.wait_for(
+        "pods", "app", ns,
+        lambda p: any("running" in s.get("state", {}) for s in p.get("status", {}).get("ephemeralContainerStatuses") or []),  # noqa: E501
+    )  # fmt: skip
+    eph = pod["status"]["ephemeralContainerStatuses"][0]
+    assert re.fullmatch(r"containerd://[0-9a-f]{64}", eph["containerID"])
+    r = lab.kubectl("exec", "-n", ns, "app", "-c", "debugger", "--", "readlink", "/proc/1/exe")
+    assert r.returncode == 0 and r.stdout.strip() == "/server", r.stderr
+    r = lab.kubectl("exec", "-n", ns, "app", "-c", "debugger", "--", "cat", "/proc/1/net/tcp")
+    assert r.returncode == 0 and "local_address" in r.stdout
+
+
+def test_python_client_tty(lab: Any, cryptominer: CryptominerScenario) -> None:
+    from kubernetes.stream import stream
+
+    api = _api(lab)
+    ws = stream(
+        api.connect_get_namespaced_pod_exec, cryptominer.pod, cryptominer.namespace,
+        container="miner", command=["sh", "-c", "sleep 0.3; tty; stty size"], stdin=True,
+        stdout=True, stderr=False, tty=True, _preload_content=False, binary=True,
+    )  # fmt: skip
+    ws.write_channel(4, json.dumps({"Width": 123, "Height": 45}))
+    out, status = b"", b""
+    deadline = time.monotonic() + 20
+    while ws.is_open() and time.monotonic() < deadline:
+        ws.update(timeout=1)
+        out += ws.read_channel(1) or b""
+        status += ws.read_channel(3) or b""
+    ws.close()
+    assert json.loads(status)["status"] == "Success", (status, out)
+    assert b"/dev/pts/" in out and b"45 123" in out, out

@@ -221,3 +221,25 @@ def test_kill_pod_removes_processes_cgroups_and_netns(harness: Harness) -> None:
     assert not Path(f"/proc/{pid}").exists()
     assert not list(Path("/sys/fs/cgroup/unified").rglob(cid))
     assert len(list(Path("/run/netns").glob(f"falcoir-{harness.rt.lab_id}-*"))) == len(netns) - 1
+
+
+def test_init_containers_run_first_and_in_order(harness: Harness) -> None:
+    pod = harness.pod(
+        "init",
+        [{"name": "app", "image": "ubuntu", "command": ["sleep", "1000"]}],
+        initContainers=[
+            {"name": "one", "image": "busybox", "command": ["sh", "-c", "echo one"]},
+            {"name": "two", "image": "ubuntu", "command": ["sh", "-c", "echo two"]},
+        ],
+    )
+    harness.wait_for(lambda: harness.status(pod)["phase"] == "Running", what="Running")
+    st = harness.status(pod)
+    inits = st["initContainerStatuses"]
+    assert [i["state"]["terminated"]["reason"] for i in inits] == ["Completed", "Completed"]
+    assert (
+        inits[0]["state"]["terminated"]["finishedAt"]
+        <= inits[1]["state"]["terminated"]["startedAt"]
+    )
+    assert next(c for c in st["conditions"] if c["type"] == "Initialized")["status"] == "True"
+    one = harness.rt.log_path(pod, "one", previous=False)
+    assert one is not None and one.read_text() == "one\n"

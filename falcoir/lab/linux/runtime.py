@@ -224,7 +224,6 @@ class LinuxRuntime:
             },
         )
         await asyncio.to_thread(net.setup_gateway, self.lab_id, self._subnet)
-        self._idle = await asyncio.to_thread(compile_c, "idle", self.images_dir)
         self._pool = StratumPool(self._subnet.gateway, self.state_dir / "pool")
         try:
             await self._pool.start()
@@ -306,7 +305,7 @@ class LinuxRuntime:
     async def _setup_network(self, p: Pod) -> None:
         spec = p.pod.get("spec") or {}
         if not self.isolated or spec.get("hostNetwork"):
-            p.ip = self.gateway if self.isolated else "127.0.0.1"
+            p.ip = p.host_ip or (self.gateway if self.isolated else "127.0.0.1")
             return
         if not self._free_ips or self._subnet is None:
             raise net.NetError("the lab's pod subnet is full")
@@ -587,6 +586,8 @@ class LinuxRuntime:
         self, p: Pod, c: Container, argv: list[str], env: dict[str, str], logf: Path, exitfile: Path
     ) -> tuple[int, str]:
         bin_dir = await asyncio.to_thread(images.build_profile, c.profile, self.images_dir)
+        if c.profile.lenient_entrypoint and self._idle is None:
+            self._idle = await asyncio.to_thread(compile_c, "idle", self.images_dir)
         rootfs = self.dir / "rootfs" / c.id
         rootfs.mkdir(parents=True, exist_ok=True)
         spec = p.pod.get("spec") or {}
@@ -967,6 +968,7 @@ class LinuxRuntime:
                 "-m",
                 "-u",
                 "-p",
+                "-w",
                 *(["-n"] if p.netns else []),
                 "--",
                 *argv,
