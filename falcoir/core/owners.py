@@ -64,6 +64,7 @@ def owner_chain(
         if (
             resource is None
             or resource.kind == "Pod"
+            or not resource.namespaced  # a mirror pod's Node: not a controller
             or not _NAME_RE.match(ref.name)
             or (ref.api_version and "/" in resource.group_version and api_group != expected_group)
         ):

@@ -96,7 +96,11 @@ class PodRuntime(Protocol):
         ...
 
     def log_path(self, pod: JSON, container: str, *, previous: bool) -> Path | None:
-        """Where the container's captured stdout/stderr is (``None`` if never ran)."""
+        """Where the container's captured stdout/stderr is (``None`` if never ran).
+
+        The server serves ``pods/log`` from this file. Raw bytes are fine; lines in the
+        kubelet's CRI format (``<RFC3339Nano> stdout|stderr F|P <text>``) additionally
+        give exact ``--timestamps`` and ``sinceSeconds``."""
         ...
 
     async def add_ephemeral_container(self, pod: JSON, container: JSON) -> None:

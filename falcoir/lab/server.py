@@ -404,9 +404,14 @@ class LabServer:
         return self.virtual_runtimes.get(node)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        await self.runtime.start(self)
+        # The runtime's set-up and the certificates (made in a thread) overlap: lab up
+        # answers after the slower of the two, not after both.
+        runtime_started = asyncio.ensure_future(self.runtime.start(self))
+        try:
+            _ca, crt, key = await asyncio.to_thread(pki.ensure_certificates, self.state_dir)
+        finally:
+            await runtime_started
         self.bootstrap()
-        _ca, crt, key = pki.ensure_certificates(self.state_dir)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(crt, key)
         ctx.set_alpn_protocols(["http/1.1"])
@@ -900,6 +905,18 @@ class LabServer:
         body = await self._body(request)
         if body is None:
             raise bad_request("the body of the request was empty")
+        ctype_raw = request.headers.get("Content-Type", "")
+        if (
+            verb == "patch"
+            and not sub
+            and ctype_raw.startswith("application/apply-patch")
+            and self.store.get(rtype, ns or "", name) is None
+        ):
+            # Server-side apply of an object that does not exist yet creates it.
+            if not isinstance(body, dict):
+                raise bad_request("an apply patch must be an object")
+            body.setdefault("metadata", {})["name"] = name
+            return json_response(self.create(rtype, ns, body, dry_run=dry), 201)
         obj = self._must_get(rtype, ns or "", name)
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "application/strategic-merge-patch+json")

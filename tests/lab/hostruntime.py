@@ -106,6 +106,9 @@ class HostRuntime:
 
     async def start(self, events: RuntimeEvents) -> None:
         self._events = events
+        (self.state_dir / "host-runtime.json").write_text(
+            f'{{"node": "{self.node_name}", "enforce": {str(self.enforce_network_policy).lower()}}}'
+        )
 
     async def _capture(self, proc: asyncio.subprocess.Process, path: Path) -> None:
         async def one(reader: asyncio.StreamReader | None, stream: str) -> None:

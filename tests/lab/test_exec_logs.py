@@ -41,7 +41,13 @@ POD = {
 
 @pytest.fixture(scope="module")
 def host_lab() -> Iterator[Lab]:
-    with start_lab("--runtime", "tests.lab.hostruntime:make_runtime", "--nodes", "1") as lab:
+    with start_lab(
+        "--runtime",
+        "tests.lab.hostruntime:make_runtime",
+        "--nodes",
+        "1",
+        "--no-enforce-network-policy",
+    ) as lab:
         lab.client.create("pods", POD, "default")
         lab.client.wait_for(
             "pods", "talker", "default", lambda p: p["status"].get("phase") == "Running"
@@ -274,3 +280,9 @@ def test_python_client_logs(host_lab: Lab) -> None:
     assert text in ("tick\n", "oops\n", "line 3\n")
     full = core.read_namespaced_pod_log("talker", "default", container="main")
     assert full.startswith("line 1\nline 2\nline 3\n")
+
+
+def test_runtime_factory_gets_node_and_enforcement_flag(host_lab: Lab) -> None:
+    doc = json.loads((host_lab.state_dir / "host-runtime.json").read_text())
+    assert doc == {"node": "lab-node", "enforce": False}
+    assert host_lab.runtime == "HostRuntime"

@@ -256,8 +256,29 @@ def test_scale_and_delete_deployment_cascades(lab: Lab, fresh_namespace: str) ->
     assert out.strip() == "deployment.apps/cryptominer-demo scaled"
     assert len(wait_pods(lab, ns, "app=cryptominer", 3)) == 3
     ok(lab.kubectl("delete", "deployment", "cryptominer-demo", "-n", ns, "--grace-period=0"))
+    # The pods go with their own grace period (as with the real garbage collector): each
+    # is gone or terminating at once, and no replacement appears.
     deadline = time.monotonic() + 15
-    while pods_json(lab, ns) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        left = pods_json(lab, ns)
+        if all(p["metadata"].get("deletionTimestamp") for p in left):
+            break
         time.sleep(0.1)
-    assert pods_json(lab, ns) == []
+    assert all(p["metadata"].get("deletionTimestamp") for p in left)
+    assert len(left) <= 3
     assert json.loads(ok(lab.kubectl("get", "rs", "-n", ns, "-o", "json")))["items"] == []
+
+
+def test_server_side_apply_and_create_namespace(lab: Lab, fresh_namespace: str) -> None:
+    ns = fresh_namespace
+    first = ok(lab.kubectl("apply", "--server-side", "-n", ns, "-f", str(DATA / "deny-all.yaml")))
+    assert first.strip() == "networkpolicy.networking.k8s.io/deny-all serverside-applied"
+    assert lab.client.get("networkpolicies", "deny-all", ns)["spec"]["podSelector"] == {}
+    # kubectl create namespace posts a protobuf body.
+    name = f"{ns}-extra"
+    assert ok(lab.kubectl("create", "namespace", name)).strip() == f"namespace/{name} created"
+    labels = lab.client.get("namespaces", name)["metadata"]["labels"]
+    assert labels == {"kubernetes.io/metadata.name": name}
+    assert ok(lab.kubectl("delete", "namespace", name)).strip() == f'namespace "{name}" deleted'
+    gone = lab.kubectl("get", "namespace", name)
+    assert gone.returncode == 1 and "NotFound" in gone.stderr

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,42 @@ def test_hostile_values_are_neutralised(world: World) -> None:
     result = runner.invoke(app, ["locate", "--pod", "default/evil"])
     assert result.exit_code == 0
     assert "\x1b" not in result.stdout and "img\\x1b[31mred" in result.stdout
+
+
+def test_pod_flag_with_the_alert_uses_it_for_the_container_and_pid(world: World) -> None:
+    result = runner.invoke(app, ["locate", "--pod", f"default/{POD}", "-o", "json", WALKTHROUGH])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["method"], doc["container"], doc["vpid"]) == ("pod-flag", "miner", 7)
+
+
+def test_sidekick_payload(world: World) -> None:
+    doc = {
+        "uuid": "0b5f",
+        "output": "x",
+        "priority": "Critical",
+        "rule": "r",
+        "time": "2026-01-01T00:00:00.1Z",
+        "source": "syscall",
+        "tags": [],
+        "hostname": "lab-node",
+        "output_fields": {
+            "proc.name": "xmrig",
+            "proc.pid": 12345,
+            "container.id": cid("default" + POD + "miner")[:12],
+        },
+    }
+    result = runner.invoke(app, ["locate", "-o", "json", json.dumps(doc)])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["method"] == "container-id"
+
+
+def test_help_does_not_import_the_kubernetes_client() -> None:
+    code = (
+        "import sys; from falcoir.cli.app import app; from typer.testing import CliRunner;"
+        "r = CliRunner().invoke(app, ['locate', '--help']); assert r.exit_code == 0;"
+        "assert 'kubernetes' not in sys.modules, 'kubernetes imported'"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr

@@ -169,3 +169,29 @@ def test_gone_pod_is_reported_with_its_replacement(lab: Any, fresh_cryptominer: 
     assert res.returncode == 5, res.stderr
     assert "no longer exists" in res.stderr and "replaced it with" in res.stderr
     assert f"--pod {sc.namespace}/cryptominer-demo-" in res.stderr
+
+
+def test_node_debug_pod_when_no_falco_pod_can_read(lab: Any, cryptominer: Any) -> None:
+    alert = _json_alert(
+        cryptominer,
+        **{"container.id": NA, "container.full_id": NA, "k8s.ns.name": NA, "k8s.pod.name": NA},
+    )
+    nothing = ("--falco-selector", "app=no-such-falco")
+    res = falcoir("locate", "--kubeconfig", _kc(lab), *nothing, alert)
+    assert res.returncode == 5
+    assert "--node-debug" in res.stderr
+    res = falcoir("locate", "--kubeconfig", _kc(lab), "-o", "json", *nothing, "--node-debug",
+                  "--debug-image", "busybox:1.36", alert)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    _check(cryptominer, doc, "host-pid")
+    created = [n for n in doc["notes"] if n.startswith("created node debug pod default/")]
+    deleted = [n for n in doc["notes"] if n.startswith("deleted node debug pod default/")]
+    assert len(created) == 1 and len(deleted) == 1
+    name = deleted[0].split("/")[1]
+    still = [
+        p
+        for p in lab.client.list("pods", namespace="default")
+        if p["metadata"]["name"] == name and not p["metadata"].get("deletionTimestamp")
+    ]
+    assert still == []  # deleted (or being deleted) before locate returned

@@ -525,3 +525,56 @@ def test_node_debug_pod_that_fails_is_still_deleted() -> None:
     assert "did not start (phase Failed)" in exc.value.message
     assert w.count("delete") == 1
     assert not [k for k in w.objects if k[2].startswith("falcoir-node-debug")]
+
+
+def test_static_pod_found_by_its_config_hash() -> None:
+    w = World()
+    falco = w.falco("cp-1")
+    assert falco
+    h = "b5e9d3c1a2f34e6d8c7b9a0f1e2d3c4b"
+    pod = w.pod("kube-system", "etcd-cp-1", "cp-1", ("etcd",))
+    pod["metadata"].setdefault("annotations", {})["kubernetes.io/config.hash"] = h
+    w.objects[("pods", "kube-system", "etcd-cp-1")]["metadata"]["annotations"] = {
+        "kubernetes.io/config.hash": h
+    }
+    w.host_process(
+        "cp-1",
+        4321,
+        ("etcd", "--data-dir=/var/lib/etcd"),
+        f"0::/kubepods/burstable/pod{h}/{cid('kube-system' + 'etcd-cp-1' + 'etcd')}\n",
+    )
+    t = locate(w, alert=text_alert(name="etcd", cmdline="etcd --data-dir=/var/lib/etcd", pid=4321))
+    assert (t.namespace, t.pod, t.container, t.method) == (
+        "kube-system",
+        "etcd-cp-1",
+        "etcd",
+        LocateMethod.HOST_PID,
+    )
+
+
+class NamespacedOnly(World):
+    """RBAC with Roles only: pods may be listed per namespace, not cluster-wide."""
+
+    def list(self, resource, namespace=None, **kw):  # type: ignore[no-untyped-def]
+        if namespace is None:
+            self.calls.append(("list", resource.plural, "", "", ""))
+            raise Forbidden("cannot list pods at the cluster scope", missing=["list pods"])
+        return super().list(resource, namespace, **kw)
+
+
+def test_forbidden_cluster_wide_falco_listing_suggests_falco_namespace() -> None:
+    base, _ = scenario()
+    w = NamespacedOnly(objects=base.objects, exec_handlers=base.exec_handlers)
+    with pytest.raises(Forbidden) as exc:
+        locate(w, alert=text_alert())
+    assert "--falco-namespace" in (exc.value.hint or "")
+    assert exc.value.missing == ("list pods",)
+    # with the Falco namespace given, the pid is read; mapping it to a pod needs the
+    # node's pods: a cluster-scope list, unless -n says where to look
+    with pytest.raises(Forbidden):
+        locate(w, alert=text_alert(), options=LocateOptions(falco_namespace="falco"))
+    assert any(c[0] == "exec" for c in w.calls)
+    t = locate(
+        w, alert=text_alert(), options=LocateOptions(falco_namespace="falco", namespace="default")
+    )
+    assert (t.pod, t.method) == (POD, LocateMethod.HOST_PID)

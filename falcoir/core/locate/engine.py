@@ -110,8 +110,9 @@ class _Ctx:
 
     def pods_on_node(self, node: str) -> list[JSON]:
         if node not in self.node_pods:
+            # -n narrows it (and lets identities with namespaced Roles only use it)
             self.node_pods[node] = self.gateway.list(
-                PODS, None, field_selector=f"spec.nodeName={node}"
+                PODS, self.options.namespace, field_selector=f"spec.nodeName={node}"
             )
         return self.node_pods[node]
 

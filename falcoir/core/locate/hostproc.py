@@ -19,7 +19,7 @@ from falcoir.core.gateway import JSON, PODS, ClusterGateway
 from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS, LocateOptions
 from falcoir.core.locate.pods import iter_containers, pod_node, pod_phase
 from falcoir.core.locate.procfs import ProcStatus, parse_cmdline, parse_status
-from falcoir.errors import ApiNotFound, FalcoirError, InputError
+from falcoir.errors import ApiNotFound, FalcoirError, Forbidden, InputError
 
 READ_TIMEOUT = 15.0
 READ_MAX_BYTES = 256 * 1024
@@ -100,9 +100,21 @@ def find_falco_pods(
     field_selector = f"spec.nodeName={node}" if node else None
     last = selectors[-1]
     for sel in selectors:
-        pods = gateway.list(
-            PODS, options.falco_namespace, label_selector=sel, field_selector=field_selector
-        )
+        try:
+            pods = gateway.list(
+                PODS, options.falco_namespace, label_selector=sel, field_selector=field_selector
+            )
+        except Forbidden as exc:
+            if options.falco_namespace:
+                raise
+            raise Forbidden(
+                exc.message,
+                missing=exc.missing,
+                status=exc.status,
+                reason=exc.reason,
+                hint="allow listing pods in all namespaces, or give --falco-namespace NS "
+                "(where the Falco pods run) to look only there",
+            ) from exc
         if pods:
             return [p for p in pods if _falco_running(p)], sel
         last = sel
