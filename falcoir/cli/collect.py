@@ -147,7 +147,7 @@ def collect_command(
     else:
         from falcoir.render.bundle import print_collect_summary
 
-        print_collect_summary(result)
+        print_collect_summary(result, collectors=not live)
     if not result.complete:
         failed = [c.name for c in result.collectors if not c.status.good]
         why = "interrupted" if result.interrupted else "not every collector succeeded"

@@ -377,7 +377,7 @@ class BundleWriter:
         self.sealed: BundleResult | None = None
         self.previous_complete: bool | None = None
         self.closed = False
-        """Set while sealing: late writes from abandoned threads are dropped."""
+        """Set when sealing: late writes from abandoned threads are dropped."""
         self._streams: set[ArtifactStream] = set()
         self.default_mode: int | None = 0o444
         """Payload files are read-only once recorded (evidence is not edited)."""
@@ -531,7 +531,9 @@ class BundleWriter:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise BundleError("the bundle is being sealed; no more artifacts")
+            raise BundleError(
+                "the bundle is sealed; reopen it (BundleWriter.reopen) to add artifacts"
+            )
 
     def _record(
         self, name: str, path: Path, digest: str, size: int, meta: ArtifactMeta, *, mode: int | None
@@ -626,7 +628,8 @@ class BundleWriter:
             self.info = {str(k): str(v) for k, v in bag.info.items()}
         archive = self.dir.with_name(self.dir.name + ".tar.gz")
         archive_sha = _write_archive(self.dir, archive)
-        self.closed = False
+        # Sealed: late writes (a collector thread that outlived its deadline) are
+        # refused; add more with ``BundleWriter.reopen(dir)`` and seal again.
         self.sealed = BundleResult(self.dir, archive, archive_sha, complete, tuple(arts))
         return self.sealed
 

@@ -1422,7 +1422,8 @@ class LabServer:
     async def _kill_and_remove(self, pod: JSON, grace: int) -> None:
         node = pod.get("spec", {}).get("nodeName", "")
         rt = self.runtime_for(node)
-        if rt is not None and pod.get("status", {}).get("phase") in ("Running", "Pending"):
+        if rt is not None:
+            # Always: the runtime releases what the pod held even when it already exited.
             self.pod_event(
                 pod["metadata"]["namespace"],
                 pod["metadata"]["name"],

@@ -124,8 +124,9 @@ class CollectProgress:
             self._live = None
 
 
-def print_collect_summary(result: CollectResult) -> None:
-    """What was captured, where it is, and what is missing."""
+def print_collect_summary(result: CollectResult, *, collectors: bool = True) -> None:
+    """What was captured, where it is, and what is missing (``collectors=False``: the
+    live display already showed each collector)."""
     from rich.table import Table
 
     console = stderr_console()
@@ -141,7 +142,8 @@ def print_collect_summary(result: CollectResult) -> None:
             human_bytes(outcome.bytes),
             safe(outcome.note or ""),
         )
-    console.print(table)
+    if collectors:
+        console.print(table)
     b = result.binary
     if b is not None and b.sha256:
         deleted = " [yellow](deleted from disk)[/]" if b.deleted else ""

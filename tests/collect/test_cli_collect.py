@@ -52,6 +52,13 @@ def test_collect_pod_json(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = runner.invoke(app, ["bundle", "show", doc["bundle"]])
     assert s.exit_code == 0
     assert "processes/ps.txt" in s.stderr and "complete" in s.stderr
+    a = runner.invoke(app, ["bundle", "show", doc["archive"], "-o", "json"])
+    assert a.exit_code == 0, a.stderr
+    shown = json.loads(a.stdout)
+    assert shown["verified"] is True and shown["incident"] == doc["incident"]
+    # what collect reported, plus the located target written when the bundle was opened
+    names = {x["name"] for x in doc["artifacts"]} | {"target.json"}
+    assert {x["name"] for x in shown["artifacts"]} == names
 
 
 def test_collect_from_a_json_alert_human_summary(

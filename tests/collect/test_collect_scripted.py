@@ -189,7 +189,7 @@ def test_busybox_fallbacks(tmp_path: Path) -> None:
     assert arts["processes/ps-2.txt"].argv == ("ps", "-ef")
     assert b"xmrig" in read(res, "processes/ps-2.txt")
     assert arts["files/ls-tmp.txt"].argv == ("ls", "-la", "--time-style=full-iso", "/tmp")
-    assert arts["files/ls-tmp-2.txt"].argv == ("ls", "-lae", "/tmp")
+    assert arts["files/ls-tmp-2.txt"].argv == ("ls", "-la", "--full-time", "/tmp")
     assert b"xmrig" in read(res, "files/ls-tmp-2.txt")
 
 
@@ -356,3 +356,24 @@ def test_pod_target_needs_container_when_several(tmp_path: Path) -> None:
         target_from_pod(c, PodRef(NS, POD), "zzz")
     t = target_from_pod(c, PodRef(NS, POD), "b")
     assert t.container == "b" and t.node == "lab-node" and t.owner[0].kind == "ReplicaSet"
+
+
+def test_collect_logs_the_debug_container_in_the_incident_log_by_default(tmp_path: Path) -> None:
+    from falcoir.core.collect import collect
+
+    target_box = miner_container(tools=set())
+    debug = miner_container(root="/proc/1/root")
+    cluster = cluster_with(target_box, debug_container=debug)
+    store = IncidentStore(tmp_path / "home")
+    target = target_from_pod(cluster, PodRef(NS, POD))
+    inc = store.open(NS, POD, target.pod_uid)
+    writer = BundleWriter.create(
+        tmp_path / "ev", inc, alert_raw=None, target=target, context="fake", operator="alice"
+    )
+    res = collect(
+        cluster, target, alert=None, writer=writer, options=CollectOptions(ephemeral_debug=True)
+    )
+    assert res.debug_container
+    (rec,) = inc.action_log().records()
+    assert rec.action == "ephemeral-container" and rec.actor == "alice"
+    assert rec.data["container"] == res.debug_container

@@ -177,8 +177,9 @@ def test_three_patch_types_and_dry_run(lab: Lab, fresh_namespace: str) -> None:
     assert got.metadata.labels == {"quarantine": "true"}
     assert got.metadata.annotations == {"falcoir.dev/incident": "i-1"}
     # dryRun on patch, create and delete changes nothing.
-    rv = got.metadata.resource_version
-    core.patch_namespaced_pod("p", ns, {"metadata": {"labels": {"x": "y"}}}, dry_run="All")
+    # (The pod's runtime may still post status, so compare content, not resourceVersion.)
+    dry = core.patch_namespaced_pod("p", ns, {"metadata": {"labels": {"x": "y"}}}, dry_run="All")
+    assert dry.metadata.labels == {"quarantine": "true", "x": "y"}  # the would-be result
     core.create_namespaced_pod(
         ns,
         {"metadata": {"name": "ghost"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
@@ -186,7 +187,7 @@ def test_three_patch_types_and_dry_run(lab: Lab, fresh_namespace: str) -> None:
     )
     core.delete_namespaced_pod("p", ns, dry_run="All")
     after = core.read_namespaced_pod("p", ns)
-    assert after.metadata.resource_version == rv and "x" not in after.metadata.labels
+    assert after.metadata.labels == {"quarantine": "true"}
     assert after.metadata.deletion_timestamp is None
     assert [p.metadata.name for p in core.list_namespaced_pod(ns).items] == ["p"]
 

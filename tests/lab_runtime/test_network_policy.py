@@ -182,3 +182,18 @@ def _ppid(p: Path) -> int:
     except OSError:
         pass
     return 0
+
+
+def test_script_fallback_miner_without_a_compiler(harness: Harness, tmp_path: Path) -> None:
+    import shutil
+
+    from falcoir.lab.assets import asset
+
+    shutil.copy(asset("xmrig.sh"), tmp_path / "xmrig")
+    pod = run_miner(harness, tmp_path, "miner-sh")
+    ip = harness.status(pod)["podIP"]
+    harness.wait_for(lambda: messages_from(harness, ip) >= 3, what="the script miner's messages")
+    rc, out, _ = harness.exec(pod, "miner", ["ps", "-eo", "comm,args"])
+    assert rc == 0
+    assert any(line.split()[0] == "xmrig" for line in out.decode().splitlines()[1:]), out.decode()
+    harness.run(harness.rt.kill_pod(pod, 0))

@@ -79,3 +79,20 @@ def test_plain_processes_with_a_clear_warning(
     assert (
         not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     )
+
+
+def test_cleanup_kills_plain_processes_from_the_records(plain: PlainHarness) -> None:
+    from falcoir.lab.linux import cleanup
+
+    pod = plain.pod("leftover", [{"name": "c", "image": "ubuntu", "command": ["sleep", "1000"]}])
+    pid = plain.rt.host_pid(pod, "c")
+    assert Path(f"/proc/{pid}").exists()
+    removed = cleanup(plain.state_dir, lab_id=plain.rt.lab_id)
+    assert removed == ["pod default/leftover (None)"]
+    plain.wait_for(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        ),
+        what="the process to die",
+    )

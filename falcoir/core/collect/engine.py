@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import yaml
 
@@ -45,6 +45,7 @@ from falcoir.core.target import Target
 from falcoir.errors import ApiError, FalcoirError
 
 Progress = Callable[[CollectorEvent], None]
+T = TypeVar("T")
 
 VOLATILE = ("processes", "network")
 EXEC_COLLECTORS = ("processes", "network", "files", "binary")
@@ -271,8 +272,8 @@ class _Run:
             sum(a.bytes for a in arts),
         )
         with self.lock:
-            self.outcomes[name] = out
-        return out
+            self.outcomes.setdefault(name, out)
+            return self.outcomes[name]
 
     def api_call(self, fn: Callable[[], Any]) -> Any:
         with self.slots:
@@ -304,29 +305,55 @@ def _status_of(statuses: Sequence[ArtifactStatus]) -> CollectorStatus:
 # -- collectors -----------------------------------------------------------------------
 
 
+def _side(fn: Callable[[], T]) -> Callable[[float], T | None]:
+    """Run ``fn`` in a daemon thread now; the returned function waits for its result
+    (``None`` if it failed or did not finish in time)."""
+    box: list[T] = []
+
+    def body() -> None:
+        with contextlib.suppress(Exception):
+            box.append(fn())
+
+    thread = threading.Thread(target=body, daemon=True, name="falcoir-side")
+    thread.start()
+
+    def join(timeout: float) -> T | None:
+        thread.join(timeout)
+        return box[0] if box else None
+
+    return join
+
+
 def collect_processes(run: _Run) -> CollectorOutcome:
     name = "processes"
     try:
-        ps = run.first_ok(name, "processes/ps.txt", (["ps", "auxww"], ["ps", "-ef"], ["ps"]))
+        # ps and the /proc dump run side by side; the dump is what the binary and the
+        # network collectors wait for, so it is released as soon as it is parsed.
+        ps_side = _side(
+            lambda: run.first_ok(name, "processes/ps.txt", (["ps", "auxww"], ["ps", "-ef"], ["ps"]))
+        )
         dump = run.exec(
             name, "processes/proc.txt", ["sh", "-c", scripts.PROC_DUMP, "sh", run.marker]
         )
-        arts = [a.artifact for a in ps] + [dump.artifact]
+        procs_json: Artifact | None = None
         if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
             run.procs = procfs.parse_proc_dump(run.read_file(dump.artifact), run.marker)
-            arts.append(
-                run.add(
-                    name,
-                    "processes/processes.json",
-                    _json([p.to_dict() for p in run.procs]),
-                    ArtifactMeta(
-                        source="falcoir",
-                        collector=name,
-                        note=f"parsed from {dump.artifact.name} (/proc/<pid>/stat, status, "
-                        "cmdline, exe, cwd, fd)",
-                    ),
-                )
+            run.procs_ready.set()
+            procs_json = run.add(
+                name,
+                "processes/processes.json",
+                _json([p.to_dict() for p in run.procs]),
+                ArtifactMeta(
+                    source="falcoir",
+                    collector=name,
+                    note=f"parsed from {dump.artifact.name} (/proc/<pid>/stat, status, "
+                    "cmdline, exe, cwd, fd)",
+                ),
             )
+        ps = ps_side(run.remaining()) or []
+        arts = [a.artifact for a in ps] + [dump.artifact]
+        if procs_json is not None:
+            arts.append(procs_json)
         if _all_missing(ps) and dump.artifact.status is ArtifactStatus.NOT_FOUND:
             run.note(NO_TOOLS_NOTE)
             return run.finish(name, CollectorStatus.FAILED, "no ps and no shell in the image", arts)
@@ -344,8 +371,16 @@ def collect_processes(run: _Run) -> CollectorOutcome:
 
 def collect_network(run: _Run) -> CollectorOutcome:
     name = "network"
-    tools = run.first_ok(name, "network/netstat.txt", (["netstat", "-tunap"], ["ss", "-tunap"]))
+    tools_side = _side(
+        lambda: run.first_ok(
+            name,
+            "network/netstat.txt",
+            # busybox's netstat may lack -p: /proc/<pid>/fd gives the owners anyway
+            (["netstat", "-tunap"], ["ss", "-tunap"], ["netstat", "-tuna"]),
+        )
+    )
     dump = run.exec(name, "network/proc-net.txt", ["sh", "-c", scripts.NET_DUMP, "sh", run.marker])
+    tools = tools_side(run.remaining()) or []
     arts = [a.artifact for a in tools] + [dump.artifact]
     if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
         run.sockets = procfs.parse_net_dump(run.read_file(dump.artifact), run.marker)
@@ -414,7 +449,7 @@ def collect_files(run: _Run) -> CollectorOutcome:
             art_name,
             (
                 ["ls", "-la", "--time-style=full-iso", path],
-                ["ls", "-lae", path],
+                ["ls", "-la", "--full-time", path],
                 ["ls", "-la", path],
                 ["sh", "-c", scripts.DIR_LIST, "sh", path],
             ),
@@ -485,29 +520,30 @@ def collect_binary(run: _Run) -> CollectorOutcome:
         statuses.append(copy_art.status)
         if copy_art.status is ArtifactStatus.OK:
             copied, size = copy_art.sha256, copy_art.bytes
-        # What the process list says of that executable (deleted from disk?).
-        run.procs_ready.wait(run.remaining())
-        proc = next((p for p in run.procs if p.pid == vpid), None)
-        if proc is not None:
-            exe_link, deleted = proc.exe, proc.exe_deleted
     if alert_exe is not None:
         p = run.exec(name, "binary/path.sha256sum.txt", ["sha256sum", run.root + alert_exe])
         arts.append(p.artifact)
         if p.artifact.status is ArtifactStatus.OK:
             path_sha = _sha_from(run.read_file(p.artifact))
-        if copied is None:
-            c = run.exec(
-                name,
-                "binary/path.bin",
-                ["cat", run.root + alert_exe],
-                timeout=run.options.binary_timeout,
-                max_bytes=run.options.max_binary_bytes,
-            )
-            arts.append(c.artifact)
-            statuses.append(c.artifact.status)
-            if c.artifact.status is ArtifactStatus.OK:
-                copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
-                in_pod = in_pod or path_sha
+    if vpid is not None:
+        # What the process list says of that executable (deleted from disk?).
+        run.procs_ready.wait(run.remaining())
+        proc = next((p for p in run.procs if p.pid == vpid), None)
+        if proc is not None:
+            exe_link, deleted = proc.exe, proc.exe_deleted
+    if alert_exe is not None and copied is None:
+        c = run.exec(
+            name,
+            "binary/path.bin",
+            ["cat", run.root + alert_exe],
+            timeout=run.options.binary_timeout,
+            max_bytes=run.options.max_binary_bytes,
+        )
+        arts.append(c.artifact)
+        statuses.append(c.artifact.status)
+        if c.artifact.status is ArtifactStatus.OK:
+            copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
+            in_pod = in_pod or path_sha
     run.binary = BinaryEvidence(
         vpid=vpid,
         path=exe_link or alert_exe,
@@ -722,8 +758,10 @@ COLLECTORS: dict[str, Callable[[_Run], CollectorOutcome]] = {
 
 def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
     """Run ``names`` concurrently until done or the deadline; returns False when
-    interrupted (Ctrl-C). Collectors still running are recorded as timed out."""
-    threads: dict[str, threading.Thread] = {}
+    interrupted (Ctrl-C). Collectors still running are recorded as timed out (or
+    interrupted) and left behind: their threads are daemons, and the sealed bundle
+    refuses their late writes."""
+    done: dict[str, threading.Event] = {n: threading.Event() for n in names}
 
     def body(cname: str) -> None:
         run.emit(CollectorEvent(cname, "start"))
@@ -732,23 +770,25 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
         except BaseException as exc:  # recorded, never lost
             msg = exc.message if isinstance(exc, FalcoirError) else f"{type(exc).__name__}: {exc}"
             out = run.finish(cname, CollectorStatus.FAILED, f"collector error: {msg}", [])
+        finally:
+            done[cname].set()
         run.emit(CollectorEvent(cname, "done", status=out.status, bytes=out.bytes, detail=out.note))
 
     for cname in names:
-        t = threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True)
-        threads[cname] = t
-        t.start()
+        threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True).start()
     interrupted = False
     try:
-        for t in threads.values():
-            t.join(max(0.0, run.deadline_at - time.monotonic()))
+        # Event.wait, not Thread.join: an interrupted join can leave is_alive() wrong.
+        for ev in done.values():
+            ev.wait(max(0.0, run.deadline_at - time.monotonic()))
     except KeyboardInterrupt:
         interrupted = True
-    for cname, t in threads.items():
-        if t.is_alive() and cname not in run.outcomes:
+    for cname, ev in done.items():
+        if not ev.is_set():
             status = CollectorStatus.INTERRUPTED if interrupted else CollectorStatus.TIMEOUT
             why = "interrupted" if interrupted else "did not finish before the deadline"
-            run.finish(cname, status, why, [])
+            with run.lock:
+                run.outcomes[cname] = CollectorOutcome(cname, status, why)
             run.emit(CollectorEvent(cname, "done", status=status, detail=why))
     # Unblock anything still waiting on the others.
     run.procs_ready.set()
@@ -909,11 +949,16 @@ def collect(
     """Every collector into ``writer`` (which is not sealed here: see ``run_collect``).
 
     With ``options.ephemeral_debug``, when the image has no tools, an ephemeral debug
-    container is added (``action_log`` records it) and the in-pod collectors run again
-    there, reading the suspect container through ``/proc/1/root``.
+    container is added (``action_log``, by default the incident's, records it) and the
+    in-pod collectors run again there, reading the suspect container through
+    ``/proc/1/root``.
     """
     opts = options or CollectOptions()
     started = time.monotonic()
+    if action_log is None and writer.actions_path is not None:
+        # The incident's own log (the writer was created for it).
+        operator = writer.info.get("Falcoir-Operator") or None
+        action_log = ActionLog(writer.actions_path, writer.incident_id, operator)
     run = _start(gateway, target, alert, writer, opts, progress, action_log)
     names = [n for n in COLLECTORS if opts.volatile or n not in VOLATILE]
     ok = _run_collectors(run, names)

@@ -24,7 +24,7 @@ class CollectOptions:
     binary_timeout: float = 120.0
     log_bytes: int = 8 * MiB
     """Cap on each container log (current and previous)."""
-    concurrency: int = 6
+    concurrency: int = 8
     """Calls to the cluster in flight at once."""
     vpid: int | None = None
     """The suspect process's pid inside the container (overrides the target's)."""

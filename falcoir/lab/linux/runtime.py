@@ -46,6 +46,10 @@ POOL_HOSTNAME = "pool.example.com"
 FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
 """Where the ``falco`` image profile has the lab's Falco stand-in."""
 BACKOFF_MAX = 30.0
+MAX_GRACE_SECONDS = 2.0
+"""The lab waits at most this long after SIGTERM before SIGKILL, whatever the pod's
+grace period: a shell as a container's pid 1 ignores SIGTERM (as on a real node, where
+such pods take their full 30 s to die); the lab keeps deletions quick instead."""
 NOT_ISOLATED_WARNING = (
     "falcoir lab: not running as root on Linux: pods are plain host processes with no "
     "pid/mount/network namespaces, no cgroups, no image profiles and no NetworkPolicy "
@@ -817,7 +821,7 @@ class LinuxRuntime:
             self._event(p, "Killing", f"Stopping container {c.name}")
             with contextlib.suppress(OSError):
                 os.kill(c.host_pid, signal.SIGTERM)
-        deadline = time.monotonic() + max(0, grace_seconds)
+        deadline = time.monotonic() + max(0.0, min(float(grace_seconds), MAX_GRACE_SECONDS))
         while time.monotonic() < deadline and any(not c.done.is_set() for c in running):
             await asyncio.sleep(0.05)
         for c in p.all_containers():
@@ -861,6 +865,8 @@ class LinuxRuntime:
                     "name": c.name,
                     "kind": c.kind,
                     "host_pid": c.host_pid,
+                    "start_ticks": _start_ticks(c.host_pid),
+                    "isolated": self.isolated,
                     "shim_pid": c.shim.pid if c.shim else 0,
                     "cgroups": [str(d) for d in c.cgroup_dirs],
                     "image": str(c.spec.get("image", "")),
@@ -1188,6 +1194,8 @@ def _remove_pod_resources(rec: JSON) -> None:
             cgroups.kill_all(dirs, 5.0)
             cgroups.remove(dirs, parents=1)
         _kill_shim(int(c.get("shim_pid") or 0))
+        if not dirs and not c.get("isolated", True):
+            _kill_plain(int(c.get("host_pid") or 0), str(c.get("start_ticks") or ""))
         if rec.get("rootfs"):
             with contextlib.suppress(OSError):
                 (Path(rec["rootfs"]) / cid).rmdir()
@@ -1203,6 +1211,23 @@ def _pod_parent_cgroups(rec: JSON) -> list[Path]:
         for d in c.get("cgroups") or []:
             out.add(Path(d).parent)
     return sorted(out)
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time (clock ticks since boot): tells a pid from its reuse."""
+    if pid <= 0:
+        return ""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _kill_plain(pid: int, start_ticks: str) -> None:
+    """Kill a non-isolated container's process group if that pid is still it."""
+    if pid > 0 and start_ticks and _start_ticks(pid) == start_ticks:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _kill_shim(pid: int) -> None:
