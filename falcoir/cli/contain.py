@@ -229,6 +229,7 @@ def quarantine_cmd(
         on_step=_show_step,
         store=store,
     )
+    _sync_bundles(store, incident.id, dry_run)
     doc = result.to_dict()
     if output.is_machine:
         write_machine(doc, output)
@@ -258,6 +259,23 @@ def quarantine_cmd(
             hint="collect evidence now, then falcoir delete --pod "
             f"{target.namespace}/{target.pod} --scale-owner",
         )
+
+
+def _sync_bundles(store: Any, incident_id: str | None, dry_run: bool) -> None:
+    """Put the updated action log into the incident's evidence bundles (resealed)."""
+    from falcoir.core.contain.record import sync_action_log
+    from falcoir.render.console import info, safe, warn
+
+    if dry_run or incident_id is None:
+        return
+    inc = store.get(incident_id)
+    if inc is None:
+        return
+    done = sync_action_log(store, inc)
+    for path in done.updated:
+        info(f"action log updated in bundle {safe(path)}")
+    for path, why in done.failed:
+        warn(f"could not update the action log in bundle {safe(path)}: {safe(why)}")
 
 
 def _actor(gateway: ClusterGateway) -> str:
@@ -311,6 +329,8 @@ def release_cmd(
         on_step=_show_step,
         plan=plan,
     )
+    if result.changed:
+        _sync_bundles(store, result.incident, dry_run)
     for note in result.notes:
         info(f"note: {safe(note)}")
     _emit(result.to_dict(), output)
@@ -371,6 +391,8 @@ def delete_cmd(
     check_permissions(gateway, required_permissions(plan, options), target.namespace)
     info(f"plan: delete pod {safe(plan.namespace)}/{safe(plan.pod)}")
     (warn if plan.recreates else info)(safe(plan.consequence))
+    if plan.terminating:
+        info("the pod is already being deleted; this asks again (with the grace period given)")
     if plan.has_evidence:
         info(f"evidence: {len(plan.bundles)} bundle(s) for incident {plan.incident}")
     else:
@@ -400,6 +422,7 @@ def delete_cmd(
         log=incident.action_log(_actor(gateway)),
         on_step=_show_step,
     )
+    _sync_bundles(store, incident.id, dry_run)
     doc = result.to_dict()
     doc["incident"] = incident.id
     _emit(doc, output)

@@ -194,3 +194,32 @@ def test_delete_refuses_without_bundle_then_force_and_scale(
     inc = store.get(doc["incident"])
     assert inc is not None
     assert [r.action for r in read_actions(inc.actions_path)][-2:] == ["scale", "delete"]
+
+
+def test_changes_land_in_the_evidence_bundle(cluster: ContainCluster, tmp_path: Path) -> None:
+    from falcoir.core.bundle import ACTIONS_NAME, BundleWriter, verify
+
+    store = IncidentStore(tmp_path / "home")
+    pod = cluster.get(PODS, POD, NS)
+    inc = store.open(NS, POD, pod["metadata"]["uid"])
+    writer = BundleWriter.create(
+        tmp_path / "out", inc, alert_raw=None, target=None, context="fake", operator="tester"
+    )
+    writer.add_bytes("note.txt", b"evidence\n")
+    bundle = writer.finalize(True).dir
+    store.add_bundle(inc, bundle)
+
+    res = invoke("quarantine", "--pod", f"{NS}/{POD}", "--yes", "-o", "json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["incident"] == inc.id
+    log = (bundle / "data" / ACTIONS_NAME).read_text()
+    assert '"NetworkPolicy"' in log and '"create"' in log
+    report = verify(bundle)
+    assert report.ok, report.problems
+    assert report.complete is True
+
+    res = invoke("delete", "--pod", f"{NS}/{POD}", "--yes", "-o", "json")
+    assert res.exit_code == 0, res.stderr  # a bundle exists: no --force needed
+    log = (bundle / "data" / ACTIONS_NAME).read_text()
+    assert '"delete"' in log
+    assert verify(bundle).ok

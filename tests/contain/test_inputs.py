@@ -139,3 +139,33 @@ def test_selector_matches() -> None:
     assert selector_matches(expr, labels)
     expr = {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}
     assert not selector_matches(expr, labels)
+
+
+class _NotRunning:
+    """A gateway whose every exec fails because the container is not running."""
+
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+
+    def exec(self, namespace, pod, container, argv, **kw):  # type: ignore[no-untyped-def]
+        from datetime import UTC, datetime
+
+        from falcoir.core.gateway import ExecResult
+
+        self.argvs.append(list(argv))
+        now = datetime.now(UTC)
+        return ExecResult(
+            argv=tuple(argv), container=container, stdout=b"", stderr=b"", exit_code=None,
+            started=now, ended=now, error="container miner is not running",
+            error_reason="InternalError",
+        )  # fmt: skip
+
+
+def test_probe_says_why_it_could_not_run() -> None:
+    from falcoir.core.contain.probe import Endpoint, run_probe
+
+    gw = _NotRunning()
+    out = run_probe(gw, "ns", "pod", "miner", Endpoint("10.0.0.1", 3333, "--probe"))  # type: ignore[arg-type]
+    assert out.connected is None
+    assert out.detail == "could not run a probe in the container: container miner is not running"
+    assert len(gw.argvs) == len(probe_commands("10.0.0.1", 3333, 3))

@@ -167,6 +167,12 @@ def test_quarantine_cuts_the_miner_off_and_release_restores(
     assert pol["metadata"]["labels"] == {LABEL: inc, "app.kubernetes.io/managed-by": "falcoir"}
     assert pol["metadata"]["annotations"]["falcoir.io/incident"] == inc
 
+    # and the real kubectl sees the same
+    kc = lab.kubectl("-n", ns, "get", "pods", "-l", f"{LABEL}={inc}", "-o", "name")
+    assert kc.returncode == 0 and kc.stdout.split() == [f"pod/{name}"], kc.stderr
+    kc = lab.kubectl("-n", ns, "get", "networkpolicy", f"falcoir-quarantine-{inc}", "-o", "json")
+    assert kc.returncode == 0 and json.loads(kc.stdout)["spec"] == pol["spec"], kc.stderr
+
     # a second run changes nothing and says so
     again = falcoir(lab, tmp_path, "quarantine", "--pod", f"{ns}/{name}", "--probe", POOL,
                     "--yes", "-o", "json")  # fmt: skip
@@ -284,6 +290,7 @@ def test_faults_during_quarantine_are_retried_or_reported(
         lab.clear_faults()
     pols = lab.client.list("networking.k8s.io/v1/networkpolicies", ns)
     labels = lab.client.get("pods", name, ns)["metadata"]["labels"]
+    print(f"under faults: exit {res.returncode}; {res.stderr.strip().splitlines()[-1:]}")
     if res.returncode == 0:
         doc = json.loads(res.stdout)
         assert [p["metadata"]["name"] for p in pols] == [doc["policy"]["name"]]
@@ -313,3 +320,25 @@ def test_enforcement_off_is_reported(payload: Path, tmp_path: Path) -> None:
         assert doc["policy"]["status"] == "created"
         assert "does not enforce" in res.stderr
         assert hears_from(lab, ip), "without enforcement the miner keeps talking"
+
+
+def test_walkthrough_alert_to_quarantine(fresh_cryptominer: Any, lab: Lab, tmp_path: Path) -> None:
+    """The scenario's own alert line (host pid only, no k8s fields): located, cut off, and
+    the endpoint to probe taken from the miner's command line."""
+    sc = fresh_cryptominer
+    pod = lab.client.get("pods", sc.pod, sc.namespace)
+    ip = pod["status"]["podIP"]
+    lab.client.wait_until(lambda: pool_messages(lab, ip) >= 1, timeout=30)
+    alert_file = tmp_path / "alert.txt"
+    alert_file.write_text(sc.alert_text + "\n")
+    res = falcoir(lab, tmp_path, "quarantine", "-f", str(alert_file), "--yes", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["pod"] == sc.pod and doc["namespace"] == sc.namespace
+    assert doc["verified"]["probe"]["endpoint"] == {
+        "host": "pool.example.com",
+        "port": 3333,
+        "source": "alert.cmdline",
+    }
+    assert doc["verified"]["egress_blocked"] is True
+    assert not hears_from(lab, ip), "the pool still hears from the miner"

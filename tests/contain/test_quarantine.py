@@ -179,6 +179,9 @@ def test_existing_different_policy_is_reported_not_overwritten(store: IncidentSt
     assert result.policy_differences == ("egress",)
     assert policies(cluster)[0] == before
     assert any("differs" in w for w in result.warnings)
+    doc = result.to_dict()["policy"]
+    assert doc["object"] == before  # what is in the cluster
+    assert doc["wanted"]["spec"]["egress"][0]["ports"][0]["port"] == 53  # what was asked
 
 
 @pytest.mark.parametrize(
@@ -420,3 +423,11 @@ def test_failed_verification_keeps_the_applied_quarantine_visible(store: Inciden
     assert result.egress_blocked is None
     assert "verification failed" in result.verified["reason"]
     assert [a.outcome for a in read_actions(inc.actions_path)] == ["ok", "ok"]
+
+
+def test_probe_inside_an_allowed_network_is_not_a_proof(store: IncidentStore) -> None:
+    cluster = make_cluster()
+    result, _, _ = run(cluster, store, allow_cidrs=("10.96.0.0/16",))
+    assert result.egress_blocked is None
+    assert "inside --allow-cidr 10.96.0.0/16" in result.verified["reason"]
+    assert not any("does not enforce" in w for w in result.warnings)

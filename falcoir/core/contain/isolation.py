@@ -81,6 +81,7 @@ class QuarantineResult:
     """``created``, ``unchanged``, ``differs`` (an existing policy was left as it was),
     ``dry-run``."""
     policy_object: JSON
+    """The policy as it is in the cluster (or, when created or dry-run, as sent)."""
     label_status: str
     """``applied``, ``unchanged``, ``dry-run``."""
     verified: dict[str, Any]
@@ -89,6 +90,8 @@ class QuarantineResult:
     detach: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
+    wanted_object: JSON | None = None
+    """What falcoir would have applied, when an existing policy differs from it."""
 
     @property
     def changed(self) -> bool:
@@ -115,6 +118,7 @@ class QuarantineResult:
                 "status": self.policy_status,
                 "differences": list(self.policy_differences),
                 "object": self.policy_object,
+                **({"wanted": self.wanted_object} if self.wanted_object is not None else {}),
             },
             "label": {"key": pol.LABEL_KEY, "value": self.incident, "status": self.label_status},
             "detach": self.detach,
@@ -346,7 +350,8 @@ def quarantine(
         policy_status="dry-run"
         if options.dry_run and policy_status == "created"
         else policy_status,
-        policy_object=body,
+        policy_object=body if existing is None else existing,
+        wanted_object=body if differences else None,
         label_status=label_status,
         verified=verified,
         dry_run=options.dry_run,
@@ -544,6 +549,15 @@ def _verify(
         "before": baseline.to_dict() if baseline else None,
         "after": None,
     }
+    allowed_by = _allowed_network(endpoint, options.allow_cidrs) if endpoint else None
+    if endpoint is not None and allowed_by is not None:
+        verified["egress_blocked"] = None
+        verified["reason"] = (
+            f"not verified: {endpoint.host} is inside --allow-cidr {allowed_by}, so the "
+            "policy lets the pod reach it; pass --probe HOST:PORT with a blocked endpoint"
+        )
+        rec.warn("verify", verified["reason"])
+        return verified
     if endpoint is None:
         verified["egress_blocked"] = None
         verified["reason"] = (
@@ -577,7 +591,11 @@ def _verify(
         rec.warn("verify", verified["reason"])
     elif after.connected:
         verified["egress_blocked"] = False
-        verified["reason"] = f"the pod still connects to {where} ({after.tool})"
+        verified["reason"] = f"the pod still connects to {where} ({after.tool})" + (
+            " (is that host inside one of the --allow-cidr networks?)"
+            if options.allow_cidrs
+            else ""
+        )
         rec.warn("verify", NOT_ENFORCED_WARNING.format(endpoint=where, pod=f"{ns}/{name}"))
     elif baseline is not None and baseline.connected is False:
         verified["egress_blocked"] = None
@@ -591,6 +609,21 @@ def _verify(
         verified["reason"] = f"{where}: {after.detail} ({after.tool})"
         rec.step("verify", "ok", f"egress blocked: {verified['reason']}")
     return verified
+
+
+def _allowed_network(endpoint: Endpoint, cidrs: tuple[str, ...]) -> str | None:
+    """The allowed network an IP endpoint falls in (``None`` for host names)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(endpoint.host)
+    except ValueError:
+        return None
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        if ip.version == net.version and ip in net:
+            return cidr
+    return None
 
 
 # -- release -------------------------------------------------------------------------

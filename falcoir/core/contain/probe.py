@@ -227,11 +227,14 @@ def run_probe(
     if preferred:
         candidates.sort(key=lambda c: c[1] != list(preferred))
     tried: list[str] = []
+    other_errors: list[str] = []
     for tool, argv in candidates:
         res = gateway.exec(namespace, pod, container, argv, timeout=timeout + 7, max_bytes=65536)
         kind, connected, detail = _classify(res)
         tried.append(f"{tool}: {detail}")
         if kind == "unusable":
+            if res.exit_code is None and res.error_reason not in (None, "NotFound"):
+                other_errors.append(detail)
             continue
         resolve_failed = connected is False and bool(_RESOLVE.search(res.stderr[:2000]))
         return ProbeOutcome(
@@ -243,11 +246,15 @@ def run_probe(
             seconds=time.monotonic() - started,
             resolve_failed=resolve_failed,
         )
+    if other_errors and len(other_errors) == len(candidates):
+        detail = f"could not run a probe in the container: {other_errors[0]}"
+    else:
+        detail = "no tool to probe with in this image (tried bash, nc, busybox nc, python3)"
     return ProbeOutcome(
         tool=None,
         argv=(),
         connected=None,
-        detail="no tool to probe with in this image (tried bash, nc, busybox nc, python3)",
+        detail=detail,
         tried=tuple(tried),
         seconds=time.monotonic() - started,
     )

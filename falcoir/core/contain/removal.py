@@ -51,6 +51,8 @@ class DeletePlan:
     bundles: tuple[str, ...] = ()
     """Evidence bundles on disk for this pod."""
     quarantined: bool = False
+    terminating: bool = False
+    """The pod is already being deleted (``deletionTimestamp`` set)."""
 
     @property
     def top(self) -> OwnerRef | None:
@@ -73,6 +75,7 @@ class DeletePlan:
             "bundles": list(self.bundles),
             "has_evidence": self.has_evidence,
             "quarantined": self.quarantined,
+            "terminating": self.terminating,
         }
 
 
@@ -185,6 +188,7 @@ def plan_delete(
         incident=inc.id if inc else None,
         bundles=bundles,
         quarantined=LABEL_KEY in (meta.get("labels") or {}),
+        terminating=bool(meta.get("deletionTimestamp")),
     )
 
 
