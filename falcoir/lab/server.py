@@ -261,6 +261,7 @@ class LabServer:
         self._runner: web.AppRunner | None = None
         self.started = time.monotonic()
         self.stopping = False
+        self._hashes: dict[tuple[str, Any], str] = {}
 
     # ----------------------------------------------------------------------------------
     # lifecycle
@@ -526,6 +527,8 @@ class LabServer:
             if latency > 0:
                 await asyncio.sleep(latency / 1000)
             fault = self.faults.pick()
+            if fault == "drop":
+                request["falcoir_drop"] = True  # streams (watch) cut after one event
             if fault in ("429", "500", "503"):
                 code = int(fault)
                 reason, msg = {
@@ -1183,6 +1186,9 @@ class LabServer:
             else:
                 doc = self._with_kind(rtype, obj)
             await resp.write(_dump({"type": kind, "object": doc}) + b"\n")
+            if request.get("falcoir_drop") and request.transport is not None:
+                request.transport.abort()  # injected fault: the stream dies mid-way
+                raise ConnectionResetError("fault injection: stream dropped")
 
         async def deliver(ev: WatchEvent) -> None:
             key = (ev.obj["metadata"].get("namespace", ""), ev.obj["metadata"]["name"])
@@ -1952,7 +1958,7 @@ class LabServer:
     async def _controller_loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)  # batch bursts of changes into one pass
             self._dirty.clear()
             try:
                 self.reconcile()
@@ -2040,7 +2046,7 @@ class LabServer:
         if spec.get("paused"):
             return
         tmpl = copy.deepcopy(spec.get("template", {}))
-        h = template_hash(tmpl)
+        h = self._template_hash(dep)
         rs_name = f"{dep['metadata']['name']}-{h}"
         current = next((r for r in owned if r["metadata"]["name"] == rs_name), None)
         replicas = int(spec.get("replicas", 1))
@@ -2110,8 +2116,17 @@ class LabServer:
                 new["metadata"]["generation"] = int(new["metadata"].get("generation", 1)) + 1
                 self.store.put(REPLICASETS, new, created=False)
 
+    def _template_hash(self, dep: JSON) -> str:
+        key = (dep["metadata"]["uid"], dep["metadata"].get("generation", 1))
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) > 100_000:
+                self._hashes.clear()
+            h = self._hashes[key] = template_hash(dep["spec"].get("template", {}))
+        return h
+
     def _deployment_status(self, dep: JSON, owned: list[JSON]) -> None:
-        h = template_hash(dep["spec"].get("template", {}))
+        h = self._template_hash(dep)
         rs_name = f"{dep['metadata']['name']}-{h}"
         total = sum(int(r.get("status", {}).get("replicas", 0)) for r in owned)
         ready = sum(int(r.get("status", {}).get("readyReplicas", 0)) for r in owned)
@@ -2192,7 +2207,7 @@ class LabServer:
 
     def _create_owned_pod(
         self, owner_type: ResourceType, owner: JSON, node: str | None = None
-    ) -> None:
+    ) -> int:
         ns = owner["metadata"]["namespace"]
         for _ in range(10):
             name = f"{owner['metadata']['name']}-{rand_suffix()}"
@@ -2217,7 +2232,7 @@ class LabServer:
                 "Warning",
                 component=f"{owner_type.plural[:-1]}-controller",
             )
-            return
+            return 0
         self.record_event(
             {
                 "kind": owner_type.kind,
@@ -2230,6 +2245,7 @@ class LabServer:
             f"Created pod: {name}",
             component=f"{owner_type.plural[:-1]}-controller",
         )
+        return 1
 
     def _reconcile_replicaset(self, rs: JSON, owned: list[JSON], orphans: list[JSON]) -> None:
         if rs["metadata"].get("deletionTimestamp"):
@@ -2273,21 +2289,20 @@ class LabServer:
                 self.store.put(PODS, new, created=False)
                 active.append(new)
         want = int(rs["spec"].get("replicas", 1))
+        created = 0
         if len(active) < want:
             for _ in range(want - len(active)):
-                self._create_owned_pod(REPLICASETS, rs)
+                created += self._create_owned_pod(REPLICASETS, rs)
         elif len(active) > want:
             victims = sorted(
                 active, key=lambda p: (_pod_ready(p), p["metadata"]["creationTimestamp"])
-            )
-            for pod in victims[: len(active) - want]:
+            )[: len(active) - want]
+            for pod in victims:
                 self.delete(PODS, pod, grace=None, dry_run=False)
-        current_pods = [
-            p
-            for p in self.store.items(PODS, rs["metadata"]["namespace"])
-            if (_controller_ref(p) or {}).get("uid") == rs["metadata"]["uid"]
-            and not p["metadata"].get("deletionTimestamp")
-        ]
+            gone = {id(p) for p in victims}
+            active = [p for p in active if id(p) not in gone]
+        # New pods are not ready yet; the status catches up on the next pass.
+        current_pods = active + [{}] * created
         ready = sum(1 for p in current_pods if _pod_ready(p))
         status: JSON = {
             "replicas": len(current_pods),

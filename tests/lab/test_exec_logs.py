@@ -286,3 +286,76 @@ def test_runtime_factory_gets_node_and_enforcement_flag(host_lab: Lab) -> None:
     doc = json.loads((host_lab.state_dir / "host-runtime.json").read_text())
     assert doc == {"node": "lab-node", "enforce": False}
     assert host_lab.runtime == "HostRuntime"
+
+
+def _ws_exec(lab: Lab, protocols: list[str], query: str) -> tuple[str, list[bytes | str], int]:
+    """Raw WebSocket exec with websocket-client (what the official client uses underneath):
+    (chosen protocol, data messages, close code)."""
+    websocket = pytest.importorskip("websocket")
+    url = lab.server.replace("https://", "wss://") + (
+        "/api/v1/namespaces/default/pods/talker/exec?" + query
+    )
+    ws = websocket.create_connection(
+        url,
+        subprotocols=protocols,
+        sslopt={"ca_certs": str(lab.state_dir / "ca.crt")},
+        header=[f"Authorization: Bearer {lab.client.token}"],
+        timeout=10,
+    )
+    msgs: list[bytes | str] = []
+    code = 0
+    try:
+        while True:
+            op, data = ws.recv_data(control_frame=True)
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big")
+                break
+            if op == websocket.ABNF.OPCODE_TEXT:
+                msgs.append(data.decode())
+            elif op == websocket.ABNF.OPCODE_BINARY:
+                msgs.append(data)
+        return ws.subprotocol or "", msgs, code
+    finally:
+        ws.close()
+
+
+def test_exec_protocol_negotiation_and_framing(host_lab: Lab) -> None:
+    q = "command=sh&command=-c&command=echo+hi%3B+exit+2&stdout=true&stderr=True"
+    proto, msgs, code = _ws_exec(host_lab, ["v5.channel.k8s.io", "v4.channel.k8s.io"], q)
+    assert proto == "v5.channel.k8s.io" and code == 1000
+    assert msgs[0] == b"\x01"  # the empty hello on the lowest writable channel
+    assert b"\x01hi\n" in msgs
+    status = json.loads(msgs[-1][1:])
+    assert msgs[-1][:1] == b"\x03" and status["details"]["causes"][0]["message"] == "2"
+    proto, msgs, code = _ws_exec(host_lab, ["bogus", "v4.channel.k8s.io"], q)
+    assert proto == "v4.channel.k8s.io"
+    proto, msgs, _ = _ws_exec(host_lab, ["base64.channel.k8s.io"], q)
+    assert proto == "base64.channel.k8s.io"
+    assert "1aGkK" in msgs  # "1" + base64("hi\n"), as TEXT frames
+    proto, msgs, _ = _ws_exec(host_lab, ["channel.k8s.io"], "command=true&stdout=1")
+    assert proto == "channel.k8s.io" and msgs == [b"\x01"]  # success: no status text
+
+
+def test_python_client_tty_resize(host_lab: Lab) -> None:
+    from kubernetes.stream import stream
+
+    core = _api(host_lab)
+    ws = stream(
+        core.connect_get_namespaced_pod_exec,
+        "talker",
+        "default",
+        command=["sh", "-c", "sleep 0.5; stty size"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=True,
+        _preload_content=False,
+    )
+    ws.write_channel(4, json.dumps({"Width": 91, "Height": 17}))
+    out = ""
+    deadline = time.monotonic() + 5
+    while ws.is_open() and time.monotonic() < deadline:
+        ws.update(timeout=0.5)
+        out += ws.read_stdout() or ""
+    ws.close()
+    assert out.strip() == "17 91"

@@ -3,6 +3,7 @@ generated cluster and fault injection."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -221,6 +222,11 @@ def test_fault_injection_changes_while_running(vlab: Lab) -> None:
         vlab.set_faults(rate_drop=1.0)
         with pytest.raises((http.client.IncompleteRead, ConnectionError, urllib.error.URLError)):
             _raw(vlab, "/api/v1/pods")
+        got: list[dict] = []
+        with contextlib.suppress(http.client.IncompleteRead, ConnectionError, OSError):
+            for ev in vlab.client.watch_events("namespaces", timeoutSeconds=5):
+                got.append(ev)
+        assert len(got) == 1  # the watch died after its first event (of 4+ namespaces)
         vlab.set_faults(latency_ms=300)
         t0 = time.monotonic()
         assert _raw(vlab, "/api/v1/namespaces")[0] == 200
