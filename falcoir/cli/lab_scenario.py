@@ -60,6 +60,7 @@ def cryptominer(
                 "container": sc.container,
                 "container_id": sc.container_id,
                 "node": sc.node,
+                "pod_ip": sc.pod_ip,
                 "host_pid": sc.host_pid,
                 "vpid": sc.vpid,
                 "falco_pod": sc.falco_pod,

@@ -54,6 +54,7 @@ class CryptominerScenario:
     container_id: str
     """``containerd://<64 hex>``, as in the pod's status."""
     node: str
+    pod_ip: str
     host_pid: int
     vpid: int
     alert_text: str
@@ -74,6 +75,13 @@ class CryptominerScenario:
     @property
     def pool_records(self) -> Path:
         return self.state_dir / "pool" / "received.jsonl"
+
+    def pool_messages(self) -> int:
+        """Stratum messages the lab's pool has had from this pod so far (the miner sends
+        one every 0.5 s while it can reach the pool)."""
+        from falcoir.lab.linux.pool import messages_from
+
+        return messages_from(self.state_dir, self.pod_ip)
 
 
 def payload_dir(state_dir: Path) -> Path:
@@ -306,6 +314,7 @@ def play_cryptominer(
         container="miner",
         container_id=cid,
         node=str(pod["spec"].get("nodeName", "")),
+        pod_ip=str((pod.get("status") or {}).get("podIP", "")),
         host_pid=pid,
         vpid=int(fields.get("proc.vpid") or 0),
         alert_text=text,

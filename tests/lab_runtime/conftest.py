@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import threading
 import time
@@ -20,6 +21,9 @@ from falcoir.lab.linux import LinuxRuntime, can_isolate
 ISOLATED, WHY_NOT = can_isolate()
 needs_isolation = pytest.mark.skipif(
     not ISOLATED, reason=f"needs root on Linux for namespaces and cgroups ({WHY_NOT})"
+)
+needs_nft = pytest.mark.skipif(
+    shutil.which("nft") is None, reason="NetworkPolicy enforcement needs nft (apt nftables)"
 )
 
 

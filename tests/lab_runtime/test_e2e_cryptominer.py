@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from falcoir.lab.linux.pool import read_records
+from falcoir.lab.linux.pool import messages_from
 from falcoir.lab.scenario import CryptominerScenario
-from tests.lab_runtime.conftest import needs_isolation
+from tests.lab_runtime.conftest import needs_isolation, needs_nft
 
 pytestmark = [pytest.mark.lab, pytest.mark.root, needs_isolation]
 
@@ -166,11 +166,7 @@ def test_python_client_stream(lab: Any, cryptominer: CryptominerScenario) -> Non
 
 
 def _from_ip(state_dir: Path, ip: str) -> int:
-    return sum(
-        1
-        for r in read_records(state_dir)
-        if r["event"] == "message" and r["peer"].startswith(ip + ":")
-    )
+    return messages_from(state_dir, ip)
 
 
 DENY = """
@@ -187,10 +183,12 @@ spec:
 """
 
 
+@needs_nft
 def test_deny_egress_silences_the_miner(lab: Any, fresh_cryptominer: CryptominerScenario) -> None:
     sc = fresh_cryptominer
     ip = lab.client.get("pods", sc.pod, sc.namespace)["status"]["podIP"]
-    lab.client.wait_until(lambda: _from_ip(lab.state_dir, ip) >= 3, timeout=20)
+    assert ip == sc.pod_ip
+    lab.client.wait_until(lambda: sc.pool_messages() >= 3, timeout=20)
     r = lab.kubectl("apply", "-f", "-", input=DENY.format(ns=sc.namespace))
     assert r.returncode == 0, r.stderr
     time.sleep(1.0)
@@ -289,3 +287,37 @@ def test_python_client_tty(lab: Any, cryptominer: CryptominerScenario) -> None:
     ws.close()
     assert json.loads(status)["status"] == "Success", (status, out)
     assert b"/dev/pts/" in out and b"45 123" in out, out
+
+
+QUARANTINE = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: falcoir-quarantine
+  namespace: {ns}
+spec:
+  podSelector:
+    matchLabels:
+      falcoir.dev/quarantine: "true"
+  policyTypes: ["Ingress", "Egress"]
+"""
+
+
+@needs_nft
+def test_policy_first_then_label_isolates_the_running_miner(
+    lab: Any, fresh_cryptominer: CryptominerScenario
+) -> None:
+    sc = fresh_cryptominer
+    lab.client.wait_until(lambda: sc.pool_messages() >= 3, timeout=20)
+    assert lab.kubectl("apply", "-f", "-", input=QUARANTINE.format(ns=sc.namespace)).returncode == 0
+    time.sleep(0.5)
+    n = sc.pool_messages()
+    lab.client.wait_until(lambda: sc.pool_messages() > n + 1, timeout=10)  # not selected yet
+    r = lab.kubectl("label", "pod", "-n", sc.namespace, sc.pod, "falcoir.dev/quarantine=true")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.0)
+    n = sc.pool_messages()
+    time.sleep(2.0)
+    assert sc.pool_messages() == n
+    probe = kexec(lab, sc, "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/pool.example.com/3333")
+    assert probe.returncode != 0

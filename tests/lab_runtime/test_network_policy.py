@@ -11,7 +11,7 @@ import pytest
 
 from falcoir.lab.assets import compile_c
 from falcoir.lab.linux.pool import read_records
-from tests.lab_runtime.conftest import Harness, needs_isolation
+from tests.lab_runtime.conftest import Harness, needs_isolation, needs_nft
 
 pytestmark = [pytest.mark.root, needs_isolation]
 
@@ -75,6 +75,7 @@ def pod_with_status(h: Harness, pod: dict[str, Any]) -> dict[str, Any]:
     return {**pod, "status": h.status(pod)}
 
 
+@needs_nft
 def test_miner_talks_to_the_pool_until_egress_is_denied(harness: Harness, payload: Path) -> None:
     pod = run_miner(harness, payload, "miner-a")
     ip = harness.status(pod)["podIP"]

@@ -111,3 +111,14 @@ def read_records(state_dir: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         pass
     return out
+
+
+def messages_from(state_dir: Path, ip: str) -> int:
+    """How many stratum messages the pool has received from ``ip`` (a pod IP) so far:
+    take it twice a few seconds apart to see whether a pod still reaches its pool."""
+    prefix = f"{ip}:"
+    return sum(
+        1
+        for r in read_records(state_dir)
+        if r.get("event") == "message" and str(r.get("peer", "")).startswith(prefix)
+    )

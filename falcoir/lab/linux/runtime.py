@@ -82,7 +82,7 @@ def can_isolate() -> tuple[bool, str]:
         return False, f"not Linux ({sys.platform})"
     if os.geteuid() != 0:
         return False, "not root"
-    for tool in ("ip", "nsenter", "nft"):
+    for tool in ("ip", "nsenter"):
         if shutil.which(tool) is None:
             return False, f"{tool} is not installed"
     if not Path("/proc/self/ns/pid").exists():
@@ -194,6 +194,7 @@ class LinuxRuntime:
         self._all_pods: list[JSON] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._warned_nft = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -319,7 +320,7 @@ class LinuxRuntime:
         p.ip = self._subnet.pod_ip(p.index)
         self._record_pod(p)
         await asyncio.to_thread(net.setup_pod, self.lab_id, self._subnet, p.index)
-        if self.enforce_network_policy and self._policies:
+        if self.enforce_network_policy and self._policies and shutil.which("nft"):
             await self._enforce(p)
 
     async def _run(self, p: Pod) -> None:
@@ -817,8 +818,7 @@ class LinuxRuntime:
             return
         p.stopping = True
         running = [c for c in p.all_containers() if c.state == "running" and c.host_pid]
-        for c in running:
-            self._event(p, "Killing", f"Stopping container {c.name}")
+        for c in running:  # (the server records the Killing event)
             with contextlib.suppress(OSError):
                 os.kill(c.host_pid, signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, min(float(grace_seconds), MAX_GRACE_SECONDS))
@@ -1025,6 +1025,12 @@ class LinuxRuntime:
             if p.uid not in listed and idle and p.phase in ("Succeeded", "Failed"):
                 await self.kill_pod(p.pod, 0)
         if not self.enforce_network_policy or not self.isolated:
+            return
+        if shutil.which("nft") is None:
+            if policies and not self._warned_nft:
+                log.warning("falcoir lab: nft (nftables) is not installed: NetworkPolicies are "
+                            "not enforced")  # fmt: skip
+                self._warned_nft = True
             return
         async with self._lock:
             for p in list(self._pods.values()):
