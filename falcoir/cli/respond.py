@@ -37,6 +37,14 @@ AllowCidrOpt = Annotated[
     list[str] | None,
     typer.Option("--allow-cidr", help="Egress still allowed to this network (repeatable)."),
 ]
+ScaleOwnerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--scale-owner",
+        help="Before deleting, scale the pod's top controller to zero so it is not "
+        "recreated from the same (possibly backdoored) template.",
+    ),
+]
 EphemeralOpt = Annotated[
     bool,
     typer.Option(
@@ -89,6 +97,7 @@ def respond_command(
     ingress: IngressOpt = False,
     allow_dns: AllowDnsOpt = False,
     allow_cidr: AllowCidrOpt = None,
+    scale_owner: ScaleOwnerOpt = False,
     ephemeral_debug: EphemeralOpt = False,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
@@ -131,6 +140,7 @@ def respond_command(
         allow_dns=allow_dns,
         allow_cidrs=tuple(cidrs),
         ephemeral_debug=ephemeral_debug,
+        scale_owner=scale_owner,
     )
     pol = (
         load_policy(policy)
@@ -204,6 +214,7 @@ def _single(
     from falcoir.render.respond import StepView, ask_plan, print_summary
 
     alert = common.read_one_alert(alert_text, file)
+    alert_read_s = clock.elapsed()  # -f - may wait for the alert: scripts can subtract it
     decision = with_actions(pol.decide(alert), delete=not no_delete)
     if decision.ignored:
         doc = {
@@ -235,6 +246,7 @@ def _single(
         options=decision.options,
         dry_run=dry_run,
         policy_rule=decision.rule,
+        alert_read_s=alert_read_s,
     )
     live = sys.stderr.isatty() and not output.is_machine
     with StepView(live=live, quiet=output.is_machine) as view:

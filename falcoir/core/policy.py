@@ -93,6 +93,8 @@ class ActionOptions:
     allow_cidrs: tuple[str, ...] = ()
     ephemeral_debug: bool = False
     grace_period: int | None = None
+    scale_owner: bool = False
+    """On delete, scale the top controller to zero first (else it recreates the pod)."""
     snapshot_first: bool = True
     """Containment waits until the volatile snapshot's commands run in the pod (never
     for their output); false: both start at once."""
@@ -104,6 +106,7 @@ class ActionOptions:
             "allow_cidrs": list(self.allow_cidrs),
             "ephemeral_debug": self.ephemeral_debug,
             "grace_period": self.grace_period,
+            "scale_owner": self.scale_owner,
             "snapshot_first": self.snapshot_first,
         }
 
@@ -474,7 +477,7 @@ def _options(
     keys = _mapping(node, where, _OPTION_KEYS, problems)
     changes: dict[str, Any] = {}
     for key, (_, value_node) in keys.items():
-        if key in ("ingress", "allow_dns", "ephemeral_debug", "snapshot_first"):
+        if key in ("ingress", "allow_dns", "ephemeral_debug", "scale_owner", "snapshot_first"):
             flag = _bool(value_node, f"{where}.{key}", problems)
             if flag is not None:
                 changes[key] = flag

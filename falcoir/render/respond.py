@@ -202,9 +202,11 @@ def print_summary(doc: Mapping[str, Any]) -> None:
     if rep.get("html"):
         console.print(f"  report     {safe(rep.get('html'))}")
     cont = timings.get("containment_s")
+    read = timings.get("alert_read_s")
+    waited = f", alert read at {read:.2f}s" if isinstance(read, int | float) else ""
     console.print(
         f"  timings    contained in {'-' if cont is None else f'{cont:.2f}s'}, "
-        f"done in {timings.get('total_s', 0):.2f}s [dim](from process start)[/]"
+        f"done in {timings.get('total_s', 0):.2f}s [dim](from process start{waited})[/]"
     )
     for w in doc.get("warnings") or []:
         console.print(f"[yellow]warning:[/] {safe(w)}")

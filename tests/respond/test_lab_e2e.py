@@ -234,3 +234,18 @@ def test_ctrl_c_mid_way_leaves_a_consistent_marked_state(
     if pod is not None and "falcoir.io/quarantine" in pod["metadata"].get("labels", {}):
         assert policies, "a quarantine label without its policy"
     assert doc["delete"] is None
+
+
+def test_scale_owner_stops_the_deployment_before_deleting(
+    lab: Lab, fresh_cryptominer: Any, tmp_path: Path
+) -> None:
+    sc = fresh_cryptominer
+    proc = respond_cli(lab, tmp_path / "home", sc.alert_text, "--yes", "--scale-owner",
+                       "-o", "json", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["delete"]["deleted"] is True and doc["delete"]["scaled"]
+    dep = lab.client.get("deployments", sc.deployment, namespace=sc.namespace)
+    assert dep["spec"]["replicas"] == 0
+    time.sleep(1.0)
+    assert replacement(lab, sc.namespace, sc.pod) is None

@@ -78,6 +78,8 @@ class RespondRequest:
     options: ActionOptions = field(default_factory=ActionOptions)
     dry_run: bool = False
     policy_rule: str | None = None
+    alert_read_s: float | None = None
+    """When the alert was in hand, on the run's clock (``-f -`` waits for it)."""
 
 
 Confirm = Callable[[Plan], bool]
@@ -183,6 +185,9 @@ class RespondResult:
                 if self.egress_verified_s is None
                 else round(self.egress_verified_s, 3),
                 "total_s": round(self.total_s, 3),
+                "alert_read_s": None
+                if self.request.alert_read_s is None
+                else round(self.request.alert_read_s, 3),
                 "clock": self.clock_source,
                 "steps": {
                     r.name: round(r.duration_s, 4)

@@ -106,7 +106,10 @@ class RealBackend:
         if plan.quarantine:
             perms.update(quarantine_permissions(probe=not plan.dry_run))
         if plan.delete:
-            perms.update(delete_permissions(owner_kinds=[o.kind for o in target.owner]))
+            top = target.owner[-1].kind if target.owner and plan.options.scale_owner else None
+            perms.update(
+                delete_permissions(owner_kinds=[o.kind for o in target.owner], scale_owner_kind=top)
+            )
         check_permissions(self.gateway, perms, target.namespace)
         info: JSONDict = {"permissions": sorted(p.describe(target.namespace) for p in perms)}
         if plan.delete and plan.ask:
@@ -276,6 +279,7 @@ class RealBackend:
             # is sealed (the orchestrator makes sure of that).
             options=DeleteOptions(
                 grace_period=options.grace_period,
+                scale_owner=options.scale_owner,
                 force=dry_run,
                 dry_run=dry_run,
                 check_permissions=False,
