@@ -161,9 +161,13 @@ def follow_mode(env: dict[str, str], alert: str, out: Path) -> dict[str, float]:
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     time.sleep(3.0)  # let it start (imports, connection)
+    if proc.poll() is not None:
+        raise RuntimeError(f"falcoir respond --follow exited early: {proc.communicate()[1]}")
     proc.stdin.write(alert + "\n")
     proc.stdin.flush()
     line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"falcoir respond --follow wrote nothing: {proc.communicate()[1]}")
     proc.stdin.close()
     proc.wait(timeout=120)
     doc = json.loads(line)
