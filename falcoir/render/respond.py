@@ -162,7 +162,8 @@ def print_summary(doc: Mapping[str, Any]) -> None:
     dele = doc.get("delete") or {}
     timings = doc.get("timings") or {}
     status = doc.get("status")
-    colour = {"ok": "green", "dry-run": "cyan", "incomplete": "yellow"}.get(str(status), "red")
+    colours = {"ok": "green", "dry-run": "cyan", "incomplete": "yellow", "cancelled": "yellow"}
+    colour = colours.get(str(status), "red")
     console.print(
         f"\n[bold]Incident {safe(doc.get('incident') or '-')}[/]  [{colour}]{safe(status)}[/]"
     )
@@ -211,10 +212,8 @@ def print_summary(doc: Mapping[str, Any]) -> None:
     for w in doc.get("warnings") or []:
         console.print(f"[yellow]warning:[/] {safe(w)}")
     err = doc.get("error")
-    if err:
-        console.print(
-            f"[bold red]step {safe(err.get('step'))} failed:[/] {safe(err.get('message'))}"
-        )
+    if err:  # the message itself follows, from the one error mapping
+        console.print(f"[bold red]step {safe(err.get('step'))} failed[/]")
 
 
 def print_follow_line(doc: Mapping[str, Any]) -> None:

@@ -192,6 +192,7 @@ def test_refused_confirmation_changes_nothing(tmp_path: Path) -> None:
     result = run(tmp_path, backend, confirm=no)
     assert result.exit_code == 2
     assert result.to_dict()["failed_step"] == "confirm"
+    assert result.to_dict()["status"] == "cancelled"
     assert not {"quarantine", "collect", "delete"} & set(backend.order())
     assert any("quarantine" in line for line in seen[0])
     assert any("ReplicaSet cryptominer-demo-7d9c will recreate it" in line for line in seen[0])

@@ -132,8 +132,9 @@ class RespondResult:
 
     @property
     def status(self) -> str:
-        if self.failed is not None:
-            return "failed"
+        failed = self.failed
+        if failed is not None:
+            return "cancelled" if isinstance(failed.exception, ConfirmationRefused) else "failed"
         if self.interrupted:
             return "interrupted"
         if self.bundle is not None and not self.complete:
