@@ -60,7 +60,8 @@ def test_happy_path_order_and_json(tmp_path: Path) -> None:
     seal, dele, rep = backend.span("seal"), backend.span("delete"), backend.span("report")
     assert backend.snapshot_started_at <= quar[0] < snap[1] <= coll[0]
     assert quar[0] < coll[1] and coll[0] < quar[1], "quarantine and collection run concurrently"
-    assert max(quar[1], coll[1]) <= seal[0] <= seal[1] <= dele[0] <= dele[1] <= rep[0]
+    assert coll[1] <= seal[0] <= seal[1] <= dele[0] <= dele[1] <= rep[0]
+    assert quar[1] <= dele[0], "never delete while containment is being verified"
     doc = result.to_dict()
     for key in ("incident", "locate", "collect", "quarantine", "delete", "timings"):
         assert key in doc

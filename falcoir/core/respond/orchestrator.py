@@ -2,17 +2,19 @@
 
 ::
 
-    locate ──▶ check ──▶ confirm ─────────────┬──▶ quarantine ──┐
-       └──▶ bundle ──▶ snapshot ──(before)────┘                 ├──▶ seal ──▶ delete ──▶ report
-                          └──────────────────────▶ collect ─────┘
+    locate ─▶ check ─▶ confirm ─────────────────┬─▶ quarantine (verified) ──┐
+       └─▶ bundle ─▶ snapshot ─(commands run)───┘                          ├─▶ delete ─▶ report
+                        └─(output in)─▶ collect ─▶ seal ───────────────────┘
 
 The volatile snapshot (processes, connections) comes first: it is read-only, so it runs
-while the operator reads the plan, and before containment changes the pod's network.
-Quarantine and the full collection then run concurrently. The bundle is sealed before
-anything is deleted, and deletion is skipped when the evidence is incomplete. The
-report is added to the bundle last (the bundle is reopened and sealed again), so it
-holds every action, deletion included. A failed step stops only what needs it; the
-result names the first failed step, and its exit code is the run's.
+while the operator reads the plan, and containment begins only once its commands are
+running in the pod (it never waits for their output). Quarantine and the full
+collection then run concurrently; the bundle is sealed as soon as the evidence is in.
+Deletion comes last: after the bundle is sealed and containment verified, and never
+when the evidence is incomplete. The report is added to the bundle at the end (the
+bundle is reopened and sealed again), so it holds every action, deletion included. A
+failed step stops only what needs it; the result names the first failed step, and its
+exit code is the run's.
 """
 
 from __future__ import annotations
@@ -400,7 +402,9 @@ def respond(
             Step("snapshot", do_snapshot, needs=("bundle",)),
             Step("quarantine", do_quarantine, needs=("confirm",)),
             Step("collect", do_collect, needs=("bundle", "confirm"), after=("snapshot",)),
-            Step("seal", do_seal, needs=("bundle",), after=("snapshot", "collect", "quarantine")),
+            # Sealed as soon as the evidence is in, while containment is still being
+            # verified; the report step seals it again with every action.
+            Step("seal", do_seal, needs=("bundle",), after=("snapshot", "collect")),
             Step("delete", do_delete, needs=("seal", "confirm"), after=("quarantine",)),
             Step("report", do_report, needs=("bundle",), after=("delete", "seal")),
         ]
