@@ -232,7 +232,15 @@ def _parse_entry(ctx: typer.Context) -> None:
         # Our own --help: typer's help option would be coerced through pydantic.
         sys.stdout.write(ctx.get_help() + "\n")
         return
-    parse_command(parse_args(args))
+    try:
+        parse_command(parse_args(args))
+    except BrokenPipeError:
+        # `falcoir parse -o jsonl ... | head`: the reader left; stop quietly.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -298,3 +298,21 @@ def test_read_one_alert_uses_this_parser(tmp_path: Path) -> None:
     assert b.rule == "Unexpected outbound connection destination"  # the last one
     with pytest.raises(InputError, match="no Falco alert found"):
         read_one_alert("garbage", None)
+
+
+def test_reader_leaving_early_is_not_an_error(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_text((ALERT + "\n") * 20000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "falcoir", "parse", "-f", str(big), "-o", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_subprocess_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert json.loads(first)["process"]["pid"] == 48213
+    assert "Traceback" not in err

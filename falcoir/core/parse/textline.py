@@ -9,7 +9,7 @@ simply text before the anchor; :func:`wrapper_of` names it when it can.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from falcoir.core.parse.pairs import Pair, split_comma, split_pairs
 
@@ -90,8 +90,7 @@ def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
     return (("kind", "+".join(kinds)), *items.items())
 
 
-@dataclass(frozen=True)
-class TextParts:
+class TextParts(NamedTuple):
     time: str
     priority: str
     message: str
