@@ -288,6 +288,7 @@ class ArtifactStream(io.RawIOBase):
         """Called with the bytes seen so far, at most every ``PROGRESS_STEP`` bytes."""
         self._next_progress = PROGRESS_STEP
         self._lock = threading.Lock()
+        self._commit_lock = threading.Lock()
 
     def writable(self) -> bool:
         return True
@@ -326,25 +327,26 @@ class ArtifactStream(io.RawIOBase):
     def commit(self, meta: ArtifactMeta, *, mode: int | None = None) -> Artifact:
         """Close the file and record the artifact (``truncated`` is set from what this
         stream dropped as well as from ``meta``)."""
-        if self.committed is not None:
-            return self.committed
-        with self._lock:
-            if self._fh is not None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
-                self._fh = None
-        truncated = meta.truncated or self.truncated
-        status = meta.status
-        if truncated and status is ArtifactStatus.OK:
-            status = ArtifactStatus.TRUNCATED
-        meta = replace(meta, truncated=truncated, status=status)
-        art = self._writer._record(
-            self.name_, self.path, self._digest.hexdigest(), self.kept, meta, mode=mode
-        )
-        self.committed = art
-        self._writer._streams.discard(self)
-        return art
+        with self._commit_lock:  # the owner and a sealing writer may both try
+            if self.committed is not None:
+                return self.committed
+            with self._lock:
+                if self._fh is not None:
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+                    self._fh.close()
+                    self._fh = None
+            truncated = meta.truncated or self.truncated
+            status = meta.status
+            if truncated and status is ArtifactStatus.OK:
+                status = ArtifactStatus.TRUNCATED
+            meta = replace(meta, truncated=truncated, status=status)
+            art = self._writer._record(
+                self.name_, self.path, self._digest.hexdigest(), self.kept, meta, mode=mode
+            )
+            self.committed = art
+            self._writer._stream_done(self)
+            return art
 
     def __exit__(
         self,
@@ -379,6 +381,8 @@ class BundleWriter:
         self.closed = False
         """Set when sealing: late writes from abandoned threads are dropped."""
         self._streams: set[ArtifactStream] = set()
+        self._inflight = 0
+        self._idle = threading.Condition(self._lock)
         self.default_mode: int | None = 0o444
         """Payload files are read-only once recorded (evidence is not edited)."""
 
@@ -508,26 +512,44 @@ class BundleWriter:
         components; a suffix is added if taken). Returns what was recorded."""
         if not _reserved:
             _check_name(name)
-        self._check_open()
-        name = self._unique(name)
-        path = self._path_for(name)
-        with path.open("xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = hashlib.sha256(data).hexdigest()
-        return self._record(name, path, digest, len(data), meta or ArtifactMeta(), mode=mode)
+        with self._lock:
+            self._check_open()
+            self._inflight += 1
+        try:
+            name = self._unique(name)
+            path = self._path_for(name)
+            with path.open("xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            digest = hashlib.sha256(data).hexdigest()
+            return self._record(name, path, digest, len(data), meta or ArtifactMeta(), mode=mode)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                self._idle.notify_all()
 
     def open_stream(self, name: str, *, max_bytes: int | None = None) -> ArtifactStream:
         """A binary file to stream one artifact into; use as a context manager and call
         ``commit(meta)`` (an uncommitted stream is recorded as interrupted)."""
         _check_name(name)
-        self._check_open()
-        name = self._unique(name)
-        stream = ArtifactStream(self, name, self._path_for(name), max_bytes)
         with self._lock:
-            self._streams.add(stream)
-        return stream
+            self._check_open()
+            self._inflight += 1
+        try:
+            name = self._unique(name)
+            stream = ArtifactStream(self, name, self._path_for(name), max_bytes)
+            with self._lock:
+                self._streams.add(stream)
+            return stream
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def _stream_done(self, stream: ArtifactStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -543,6 +565,8 @@ class BundleWriter:
             err_file = path.with_name(path.name + STDERR_SUFFIX)
             with err_file.open("xb") as fh:
                 fh.write(meta.stderr)
+            if self.default_mode is not None:
+                os.chmod(err_file, self.default_mode)
             stderr_path = str(err_file.relative_to(self.dir))
         mode = self.default_mode if mode is None else mode
         if mode is not None:
@@ -590,8 +614,12 @@ class BundleWriter:
         tag manifest, ``bag-info.txt``) and write ``<dir>.tar.gz``."""
         bagit = _bagit()
 
-        # Streams still open (a collector that did not finish): record what they hold.
+        # No new artifacts from here; wait for the ones being written (quick, bounded
+        # writes), then record what still-open streams hold (a collector that did not
+        # finish): their later writes are dropped.
         with self._lock:
+            self.closed = True
+            self._idle.wait_for(lambda: self._inflight == 0, timeout=60)
             pending = list(self._streams)
         for stream in pending:
             stream.commit(
@@ -600,7 +628,6 @@ class BundleWriter:
                     error="still running when the bundle was sealed",
                 )
             )
-        self.closed = True
         arts = sorted(self.artifacts, key=lambda a: a.name)
         for stale in (self.data / INDEX_NAME, self.data / ACTIONS_NAME):
             if stale.exists():
@@ -663,6 +690,7 @@ def _write_archive(directory: Path, archive: Path) -> str:
                 path, arcname=f"{root}/{path.relative_to(directory)}", recursive=False, filter=clean
             )
     digest, _ = _sha256_file(tmp)
+    os.chmod(tmp, 0o600)  # evidence (pod specs, logs) is for the responders only
     tmp.replace(archive)
     archive.with_name(archive.name + ".sha256").write_text(
         f"{digest}  {archive.name}\n", encoding="utf-8"

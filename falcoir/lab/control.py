@@ -117,6 +117,14 @@ def up(
     timeout: float = 20.0,
 ) -> LabStatus:
     """Start a lab; with ``detach`` return once it answers, else run in the foreground."""
+    import importlib.util
+
+    missing = [m for m in ("aiohttp", "cryptography") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LabError(
+            f"the lab needs {' and '.join(missing)}, which is not installed",
+            hint="pip install 'falcoir[lab]'",
+        )
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     current = status(state_dir)
     if current.running:

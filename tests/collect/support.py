@@ -79,6 +79,7 @@ def add_workload(cluster: FakeCluster, pod: dict[str, Any] | None = None) -> Non
             "metadata": {
                 "name": "cryptominer-demo-7d4b",
                 "namespace": NS,
+                "uid": "rs-1",
                 "ownerReferences": [
                     {
                         "apiVersion": "apps/v1",

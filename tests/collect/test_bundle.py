@@ -79,6 +79,10 @@ def test_sealed_bundle_is_a_valid_bag_with_metadata(tmp_path: Path, incident: In
     # the binary is not executable
     mode = stat.S_IMODE((res.dir / "data/binary/exe").stat().st_mode)
     assert mode & 0o111 == 0
+    # evidence is read-only once recorded, and private to the responder
+    assert stat.S_IMODE((res.dir / "data/processes/ps.txt.stderr").stat().st_mode) == 0o444
+    assert stat.S_IMODE(res.dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(res.archive.stat().st_mode) == 0o600
     index = json.loads((res.dir / "data/index.json").read_text())
     assert {a["name"] for a in index["artifacts"]} >= {"processes/ps.txt", "binary/exe"}
     rep = verify(res.dir)

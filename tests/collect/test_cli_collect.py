@@ -151,3 +151,29 @@ def test_show_neutralises_hostile_text(home: Path, monkeypatch: pytest.MonkeyPat
     assert s.exit_code == 0
     assert "\x1b" not in s.stderr
     assert "\\x1b[2J[bold]boom[/]" in s.stderr
+
+
+class _Tty:
+    """Stands for ``sys`` in falcoir.cli.collect with a terminal on stderr."""
+
+    class stderr:  # mirrors sys.stderr
+        @staticmethod
+        def isatty() -> bool:
+            return True
+
+
+def test_live_progress_only_on_a_terminal_and_never_with_json(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import falcoir.cli.collect as collect_cli
+
+    use(monkeypatch, cluster_with(miner_container()))
+    monkeypatch.setattr(collect_cli, "sys", _Tty)
+    r = runner.invoke(app, ["collect", "--pod", f"{NS}/{POD}", "--out", str(home)])
+    assert r.exit_code == 0, r.stderr
+    assert "✓" in r.stderr and "processes" in r.stderr  # the live lines
+    assert r.stdout == ""
+    j = runner.invoke(app, ["collect", "--pod", f"{NS}/{POD}", "--out", str(home), "-o", "json"])
+    assert j.exit_code == 0
+    assert "✓" not in j.stderr and "running" not in j.stderr
+    assert json.loads(j.stdout)["complete"] is True

@@ -158,6 +158,9 @@ def test_full_collection_of_the_miner(tmp_path: Path) -> None:
     assert stat.S_IMODE(copied.stat().st_mode) & 0o333 == 0
     owners = read(res, "api/owners.yaml").decode()
     assert "ReplicaSet" in owners and "Deployment" in owners
+    # each owner is read once (the chain's own reads are what the bundle saves)
+    gets = [c[1] for c in cluster.calls if c[0] == "get"]
+    assert gets.count("replicasets") == 1 and gets.count("deployments") == 1
     assert b"starting web server" in read(res, "logs/miner.log")
     assert verify(res.bundle.dir).ok and verify(res.bundle.archive).ok
     assert bagit.Bag(str(res.bundle.dir)).is_valid()
@@ -377,3 +380,34 @@ def test_collect_logs_the_debug_container_in_the_incident_log_by_default(tmp_pat
     (rec,) = inc.action_log().records()
     assert rec.action == "ephemeral-container" and rec.actor == "alice"
     assert rec.data["container"] == res.debug_container
+
+
+def test_owners_from_a_located_chain_are_read_side_by_side(tmp_path: Path) -> None:
+    import dataclasses
+
+    import yaml
+
+    from falcoir.core.target import LocateMethod, OwnerRef
+
+    cluster = cluster_with(miner_container())
+    target = dataclasses.replace(
+        target_from_pod(cluster, PodRef(NS, POD)),
+        method=LocateMethod.K8S_FIELDS,
+        owner=(
+            OwnerRef("ReplicaSet", "cryptominer-demo-7d4b", "rs-1", "apps/v1"),
+            OwnerRef("Deployment", "cryptominer-demo", None, "apps/v1"),
+            OwnerRef("Rollout", "argo", None, "argoproj.io/v1alpha1"),
+        ),
+    )
+    res = run_collect(
+        cluster, target, alert=None, out_dir=tmp_path / "ev",
+        store=IncidentStore(tmp_path / "home"),
+    )  # fmt: skip
+    docs = yaml.safe_load(read(res, "api/owners.yaml"))
+    assert [d["kind"] for d in docs] == ["ReplicaSet", "Deployment", "Rollout"]
+    assert docs[1]["metadata"]["namespace"] == NS  # the real object, read from the API
+    outcome = {c.name: c for c in res.collectors}["owners"]
+    assert outcome.status is CollectorStatus.OK and "Rollout/argo" in (outcome.note or "")
+    assert "falcoir does not read" in docs[2]["falcoirNote"]
+    gets = [c[1] for c in cluster.calls if c[0] == "get"]
+    assert gets.count("replicasets") == 1 and gets.count("deployments") == 1

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +28,7 @@ class StuckCluster(ScriptedCluster):
     gateway or a hung API server): falcoir must not wait for it."""
 
     stuck_for: float = 3.0
+    on_stuck: Callable[[], None] | None = None
 
     def exec(
         self,
@@ -44,6 +44,8 @@ class StuckCluster(ScriptedCluster):
     ) -> ExecResult:
         if argv[0] == "ls" and stdout_sink is not None:
             stdout_sink.write(b"partial listing\n")
+            if self.on_stuck is not None:
+                self.on_stuck()
             time.sleep(self.stuck_for)
             stdout_sink.write(b"written after the bundle was sealed\n")
         return super().exec(
@@ -84,14 +86,13 @@ def test_a_call_past_the_deadline_is_recorded_and_cannot_spoil_the_seal(tmp_path
 
 
 def test_ctrl_c_seals_an_incomplete_bundle(tmp_path: Path) -> None:
-    cluster = StuckCluster(stuck_for=2.0)
+    # Ctrl-C arrives while the listing is stuck (so while falcoir waits on collectors).
+    cluster = StuckCluster(stuck_for=2.0, on_stuck=lambda: os.kill(os.getpid(), signal.SIGINT))
     cluster.containers["miner"] = miner_container()
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
     try:
         res = _run(tmp_path, cluster)
-    finally:
-        timer.cancel()
+    except KeyboardInterrupt:  # pragma: no cover - would mean the interrupt escaped
+        pytest.fail("Ctrl-C escaped collect() instead of sealing an incomplete bundle")
     assert res.interrupted and not res.complete
     assert any("interrupted" in n for n in res.notes)
     st = {c.name: c.status for c in res.collectors}

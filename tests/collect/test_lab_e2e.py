@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.root]
 REPO = Path(__file__).resolve().parents[2]
 MINER_CMD = (
     "cp /bin/sleep /tmp/xmrig && chmod +x /tmp/xmrig && "
-    "touch '/tmp/$(reboot);' \"$(printf '/tmp/new\\nline')\" && "
+    "touch '/tmp/$(reboot);' \"$(printf '/tmp/new\\nline')\" \"$(printf '/tmp/bad\\377')\" && "
     "exec -a $'\\e[31m[bold]evil[/]' /tmp/xmrig 3600 & "
     "/tmp/xmrig 3599 & wait"
 )
@@ -93,7 +93,7 @@ def test_ubuntu_pod_full_collection(lab: Lab, fresh_namespace: str, tmp_path: Pa
     # ps prints the escape as "."; the /proc dump keeps the raw bytes
     assert b"\x1b[31m[bold]evil[/]" in (data / "processes/proc.txt").read_bytes()
     ls = (data / "files/ls-tmp.txt").read_bytes()
-    assert b"xmrig" in ls and b"$(reboot);" in ls
+    assert b"xmrig" in ls and b"$(reboot);" in ls and b"bad\xff" in ls  # raw bytes kept
     # the suspect binary: hash in the pod, hash of the copy, hash of the real file
     host_sleep = hashlib.sha256(
         Path(shutil.which("sleep") or "/bin/sleep").read_bytes()
@@ -216,7 +216,11 @@ def test_cryptominer_scenario_from_falcos_alert(lab: Lab, cryptominer: Any, tmp_
     bundle = Path(doc["bundle"])
     assert falcoir(lab, tmp_path, "bundle", "verify", str(bundle)).returncode == 0
     assert falcoir(lab, tmp_path, "bundle", "verify", doc["archive"]).returncode == 0
-    assert bagit.Bag(str(bundle)).is_valid()
+    bag = bagit.Bag(str(bundle))
+    assert bag.is_valid()
+    assert bag.info["Falcoir-Operator"] not in ("", "unknown")  # who the API says we are
+    assert bag.info["Falcoir-Incident"] == doc["incident"]
+    assert "Suspicious crypto miner process" in bag.info["Falcoir-Alert"]
     # any artifact, one flipped byte: both checks fail
     victim = data / "network/connections.json"
     victim.chmod(0o644)

@@ -243,3 +243,53 @@ def test_init_containers_run_first_and_in_order(harness: Harness) -> None:
     assert next(c for c in st["conditions"] if c["type"] == "Initialized")["status"] == "True"
     one = harness.rt.log_path(pod, "one", previous=False)
     assert one is not None and one.read_text() == "one\n"
+
+
+def test_interactive_shell_on_a_tty_has_its_own_session(harness: Harness) -> None:
+    pod = harness.pod("shell", [dict(SLEEPER)])
+    script = b"ps -o pid,sid,tty,comm\nexit 5\n"
+    rc, out, _ = harness.exec(pod, "app", ["/bin/sh", "-i"], stdin=script, tty=True)
+    text = out.decode(errors="replace")
+    assert rc == 5, text
+    assert "Cannot set tty process group" not in text
+    rows = [line.split() for line in text.splitlines() if line.strip().endswith((" sh", " ps"))]
+    sh_row = next(r for r in rows if r[-1] == "sh")
+    assert sh_row[0] == sh_row[1], text  # sh leads its own session, inside the pod's pids
+
+
+def test_missing_host_path_directory_fails_the_mount(harness: Harness, tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    pod = harness.pod(
+        "nomount",
+        [
+            {
+                "name": "c",
+                "image": "ubuntu",
+                "command": ["sleep", "1000"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        restartPolicy="Never",
+        volumes=[{"name": "data", "hostPath": {"path": str(missing), "type": "Directory"}}],
+    )
+    harness.wait_for(lambda: harness.status(pod)["phase"] == "Failed", what="Failed")
+    term = harness.status(pod)["containerStatuses"][0]["state"]["terminated"]
+    assert term["reason"] == "StartError" and "hostPath type check failed" in term["message"]
+    assert any(r == "FailedMount" for _, r, _ in harness.events.events)
+    assert not missing.exists()
+    created = tmp_path / "made"
+    ok = harness.pod(
+        "mkmount",
+        [
+            {
+                "name": "c",
+                "image": "ubuntu",
+                "command": ["sh", "-c", "echo hi > /data/f; sleep 1000"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        volumes=[{"name": "data", "hostPath": {"path": str(created), "type": "DirectoryOrCreate"}}],
+    )
+    harness.wait_for(lambda: (created / "f").exists(), what="the file through the volume")
+    assert (created / "f").read_text() == "hi\n"
+    harness.run(harness.rt.kill_pod(ok, 0))

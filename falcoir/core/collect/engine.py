@@ -38,10 +38,10 @@ from falcoir.core.collect.model import (
     CollectorStatus,
     CollectResult,
 )
-from falcoir.core.collect.owners import owner_objects
+from falcoir.core.collect.owners import objects_for_refs, owner_objects
 from falcoir.core.gateway import EVENTS, JSON, NODES, PODS, ClusterGateway, ExecResult
 from falcoir.core.incident import ActionLog, utc_now
-from falcoir.core.target import Target
+from falcoir.core.target import LocateMethod, Target
 from falcoir.errors import ApiError, FalcoirError
 
 Progress = Callable[[CollectorEvent], None]
@@ -443,7 +443,7 @@ def collect_files(run: _Run) -> CollectorOutcome:
     all_missing = True
     for d in dirs:
         path = run.root + d if run.root else d
-        art_name = f"files/ls{safe_component(d, fallback='root')}.txt".replace("ls", "ls-", 1)
+        art_name = f"files/ls-{safe_component(d, fallback='root')}.txt"
         attempts = run.first_ok(
             name,
             art_name,
@@ -502,12 +502,14 @@ def collect_binary(run: _Run) -> CollectorOutcome:
     copy_art: Artifact | None = None
     exe_link: str | None = None
     deleted = False
+    # The in-pod hashes run beside the copy: each is one exec round trip.
+    path_side = None
+    if alert_exe is not None:
+        argv = ["sha256sum", run.root + alert_exe]
+        path_side = _side(lambda: run.exec(name, "binary/path.sha256sum.txt", argv))
     if vpid is not None:
         exe = f"/proc/{vpid}/exe"
-        h = run.exec(name, "binary/exe.sha256sum.txt", ["sha256sum", exe])
-        arts.append(h.artifact)
-        if h.artifact.status is ArtifactStatus.OK:
-            in_pod = _sha_from(run.read_file(h.artifact))
+        hash_side = _side(lambda: run.exec(name, "binary/exe.sha256sum.txt", ["sha256sum", exe]))
         c = run.exec(
             name,
             "binary/exe.bin",
@@ -515,16 +517,22 @@ def collect_binary(run: _Run) -> CollectorOutcome:
             timeout=run.options.binary_timeout,
             max_bytes=run.options.max_binary_bytes,
         )
+        h = hash_side(run.remaining())
+        if h is not None:
+            arts.append(h.artifact)
+            if h.artifact.status is ArtifactStatus.OK:
+                in_pod = _sha_from(run.read_file(h.artifact))
         copy_art = c.artifact
         arts.append(copy_art)
         statuses.append(copy_art.status)
         if copy_art.status is ArtifactStatus.OK:
             copied, size = copy_art.sha256, copy_art.bytes
-    if alert_exe is not None:
-        p = run.exec(name, "binary/path.sha256sum.txt", ["sha256sum", run.root + alert_exe])
-        arts.append(p.artifact)
-        if p.artifact.status is ArtifactStatus.OK:
-            path_sha = _sha_from(run.read_file(p.artifact))
+    if path_side is not None:
+        ph = path_side(run.remaining())
+        if ph is not None:
+            arts.append(ph.artifact)
+            if ph.artifact.status is ArtifactStatus.OK:
+                path_sha = _sha_from(run.read_file(ph.artifact))
     if vpid is not None:
         # What the process list says of that executable (deleted from disk?).
         run.procs_ready.wait(run.remaining())
@@ -623,11 +631,17 @@ def collect_pod(run: _Run) -> CollectorOutcome:
 
 def collect_owners(run: _Run) -> CollectorOutcome:
     name = "owners"
-    run.pod_ready.wait(run.remaining())
-    if run.pod is None:
-        return run.finish(name, CollectorStatus.FAILED, "the pod could not be read", [])
     started = utc_now()
-    objects, problems = owner_objects(run.gateway, run.pod, call=run.api_call)
+    if run.target.owner and run.target.method is not LocateMethod.POD_FLAG:
+        # locate already walked the chain (owner_chain): read its objects at once.
+        objects, problems = objects_for_refs(
+            run.gateway, run.target.namespace, run.target.owner, call=run.api_call
+        )
+    else:
+        run.pod_ready.wait(run.remaining())
+        if run.pod is None:
+            return run.finish(name, CollectorStatus.FAILED, "the pod could not be read", [])
+        objects, problems = owner_objects(run.gateway, run.pod, call=run.api_call)
     arts = [
         run.add(
             name,
@@ -774,10 +788,12 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
             done[cname].set()
         run.emit(CollectorEvent(cname, "done", status=out.status, bytes=out.bytes, detail=out.note))
 
-    for cname in names:
-        threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True).start()
     interrupted = False
     try:
+        for cname in names:
+            threading.Thread(
+                target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True
+            ).start()
         # Event.wait, not Thread.join: an interrupted join can leave is_alive() wrong.
         for ev in done.values():
             ev.wait(max(0.0, run.deadline_at - time.monotonic()))

@@ -7,12 +7,40 @@ save its full object.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from falcoir.core.gateway import JSON, RESOURCES_BY_KIND, ClusterGateway, Resource
 from falcoir.core.owners import owner_chain
-from falcoir.errors import FalcoirError
+from falcoir.core.target import OwnerRef
+from falcoir.errors import ApiNotFound, FalcoirError
+
+
+class _Keeping:
+    """A gateway whose ``get`` keeps what it read: the owner chain reads each owner
+    once, and the bundle saves those same objects (no second round trip)."""
+
+    def __init__(self, gateway: ClusterGateway) -> None:
+        self._gateway = gateway
+        self.objects: dict[tuple[str, str], JSON] = {}
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        obj = self._gateway.get(resource, name, namespace)
+        self.objects[(resource.kind, name)] = obj
+        return obj
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._gateway, attr)
+
+
+def _placeholder(ref: OwnerRef, why: str) -> JSON:
+    return {
+        "kind": ref.kind,
+        "metadata": {"name": ref.name, "uid": ref.uid},
+        "apiVersion": ref.api_version,
+        "falcoirNote": f"owner reference only: {why}",
+    }
 
 
 def owner_objects(
@@ -22,38 +50,67 @@ def owner_objects(
     call: Callable[[Callable[[], Any]], Any] = lambda f: f(),
 ) -> tuple[list[JSON], list[str]]:
     """``(objects, problems)``: each owner from the pod's controller up to the top.
-    An owner that cannot be read is kept as its reference, and said in ``problems``."""
-    namespace = (pod.get("metadata") or {}).get("namespace")
+    An owner that cannot be read is kept as its reference (forbidden ones are said in
+    ``problems``)."""
     problems: list[str] = []
+    keeping = _Keeping(gateway)
     try:
-        chain = call(lambda: owner_chain(gateway, pod, on_forbidden=problems.append))
+        chain = call(
+            lambda: owner_chain(cast(ClusterGateway, keeping), pod, on_forbidden=problems.append)
+        )
     except FalcoirError as exc:
         return [], [exc.message]
     problems = [f"forbidden: {p}" for p in problems]
     objects: list[JSON] = []
     for ref in chain:
+        kept = keeping.objects.get((ref.kind, ref.name))
+        if kept is not None:
+            objects.append(kept)
+        elif ref.kind not in RESOURCES_BY_KIND:
+            # A custom controller (Argo Rollout...): its reference is what we can keep.
+            objects.append(_placeholder(ref, "a kind falcoir does not read"))
+        else:
+            # The chain stopped here: forbidden (in ``problems``), gone, or recreated.
+            objects.append(_placeholder(ref, "not readable (forbidden, gone or recreated)"))
+    return objects, problems
+
+
+def objects_for_refs(
+    gateway: ClusterGateway,
+    namespace: str,
+    refs: Sequence[OwnerRef],
+    *,
+    call: Callable[[Callable[[], Any]], Any] = lambda f: f(),
+) -> tuple[list[JSON], list[str]]:
+    """The objects of an owner chain already known (``Target.owner``, from locate),
+    read side by side: one round trip instead of one per level."""
+    results: list[JSON | str | None] = [None] * len(refs)
+
+    def read(i: int, ref: OwnerRef) -> None:
         resource = RESOURCES_BY_KIND.get(ref.kind)
-        reference = {
-            "kind": ref.kind,
-            "name": ref.name,
-            "uid": ref.uid,
-            "apiVersion": ref.api_version,
-        }
         if resource is None:
-            problems.append(f"owner {ref.kind}/{ref.name} is a kind falcoir does not read")
-            objects.append(
-                {"kind": ref.kind, "metadata": {"name": ref.name}, "ownerReference": reference}
-            )
-            continue
-
-        def fetch(r: Resource = resource, n: str = ref.name) -> JSON:
-            return gateway.get(r, n, namespace if r.namespaced else None)
-
+            results[i] = _placeholder(ref, "a kind falcoir does not read")
+            return
         try:
-            objects.append(call(fetch))
-        except FalcoirError as exc:
-            problems.append(f"owner {ref.kind}/{ref.name}: {exc.message}")
-            objects.append(
-                {"kind": ref.kind, "metadata": {"name": ref.name}, "ownerReference": reference}
+            results[i] = call(
+                lambda: gateway.get(resource, ref.name, namespace if resource.namespaced else None)
             )
+        except ApiNotFound:
+            results[i] = _placeholder(ref, "not found: deleted since")
+        except FalcoirError as exc:
+            results[i] = f"owner {ref.kind}/{ref.name}: {exc.message}"
+
+    threads = [threading.Thread(target=read, args=(i, r), daemon=True) for i, r in enumerate(refs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    objects: list[JSON] = []
+    problems: list[str] = []
+    for ref, got in zip(refs, results, strict=True):
+        if isinstance(got, dict):
+            objects.append(got)
+        else:
+            problems.append(got or f"owner {ref.kind}/{ref.name}: no answer")
+            objects.append(_placeholder(ref, "could not be read"))
     return objects, problems

@@ -42,6 +42,7 @@ from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, Runtime
 log = logging.getLogger("falcoir.lab.runtime")
 
 SHIM = Path(__file__).resolve().parent / "shim.py"
+ENTER = Path(__file__).resolve().parent / "enter.py"
 POOL_HOSTNAME = "pool.example.com"
 FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
 """Where the ``falco`` image profile has the lab's Falco stand-in."""
@@ -157,6 +158,10 @@ class Pod:
 
     def all_containers(self) -> list[Container]:
         return [*self.init, *self.containers.values(), *self.ephemeral.values()]
+
+
+class MountError(Exception):
+    """A volume cannot be mounted (the container does not start)."""
 
 
 class _NoEvents:
@@ -526,11 +531,23 @@ class LinuxRuntime:
                 continue
             if vol.get("hostPath"):
                 source = str(vol["hostPath"].get("path", ""))
+                kind = str(vol["hostPath"].get("type") or "")
                 if not os.path.exists(source):
-                    if (vol["hostPath"].get("type") or "") in ("DirectoryOrCreate", ""):
+                    if kind in ("DirectoryOrCreate", ""):  # "": created, as containerd does
                         os.makedirs(source, exist_ok=True)
+                    elif kind == "FileOrCreate":
+                        os.makedirs(os.path.dirname(source) or "/", exist_ok=True)
+                        Path(source).touch()
                     else:
-                        continue
+                        raise MountError(
+                            f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                            f"hostPath type check failed: {source} does not exist"
+                        )
+                elif kind == "Directory" and not os.path.isdir(source):
+                    raise MountError(
+                        f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                        f"hostPath type check failed: {source} is not a directory"
+                    )
             elif "emptyDir" in vol:
                 d = p.dir / "volumes" / str(vol["name"])
                 d.mkdir(parents=True, exist_ok=True)
@@ -571,7 +588,11 @@ class LinuxRuntime:
         self._event(p, "Created", f"Created container {c.name}")
         exitfile = cdir / f"{c.id}.exit"
         if self.isolated:
-            pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            try:
+                pid, err = await self._start_isolated(p, c, argv, env, logf, exitfile)
+            except MountError as e:
+                self._event(p, "FailedMount", str(e), "Warning")
+                pid, err = 0, str(e)
         else:
             pid, err = await self._start_plain(c, argv, env, logf, exitfile)
         c.host_pid = pid
@@ -966,6 +987,11 @@ class LinuxRuntime:
                 f'exec failed: unable to start container process: exec: "{argv[0]}": '
                 "executable file not found in $PATH: unknown"
             )
+        if self.isolated and tty:
+            procs = [str(d / "cgroup.procs") for d in c.cgroup_dirs]
+            full = [sys.executable, "-I", "-S", str(ENTER), str(c.host_pid),
+                    "1" if p.netns else "0", str(len(procs)), *procs, "--", *argv]  # fmt: skip
+            return await Exec.start(full, env=dict(c.env), stdin=stdin, tty=True, helper=True)
         if self.isolated:
             enter = [
                 "nsenter",
@@ -1071,14 +1097,20 @@ class Exec:
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader | None,
         master: int | None,
+        helper: bool = False,
     ) -> None:
+        self._helper = helper
         self._proc = proc
         self.stdout = stdout
         self.stderr = stderr
         self._master = master
 
     @classmethod
-    async def start(cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool) -> Exec:
+    async def start(
+        cls, argv: list[str], *, env: dict[str, str], stdin: bool, tty: bool, helper: bool = False
+    ) -> Exec:
+        """``helper``: ``argv`` is :mod:`falcoir.lab.linux.enter`, which makes the command
+        a session leader on the terminal itself (inside the container's pid namespace)."""
         loop = asyncio.get_running_loop()
         if not tty:
             proc = await asyncio.create_subprocess_exec(
@@ -1101,7 +1133,8 @@ class Exec:
                 stdout=slave,
                 stderr=slave,
                 env={**env, "TERM": env.get("TERM", "xterm")},
-                preexec_fn=_make_controlling_tty,
+                start_new_session=helper,
+                preexec_fn=None if helper else _make_controlling_tty,
             )
         except BaseException:
             os.close(master)
@@ -1124,7 +1157,7 @@ class Exec:
                 reader.feed_eof()
 
         loop.add_reader(master, readable)
-        return cls(proc, reader, None, master)
+        return cls(proc, reader, None, master, helper)
 
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
@@ -1169,6 +1202,10 @@ class Exec:
         return 128 - rc if rc < 0 else rc
 
     def kill(self) -> None:
+        if self._helper and self._proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self._proc.pid, signal.SIGTERM)  # the helper kills the command
+            return
         with contextlib.suppress(OSError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
