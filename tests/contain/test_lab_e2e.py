@@ -91,7 +91,17 @@ def deploy_miner(lab: Lab, ns: str, payload: Path, replicas: int = 2) -> list[di
             },
         }
     )  # fmt: skip
-    return lab.client.wait_until(lambda: running(lab, ns, replicas), timeout=60)  # type: ignore[no-any-return]
+    from falcoir.errors import LabError
+
+    try:
+        return lab.client.wait_until(lambda: running(lab, ns, replicas), timeout=90)  # type: ignore[no-any-return]
+    except LabError:
+        states = [
+            (p["metadata"]["name"], json.dumps(p.get("status"))[:600])
+            for p in lab.client.list("pods", ns)
+        ]
+        events = lab.kubectl("-n", ns, "get", "events").stdout[-2000:]
+        pytest.fail(f"the miner pods did not start: {states}\n{events}")
 
 
 def running(lab: Lab, ns: str, count: int, selector: str = "app=cryptominer") -> list[Any] | None:
@@ -307,18 +317,24 @@ def test_faults_during_quarantine_are_retried_or_reported(
 
 
 def test_enforcement_off_is_reported(payload: Path, tmp_path: Path) -> None:
+    """The walkthrough on a lab that enforces nothing (the flannel case): the policy is
+    applied, the probe still connects, exit 1 and ``egress_blocked: false``."""
+    from falcoir.lab.scenario import play_cryptominer
+
     with start_lab("--no-enforce-network-policy") as lab:
-        ns = "default"
-        pods = deploy_miner(lab, ns, payload, replicas=1)
-        name, ip = pods[0]["metadata"]["name"], pods[0]["status"]["podIP"]
+        sc = play_cryptominer(lab.client, lab.state_dir)
+        ip = lab.client.get("pods", sc.pod, sc.namespace)["status"]["podIP"]
         lab.client.wait_until(lambda: pool_messages(lab, ip) >= 1, timeout=30)
-        res = falcoir(lab, tmp_path, "quarantine", "--pod", f"{ns}/{name}", "--probe", POOL,
-                      "--yes", "-o", "json")  # fmt: skip
+        alert_file = tmp_path / "alert.txt"
+        alert_file.write_text(sc.alert_text + "\n")
+        res = falcoir(lab, tmp_path, "quarantine", "-f", str(alert_file), "--yes", "-o", "json")
         assert res.returncode == 1, res.stderr
         doc = json.loads(res.stdout)
+        assert doc["pod"] == sc.pod
         assert doc["verified"]["egress_blocked"] is False
-        assert doc["policy"]["status"] == "created"
-        assert "does not enforce" in res.stderr
+        assert doc["verified"]["probe"]["after"]["connected"] is True
+        assert doc["policy"]["status"] == "created" and doc["label"]["status"] == "applied"
+        assert "does not enforce" in res.stderr and "NOT contained" in res.stderr
         assert hears_from(lab, ip), "without enforcement the miner keeps talking"
 
 

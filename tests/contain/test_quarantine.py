@@ -431,3 +431,34 @@ def test_probe_inside_an_allowed_network_is_not_a_proof(store: IncidentStore) ->
     assert result.egress_blocked is None
     assert "inside --allow-cidr 10.96.0.0/16" in result.verified["reason"]
     assert not any("does not enforce" in w for w in result.warnings)
+
+
+class Racy(ContainCluster):
+    """The policy appears between our read and our create (another responder, or our own
+    earlier attempt whose answer was lost)."""
+
+    hidden_once: bool = True
+
+    def get(self, resource, name, namespace=None):  # type: ignore[no-untyped-def]
+        if resource is NETWORK_POLICIES and self.hidden_once:
+            self.hidden_once = False
+            from falcoir.errors import ApiNotFound
+
+            raise ApiNotFound("not found", status=404, reason="NotFound")
+        return super().get(resource, name, namespace)
+
+
+def test_policy_created_meanwhile_is_compared_not_duplicated(store: IncidentStore) -> None:
+    first = make_cluster()
+    _, inc, _ = run(first, store)
+    cluster = Racy()
+    cluster.objects = first.objects
+    cluster.install_miner(NS, POD)
+    # drop the label so the second run has something to do
+    del cluster.objects[("pods", NS, POD)]["metadata"]["labels"][LABEL_KEY]
+    result, inc2, _ = run(cluster, store)
+    assert inc2.id == inc.id
+    assert result.policy_status == "unchanged"
+    assert result.label_status == "applied"
+    assert len(policies(cluster)) == 1
+    assert ("create", "networkpolicies", NS, f"falcoir-quarantine-{inc.id}") in cluster.calls

@@ -291,7 +291,7 @@ def quarantine(
     if existing is None:
         policy_status = _create_policy(gateway, body, rec, options.dry_run)
         if policy_status == "exists":
-            existing = gateway.get(NETWORK_POLICIES, pname, ns)
+            existing = with_retries(lambda: gateway.get(NETWORK_POLICIES, pname, ns))
     if existing is not None:
         differences = tuple(pol.spec_differences(existing.get("spec") or {}, body["spec"]))
         if not pol.is_falcoir_policy(existing):
