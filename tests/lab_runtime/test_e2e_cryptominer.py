@@ -138,6 +138,11 @@ def _stream(
         if stdin is not None and not sent_close:
             ws.close_channel(0)  # the v5 close signal for stdin
             sent_close = True
+    # read_channel() of an empty channel runs update() itself, which may have buffered
+    # the last frames of the other channels before it saw the close: collect them too.
+    out += ws.read_channel(1) or b""
+    err += ws.read_channel(2) or b""
+    status += ws.read_channel(3) or b""
     ws.close()
     return out, err, json.loads(status or b"{}")
 
@@ -284,6 +289,8 @@ def test_python_client_tty(lab: Any, cryptominer: CryptominerScenario) -> None:
         ws.update(timeout=1)
         out += ws.read_channel(1) or b""
         status += ws.read_channel(3) or b""
+    out += ws.read_channel(1) or b""
+    status += ws.read_channel(3) or b""
     ws.close()
     assert json.loads(status)["status"] == "Success", (status, out)
     assert b"/dev/pts/" in out and b"45 123" in out, out
@@ -321,3 +328,25 @@ def test_policy_first_then_label_isolates_the_running_miner(
     assert sc.pool_messages() == n
     probe = kexec(lab, sc, "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/pool.example.com/3333")
     assert probe.returncode != 0
+
+
+def test_cli_prints_the_alert_and_replays_idempotently(
+    lab: Any, cryptominer: CryptominerScenario
+) -> None:
+    from tests.plugins.lab import run_falcoir
+
+    r = run_falcoir("lab", "scenario", "cryptominer", "--state-dir", str(lab.state_dir))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [cryptominer.alert_text]
+    assert f"default/{cryptominer.pod}" in r.stderr
+    j = run_falcoir(
+        "lab", "scenario", "cryptominer", "--state-dir", str(lab.state_dir), "-o", "json"
+    )
+    doc = json.loads(j.stdout)
+    assert (doc["pod"], doc["host_pid"], doc["vpid"]) == (
+        cryptominer.pod,
+        cryptominer.host_pid,
+        cryptominer.vpid,
+    )
+    assert doc["alert"]["output_fields"]["proc.pid"] == cryptominer.host_pid
+    assert len(lab.client.list("pods", "default", label_selector="app=cryptominer")) == 1
