@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from falcoir.core import report
 from tests.plugins.lab import Lab, falcoir_env
+
+from . import chromium
 
 pytestmark = [pytest.mark.lab, pytest.mark.root, pytest.mark.slow]
 
@@ -126,6 +129,11 @@ def test_respond_yes_contains_collects_deletes(
     assert suspect and "/tmp/xmrig" in suspect[0], md[:3000]
     html = (bundle / "data" / "report.html").read_text()
     assert 'class="proc suspect"' in html and "/tmp/xmrig" in html
+    if shape == "text" and chromium.chromium_path() is not None:
+        # the real report, drawn: the suspect's marker is on screen, nothing is fetched
+        rows, console = chromium.render(bundle / "data" / "report.html", tmp_path, height=2400)
+        assert console == [], console
+        assert chromium.count(rows, chromium.hex_rgb(report.SUSPECT_COLOUR)) >= 14 * 12
     actions = [json.loads(x) for x in (bundle / "data" / "actions.jsonl").read_text().splitlines()]
     kinds = {(a["action"], a["kind"]) for a in actions}
     assert ("delete", "Pod") in kinds
