@@ -131,13 +131,29 @@ def _line(rec: StepRecord, note: str | None) -> str:
     return f"{icon} {safe(rec.title)}{took}" + (f" [dim]{safe(detail)}[/]" if detail else "")
 
 
-def ask_plan(plan: Plan, view: StepView) -> bool:
-    """Show the plan and ask before the first change (the operator's terminal)."""
+def _terminal() -> Any:
+    """A file to ask on: stdin when it is a terminal, else the controlling terminal
+    (``... | falcoir respond -f -`` at a shell), else ``None``."""
     import sys
 
+    if sys.stdin.isatty():
+        return None  # typer reads stdin
+    try:
+        tty = open("/dev/tty", encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError:
+        return False
+    if not tty.isatty():
+        tty.close()
+        return False
+    return tty
+
+
+def ask_plan(plan: Plan, view: StepView) -> bool:
+    """Show the plan and ask before the first change (the operator's terminal)."""
     import typer
 
-    if not sys.stdin.isatty():
+    tty = _terminal()
+    if tty is False:
         from falcoir.errors import ConfirmationRefused
 
         raise ConfirmationRefused(
@@ -150,7 +166,14 @@ def ask_plan(plan: Plan, view: StepView) -> bool:
         console.print("[bold]Plan[/]")
         for line in plan.lines():
             console.print(f"  {safe(line)}")
-        return bool(typer.confirm("Proceed?", default=False, err=True))
+        if tty is None:
+            return bool(typer.confirm("Proceed?", default=False, err=True))
+        try:
+            console.print("Proceed? \\[y/N]: ", end="")
+            answer = tty.readline(16).strip().lower()
+        finally:
+            tty.close()
+        return answer in ("y", "yes")
 
 
 def print_summary(doc: Mapping[str, Any]) -> None:

@@ -74,8 +74,10 @@ def test_incomplete_evidence_exits_7(backend: FakeBackend, tmp_path: Path) -> No
 
 
 def test_no_terminal_and_no_yes_refuses_before_any_change(
-    backend: FakeBackend, tmp_path: Path
+    backend: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # no stdin terminal and no controlling terminal either
+    monkeypatch.setattr("falcoir.render.respond._terminal", lambda: False)
     res = invoke(ALERT, "--out", str(tmp_path / "out"))
     assert res.exit_code == 2
     assert "no terminal" in res.stderr

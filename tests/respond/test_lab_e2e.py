@@ -30,7 +30,14 @@ def respond_cli(
     env = falcoir_env(FALCOIR_HOME=str(home))
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, timeout=240, env=env, check=False
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+        start_new_session=True,  # no controlling terminal: nobody to ask
     )
 
 
