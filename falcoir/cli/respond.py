@@ -207,7 +207,6 @@ def _single(
     import sys
 
     from falcoir.cli import common
-    from falcoir.core import report
     from falcoir.core.respond import RespondRequest, respond
     from falcoir.core.respond.follow import with_actions
     from falcoir.render.console import info, safe
@@ -258,7 +257,7 @@ def _single(
             confirm=None if (yes or dry_run) else (lambda plan: ask_plan(plan, view)),
             on_change=view.on_change,
             notes=view.note,
-            report_writer=report.render,
+            report_writer=_render_report,
         )
     doc = result.to_dict()
     if output.is_machine:
@@ -268,6 +267,13 @@ def _single(
     else:
         print_summary(doc)
     _exit(result)
+
+
+def _render_report(data: Any) -> Any:
+    # Imported when the report is written, not on the way to containment.
+    from falcoir.core import report
+
+    return report.render(data)
 
 
 def _exit(result: RespondResult) -> None:
@@ -311,7 +317,6 @@ def _follow(
     import sys
     from collections.abc import Iterable
 
-    from falcoir.core import report
     from falcoir.core.respond.follow import FollowOptions, follow
     from falcoir.errors import InputError
     from falcoir.render.console import info, warn
@@ -362,7 +367,7 @@ def _follow(
             ),
             on_incident=on_incident,
             on_note=warn,
-            report_writer=report.render,
+            report_writer=_render_report,
         )
     finally:
         if handle is not None:
