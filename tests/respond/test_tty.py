@@ -55,3 +55,47 @@ def test_piped_alert_asks_on_the_controlling_terminal(
     assert "Proceed? [y/N]" in out, out[-2000:]
     assert f"EXIT={code}" in out, out[-2000:]
     assert ("quarantine" in out.split("CALLS", 1)[1].split("\n", 1)[0]) is changed
+
+
+FOLLOW_HARNESS = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.respond.fake_backend import FakeBackend
+from falcoir.core.incident import IncidentStore
+import falcoir.cli.respond as cli
+fake = FakeBackend()
+cli._backend = lambda *a, **k: (fake, IncidentStore(Path({home!r})))
+from falcoir.cli.app import app
+app(["respond", "--follow", "-f", "-", "--yes", "-o", "jsonl", "--out", {out!r}])
+"""
+
+
+def test_ctrl_c_in_follow_mode_reports_and_exits_130(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    harness = tmp_path / "follow.py"
+    harness.write_text(
+        FOLLOW_HARNESS.format(
+            root=str(ROOT), home=str(tmp_path / "home"), out=str(tmp_path / "out")
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(harness)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(ALERT + "\n")
+    proc.stdin.flush()
+    first = json.loads(proc.stdout.readline())  # the incident, while the stream stays open
+    assert first["status"] == "ok"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert summary["interrupted"] is True and summary["incidents"] == 1
