@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ BUSYBOX_APPLETS = (
     "false", "gzip", "base64", "dd", "od", "touch", "sed", "awk", "sort", "uniq", "cut",
     "tr", "du", "df", "which", "test", "[", "printf", "pwd", "tee", "top", "free", "pidof",
     "xargs", "vi", "tty", "stty", "seq", "nohup", "mktemp", "sha512sum", "diff", "clear",
+    "nc", "wget", "nslookup", "ip", "ifconfig", "route", "hostid", "id",
 )  # fmt: skip
 
 
@@ -140,11 +142,20 @@ def _link_or_copy(src: str, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def build_profile(profile: ImageProfile, images_dir: Path) -> Path | None:
     """Make (once) the bin dir the profile's containers see; ``None`` when the profile
-    uses the host's own bin dirs. Tools the host lacks are left out."""
+    uses the host's own bin dirs. Tools the host lacks are left out. Thread-safe: pods
+    that start together build it once."""
     if not profile.overlay:
         return None
+    with _BUILD_LOCK:
+        return _build_profile(profile, images_dir)
+
+
+def _build_profile(profile: ImageProfile, images_dir: Path) -> Path:
     bin_dir = images_dir / profile.name / "bin"
     done = images_dir / profile.name / ".complete"
     stamp = hashlib.sha256(repr(profile).encode()).hexdigest()

@@ -198,3 +198,60 @@ def test_script_fallback_miner_without_a_compiler(harness: Harness, tmp_path: Pa
     assert rc == 0
     assert any(line.split()[0] == "xmrig" for line in out.decode().splitlines()[1:]), out.decode()
     harness.run(harness.rt.kill_pod(pod, 0))
+
+
+@needs_nft
+def test_ingress_deny_and_allow_by_cidr(harness: Harness) -> None:
+    import socket
+
+    pod = harness.pod(
+        "server",
+        [
+            {
+                "name": "c",
+                "image": "busybox",
+                "command": ["nc", "-ll", "-p", "8080", "-e", "echo", "hi"],
+            }
+        ],
+        labels={"app": "web"},
+    )
+    ip = harness.status(pod)["podIP"]
+
+    def reach() -> bool:
+        try:
+            with socket.create_connection((ip, 8080), timeout=1.5) as s:
+                s.settimeout(1.5)
+                return s.recv(16) == b"hi\n"
+        except OSError:
+            return False
+
+    harness.wait_for(reach, what="the pod's server")
+    pods = [pod_with_status(harness, pod)]
+    deny = {
+        "metadata": {"name": "deny-in", "namespace": "default"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]},
+    }
+    harness.run(harness.rt.apply_network_policies(pods, [deny]))
+    assert not reach()
+    # The pod's own egress is untouched by an ingress-only policy.
+    harness.exec(pod, "c", ["sh", "-c", "echo '{}' | nc -w 1 pool.example.com 3333"])
+    assert any(
+        r["event"] == "connect" and r["peer"].startswith(ip + ":")
+        for r in read_records(harness.state_dir)
+    )
+    allow = {
+        "metadata": {"name": "allow-node", "namespace": "default"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"ipBlock": {"cidr": f"{harness.rt.gateway}/32"}}],
+                    "ports": [{"port": 8080}],
+                }
+            ],
+        },
+    }
+    harness.run(harness.rt.apply_network_policies(pods, [deny, allow]))
+    harness.wait_for(reach, what="the server again")
+    harness.run(harness.rt.kill_pod(pod, 0))

@@ -293,3 +293,59 @@ def test_missing_host_path_directory_fails_the_mount(harness: Harness, tmp_path:
     harness.wait_for(lambda: (created / "f").exists(), what="the file through the volume")
     assert (created / "f").read_text() == "hi\n"
     harness.run(harness.rt.kill_pod(ok, 0))
+
+
+def test_share_process_namespace_has_a_pause_pid_1(harness: Harness) -> None:
+    pod = harness.pod(
+        "shared",
+        [
+            {"name": "a", "image": "ubuntu", "command": ["sleep", "1001"]},
+            {"name": "b", "image": "busybox", "command": ["sleep", "1002"]},
+        ],
+        shareProcessNamespace=True,
+    )
+    rc, out, _ = harness.exec(pod, "b", ["ps"])
+    text = out.decode()
+    assert rc == 0 and "sleep 1001" in text and "sleep 1002" in text, text
+    first = text.splitlines()[1].split()
+    assert first[0] == "1" and first[-1] == "/pause", text
+    st = harness.status(pod)
+    assert [c["name"] for c in st["containerStatuses"]] == ["a", "b"]
+    assert not any(r == "Started" and "POD" in m for _, r, m in harness.events.events)
+    with pytest.raises(ContainerNotRunning):
+        harness.run(harness.rt.exec(pod, "POD", ["ls"], stdin=False, tty=False))
+    harness.run(harness.rt.kill_pod(pod, 1))
+
+
+def test_pods_starting_together_on_a_fresh_lab(tmp_path: Path) -> None:
+    """Profiles and the idle program are built once even when pods start at once."""
+    import asyncio
+
+    images = ["ubuntu", "ubuntu", "busybox", "busybox", "gcr.io/distroless/static"]
+    pods = []
+    for i, image in enumerate(images):
+        container: dict = {"name": "c", "image": image}
+        if "distroless" not in image:
+            container["command"] = ["sleep", "1000"]
+        uid = f"0000000{i}-1111-2222-3333-444444444444"
+        pods.append(
+            {
+                "metadata": {"name": f"r{i}", "namespace": "default", "uid": uid},
+                "spec": {"containers": [container]},
+            }
+        )
+    h = Harness(tmp_path / "fresh")
+    try:
+
+        async def start_all() -> None:
+            await asyncio.gather(*(h.rt.run_pod(p) for p in pods))
+
+        h.run(start_all())
+        for pod in pods:
+            assert h.status(pod)["phase"] == "Running", h.status(pod)
+        assert h.exec(pods[0], "c", ["ls", "/"])[0] == 0
+        assert h.exec(pods[3], "c", ["ls", "/"])[0] == 0
+        with pytest.raises(ExecNotFound):
+            h.run(h.rt.exec(pods[4], "c", ["ls"], stdin=False, tty=False))
+    finally:
+        h.close()

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent
@@ -16,8 +17,16 @@ def asset(name: str) -> Path:
     return ASSETS / name
 
 
+_LOCK = threading.Lock()
+
+
 def compile_c(name: str, out_dir: Path) -> Path | None:
     """Compile ``<name>.c`` into ``out_dir/<name>``; ``None`` without a working gcc."""
+    with _LOCK:
+        return _compile_c(name, out_dir)
+
+
+def _compile_c(name: str, out_dir: Path) -> Path | None:
     src = ASSETS / f"{name}.c"
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     out = out_dir / name

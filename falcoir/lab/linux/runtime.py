@@ -156,8 +156,12 @@ class Pod:
     phase: str = "Pending"
     task: asyncio.Task[None] | None = None
 
+    sandbox: Container | None = None
+    """The pause process holding a shared pid namespace (``shareProcessNamespace``)."""
+
     def all_containers(self) -> list[Container]:
-        return [*self.init, *self.containers.values(), *self.ephemeral.values()]
+        sandbox = [self.sandbox] if self.sandbox is not None else []
+        return [*sandbox, *self.init, *self.containers.values(), *self.ephemeral.values()]
 
 
 class MountError(Exception):
@@ -242,9 +246,9 @@ class LinuxRuntime:
             self._pool = None
 
     async def shutdown(self) -> None:
-        for pod in list(self._pods.values()):
-            with contextlib.suppress(Exception):
-                await self.kill_pod(pod.pod, 0)
+        await asyncio.gather(
+            *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())), return_exceptions=True
+        )
         if self._pool is not None:
             await self._pool.stop()
             self._pool = None
@@ -330,6 +334,13 @@ class LinuxRuntime:
 
     async def _run(self, p: Pod) -> None:
         restart = str((p.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        spec = p.pod.get("spec") or {}
+        if self.isolated and spec.get("shareProcessNamespace") and not spec.get("hostPID"):
+            # As with a real sandbox: a pause process is pid 1 of the pod's pid namespace
+            # and every container joins it.
+            pause = {"name": "POD", "image": "registry.k8s.io/pause:3.9", "command": ["/pause"]}
+            p.sandbox = self._container(pause, "sandbox")
+            await self._start(p, p.sandbox)
         for c in p.init:
             while not p.stopping:
                 await self._start(p, c)
@@ -382,8 +393,6 @@ class LinuxRuntime:
             "HOSTNAME": p.name,
             "HOME": "/root",
         }
-        if c.profile.name == "falco":
-            env["PATH"] = images.DEFAULT_PATH
         for e in c.spec.get("env") or []:
             name = str(e.get("name", ""))
             if not name:
@@ -582,10 +591,10 @@ class LinuxRuntime:
         if self.isolated:
             c.cgroup_dirs = await asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
         self._record_pod(p)
-        self._event(
-            p, "Pulled", f'Container image "{c.spec.get("image", "")}" already present on machine'
-        )
-        self._event(p, "Created", f"Created container {c.name}")
+        if c.kind != "sandbox":
+            image = c.spec.get("image", "")
+            self._event(p, "Pulled", f'Container image "{image}" already present on machine')
+            self._event(p, "Created", f"Created container {c.name}")
         exitfile = cdir / f"{c.id}.exit"
         if self.isolated:
             try:
@@ -603,7 +612,8 @@ class LinuxRuntime:
         else:
             c.state, c.reason, c.message = "running", "", ""
             c.started_at = time.time()
-            self._event(p, "Started", f"Started container {c.name}")
+            if c.kind != "sandbox":
+                self._event(p, "Started", f"Started container {c.name}")
         self._record_pod(p)
         self._publish(p)
         self._spawn(self._reap(p, c, exitfile))
@@ -623,6 +633,8 @@ class LinuxRuntime:
                 pid_mode = f"/proc/{target.host_pid}/ns/pid"
             else:
                 pid_mode = "new"
+        elif p.sandbox is not None and c is not p.sandbox and p.sandbox.host_pid:
+            pid_mode = f"/proc/{p.sandbox.host_pid}/ns/pid"
         else:
             pid_mode = "host" if spec.get("hostPID") else "new"
         sc = c.spec.get("securityContext") or {}
@@ -947,7 +959,9 @@ class LinuxRuntime:
         p = self._pods.get(str((pod.get("metadata") or {}).get("uid", "")))
         if p is None:
             raise ContainerNotRunning("the pod does not run on this node")
-        c = next((c for c in p.all_containers() if c.name == container), None)
+        c = next(
+            (c for c in p.all_containers() if c.name == container and c.kind != "sandbox"), None
+        )
         if c is None:
             raise ContainerNotRunning(f"container {container} not found")
         if c.state != "running" or not c.host_pid:
