@@ -238,7 +238,19 @@ def respond(
     st = _State()
     alert, opts = request.alert, request.options
     acts = request.actions
-    operator = _safe_call(backend.operator, "unknown")
+    # Who we are (one API call) is asked alongside locate, not before it.
+    operator_box: list[str] = []
+    asker = threading.Thread(
+        target=lambda: operator_box.append(_safe_call(backend.operator, "unknown")),
+        name="falcoir-whoami",
+        daemon=True,
+    )
+    asker.start()
+
+    def operator() -> str:
+        asker.join(30.0)
+        return operator_box[0] if operator_box else "unknown"
+
     warnings: list[str] = []
 
     def note(step: str) -> Callable[[str], None]:
@@ -266,7 +278,7 @@ def respond(
             st.incident = store.open(
                 target.namespace, target.pod, target.pod_uid, alert_raw=alert.raw
             )
-        st.log = st.incident.action_log(operator)
+        st.log = st.incident.action_log(operator())
         return target.to_dict()
 
     def do_check() -> JSONDict:
@@ -457,7 +469,7 @@ def respond(
             "alert": alert,
             "target": st.target,
             "incident": st.incident.id if st.incident else None,
-            "operator": operator,
+            "operator": operator(),
             "context": _safe_call(backend.context, ""),
             "bundle_dir": st.bundle_dir,
             "artifacts": artifacts(),

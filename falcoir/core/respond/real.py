@@ -28,7 +28,7 @@ from falcoir.core.policy import ActionOptions
 from falcoir.core.rbac import Permission, delete_permissions, quarantine_permissions
 from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
 from falcoir.core.target import Target
-from falcoir.errors import FalcoirError
+from falcoir.errors import FalcoirError, Forbidden
 
 COLLECT_PERMISSIONS: tuple[Permission, ...] = (
     Permission("get", "pods"),
@@ -110,7 +110,7 @@ class RealBackend:
             perms.update(
                 delete_permissions(owner_kinds=[o.kind for o in target.owner], scale_owner_kind=top)
             )
-        check_permissions(self.gateway, perms, target.namespace)
+        self._check_all(sorted(perms), target.namespace)
         info: JSONDict = {"permissions": sorted(p.describe(target.namespace) for p in perms)}
         if plan.delete and plan.ask:
             dplan = plan_delete(self.gateway, target, store=self.store)
@@ -120,6 +120,39 @@ class RealBackend:
             with self._lock:
                 self._checked[key] = info
         return info
+
+    def _check_all(self, perms: list[Permission], namespace: str) -> None:
+        """Every access review at once (``check_permissions`` asks eight at a time):
+        one round trip instead of two or three, on the way to containment."""
+        chunks = [perms[i : i + 8] for i in range(0, len(perms), 8)]
+        if len(chunks) <= 1:
+            check_permissions(self.gateway, perms, namespace)
+            return
+        errors: list[BaseException] = []
+
+        def run(chunk: list[Permission]) -> None:
+            try:
+                check_permissions(self.gateway, chunk, namespace)
+            except Exception as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in chunks[1:]]
+        for t in threads:
+            t.start()
+        run(chunks[0])
+        for t in threads:
+            t.join()
+        other = [e for e in errors if not isinstance(e, Forbidden)]
+        if other:
+            raise other[0]
+        denied = [e for e in errors if isinstance(e, Forbidden)]
+        if denied:
+            missing = [m for e in denied for m in e.missing]
+            raise Forbidden(
+                f"RBAC forbids {len(missing)} permission(s) this needs; nothing was changed:",
+                missing=missing,
+                hint=denied[0].hint,
+            )
 
     def open_bundle(
         self, out_dir: Path, incident: Incident, alert: Alert, target: Target
