@@ -247,6 +247,22 @@ def _text_for(state_dir: Path, pid: int) -> str:
     return next((ln for ln in reversed(lines) if ln.endswith(f", pid={pid})")), "")
 
 
+def _require_isolating_lab(sd: Path) -> None:
+    """The miner needs the Linux runtime's namespaces, /etc/hosts and pool."""
+    records = []
+    for f in (sd / "runtime").glob("lab-*.json"):
+        try:
+            records.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    if not any(isinstance(r, dict) and r.get("gateway") for r in records):
+        raise LabError(
+            f"the lab at {sd} does not run isolated pods, so the cryptominer scenario "
+            "cannot play there",
+            hint="run `falcoir lab up` as root on Linux (with iproute2 and util-linux)",
+        )
+
+
 def play_cryptominer(
     client: LabClient,
     state_dir: Path,
@@ -257,6 +273,7 @@ def play_cryptominer(
 ) -> CryptominerScenario:
     """Apply Falco and the miner, wait for Falco's alert on it, return where it is."""
     sd = Path(state_dir).resolve()
+    _require_isolating_lab(sd)
     for body in falco_manifests(sd):
         _apply(client, body)
     _apply(client, miner_manifest(sd, namespace=namespace, name=name))

@@ -237,3 +237,13 @@ def test_falco_inspect_reads_a_proc_tree(tmp_path: Path) -> None:
     (cri / f"{cid}.json").write_text("{}")
     (p / "comm").write_text("bash\n")
     assert falco_standin.inspect(tmp_path / "proc", 77, cri) is None
+
+
+def test_scenario_refuses_a_lab_without_isolation(tmp_path: Path) -> None:
+    from falcoir.errors import LabError
+    from falcoir.lab.scenario import play_cryptominer
+
+    (tmp_path / "runtime").mkdir()
+    (tmp_path / "runtime" / "lab-abcdef.json").write_text('{"lab_id": "abcdef", "pid": 1}')
+    with pytest.raises(LabError, match="does not run isolated pods"):
+        play_cryptominer(None, tmp_path)  # type: ignore[arg-type]

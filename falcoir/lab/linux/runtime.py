@@ -7,6 +7,16 @@ that starts it in its own pid, mount and uts namespaces, in kubelet-named cgroup
 (:mod:`falcoir.lab.images`). Otherwise containers are plain processes and a warning
 says what is not isolated.
 
+Exec joins the container's cgroups and namespaces (``nsenter``; with a TTY the small
+:mod:`falcoir.lab.linux.enter` helper, so the command leads a session inside the pod's
+pid namespace). ``shareProcessNamespace`` pods get a pause process as pid 1; ephemeral
+containers join their target's pid namespace; ``hostPID`` pods keep the host's.
+
+Departures from a kubelet, on purpose: at most 2 s between SIGTERM and SIGKILL
+(:data:`MAX_GRACE_SECONDS`), crash-loop back-off from 1 s (not 10 s) up to 30 s, no
+probes (a running container is ready), no configMap/secret/projected volumes (hostPath
+and emptyDir only), named ports in NetworkPolicies match nothing.
+
 Everything made is recorded under ``<state dir>/runtime`` first, so :func:`cleanup`
 can undo it even after the lab was killed with SIGKILL.
 """
