@@ -1,0 +1,340 @@
+"""The real backend: respond's steps wired to locate, collect (bundle) and contain."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from falcoir.core.alert import Alert
+from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
+from falcoir.core.collect import CollectOptions, CollectorEvent, collect, snapshot
+from falcoir.core.contain import (
+    DeleteOptions,
+    QuarantineOptions,
+    check_permissions,
+    delete,
+    plan_delete,
+    quarantine,
+)
+from falcoir.core.contain.common import Step as ContainStep
+from falcoir.core.gateway import ClusterGateway
+from falcoir.core.incident import ActionLog, Incident, IncidentStore
+from falcoir.core.locate import LocateOptions, locate
+from falcoir.core.policy import ActionOptions
+from falcoir.core.rbac import Permission, delete_permissions, quarantine_permissions
+from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
+from falcoir.core.target import Target
+from falcoir.errors import FalcoirError, Forbidden
+
+COLLECT_PERMISSIONS: tuple[Permission, ...] = (
+    Permission("get", "pods"),
+    Permission("create", "pods", "", "exec"),
+    Permission("get", "pods", "", "exec"),
+    Permission("get", "pods", "", "log"),
+    Permission("list", "events"),
+)
+"""What the evidence collection needs in the pod's namespace (checked up front)."""
+
+
+def _sealed(result: BundleResult) -> JSONDict:
+    return {
+        "dir": str(result.dir),
+        "archive": str(result.archive),
+        "archive_sha256": result.archive_sha256,
+        "complete": result.complete,
+    }
+
+
+@dataclass
+class RealBackend:
+    """``gateway`` for the cluster, ``store`` for incidents; ``locate_options`` from the
+    command line; ``collect_timeout`` bounds each command of the collection."""
+
+    gateway: ClusterGateway
+    store: IncidentStore
+    locate_options: LocateOptions = field(default_factory=LocateOptions)
+    collect_timeout: float = 30.0
+    verify_seconds: float = 10.0
+    probe_timeout: int = 1
+    """Seconds the in-pod probe waits for a connection after the quarantine. The probe
+    before the quarantine shows how fast the endpoint answers (milliseconds for a pool
+    the miner is talking to), so one second is ample and keeps containment fast."""
+    _snapshot_ok: dict[str, bool] = field(default_factory=dict)
+    _alerts: dict[str, Alert] = field(default_factory=dict)
+    _checked: dict[tuple[Any, ...], JSONDict] = field(default_factory=dict)
+    _operator: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- who and where ------------------------------------------------------------------
+    def operator(self) -> str:
+        with self._lock:
+            if self._operator is None:
+                try:
+                    self._operator = self.gateway.whoami()
+                except FalcoirError:
+                    self._operator = "unknown"
+            return self._operator
+
+    def context(self) -> str:
+        return self.gateway.context
+
+    # -- steps --------------------------------------------------------------------------
+    def locate(self, alert: Alert, progress: Progress) -> Target:
+        return locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+
+    def check(self, target: Target, plan: Plan) -> JSONDict:
+        # The same plan in the same namespace needs the same permissions: in --follow
+        # mode they are asked about once, not once per incident.
+        key = (
+            target.namespace,
+            plan.quarantine,
+            plan.collect,
+            plan.delete,
+            plan.dry_run,
+            tuple(o.kind for o in target.owner),
+        )
+        if not plan.ask:
+            with self._lock:
+                cached = self._checked.get(key)
+            if cached is not None:
+                return {**cached, "cached": True}
+        perms: set[Permission] = set(COLLECT_PERMISSIONS) if plan.collect else set()
+        if plan.quarantine:
+            perms.update(quarantine_permissions(probe=not plan.dry_run))
+        if plan.delete:
+            top = target.owner[-1].kind if target.owner and plan.options.scale_owner else None
+            perms.update(
+                delete_permissions(owner_kinds=[o.kind for o in target.owner], scale_owner_kind=top)
+            )
+        self._check_all(sorted(perms), target.namespace)
+        info: JSONDict = {"permissions": sorted(p.describe(target.namespace) for p in perms)}
+        if plan.delete and plan.ask:
+            dplan = plan_delete(self.gateway, target, store=self.store)
+            info["owner_effect"] = dplan.consequence
+            info["delete_plan"] = dplan.to_dict()
+        else:
+            with self._lock:
+                self._checked[key] = info
+        return info
+
+    def _check_all(self, perms: list[Permission], namespace: str) -> None:
+        """Every access review at once (``check_permissions`` asks eight at a time):
+        one round trip instead of two or three, on the way to containment."""
+        chunks = [perms[i : i + 8] for i in range(0, len(perms), 8)]
+        if len(chunks) <= 1:
+            check_permissions(self.gateway, perms, namespace)
+            return
+        errors: list[BaseException] = []
+
+        def run(chunk: list[Permission]) -> None:
+            try:
+                check_permissions(self.gateway, chunk, namespace)
+            except Exception as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in chunks[1:]]
+        for t in threads:
+            t.start()
+        run(chunks[0])
+        for t in threads:
+            t.join()
+        other = [e for e in errors if not isinstance(e, Forbidden)]
+        if other:
+            raise other[0]
+        denied = [e for e in errors if isinstance(e, Forbidden)]
+        if denied:
+            missing = [m for e in denied for m in e.missing]
+            raise Forbidden(
+                f"RBAC forbids {len(missing)} permission(s) this needs; nothing was changed:",
+                missing=missing,
+                hint=denied[0].hint,
+            )
+
+    def open_bundle(
+        self, out_dir: Path, incident: Incident, alert: Alert, target: Target
+    ) -> BundleWriter:
+        writer = BundleWriter.create(
+            out_dir,
+            incident,
+            alert_raw=alert.raw,
+            target=target,
+            context=self.context(),
+            operator=self.operator(),
+        )
+        self._alerts[str(writer.dir)] = alert
+        return writer
+
+    def _collect_options(self, options: ActionOptions, *, volatile: bool) -> CollectOptions:
+        return CollectOptions(
+            timeout=self.collect_timeout,
+            ephemeral_debug=options.ephemeral_debug,
+            volatile=volatile,
+        )
+
+    @staticmethod
+    def _progress(progress: Progress) -> Callable[[CollectorEvent], None]:
+        def emit(event: CollectorEvent) -> None:
+            text = f"{event.collector}: {event.state}"
+            if event.status is not None:
+                text += f" ({event.status.value})"
+            progress(text)
+
+        return emit
+
+    def snapshot(
+        self,
+        target: Target,
+        bundle: BundleWriter,
+        progress: Progress,
+        started: Callable[[], None],
+    ) -> JSONDict:
+        show = self._progress(progress)
+        running: set[str] = set()
+        lock = threading.Lock()
+
+        def on_event(event: CollectorEvent) -> None:
+            if event.state in ("run", "done"):
+                with lock:
+                    running.add(event.collector)
+                    if running >= {"processes", "network"}:
+                        started()
+            show(event)
+
+        try:
+            result = snapshot(
+                self.gateway,
+                target,
+                writer=bundle,
+                options=self._collect_options(ActionOptions(), volatile=True),
+                progress=on_event,
+                alert=self._alerts.get(str(bundle.dir)),
+            )
+        except BaseException:
+            self._snapshot_ok[str(bundle.dir)] = False
+            raise
+        doc: JSONDict = result.to_dict()
+        self._snapshot_ok[str(bundle.dir)] = bool(result.complete)
+        return doc
+
+    def collect(
+        self,
+        target: Target,
+        bundle: BundleWriter,
+        options: ActionOptions,
+        progress: Progress,
+    ) -> JSONDict:
+        # Processes and network again, after containment: the state the pod was left
+        # in. (Also, collect's binary and file collectors wait for the process list.)
+        volatile = True
+        result = collect(
+            self.gateway,
+            target,
+            alert=self._alerts.get(str(bundle.dir)),
+            writer=bundle,
+            options=self._collect_options(options, volatile=volatile),
+            progress=self._progress(progress),
+        )
+        doc: JSONDict = result.to_dict()
+        return doc
+
+    def quarantine(
+        self,
+        target: Target,
+        alert: Alert,
+        incident: Incident,
+        log: ActionLog,
+        options: ActionOptions,
+        dry_run: bool,
+        progress: Progress,
+    ) -> JSONDict:
+        in_force: list[float] = []
+
+        def on_step(step: ContainStep) -> None:
+            # Policy first, then label: once the label is on, the policy selects the pod.
+            if step.name == "label" and step.status in ("ok", "unchanged") and not in_force:
+                in_force.append(time.monotonic())
+            progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
+
+        result = quarantine(
+            self.gateway,
+            target,
+            alert=alert,
+            options=QuarantineOptions(
+                ingress=options.ingress,
+                allow_dns=options.allow_dns,
+                allow_cidrs=options.allow_cidrs,
+                dry_run=dry_run,
+                check_permissions=False,  # checked for the whole plan in the check step
+                verify_seconds=self.verify_seconds,
+                probe_timeout=self.probe_timeout,
+            ),
+            incident=incident,
+            log=log,
+            on_step=on_step,
+            store=None if dry_run else self.store,
+        )
+        doc: JSONDict = result.to_dict()
+        if in_force:
+            doc[IN_FORCE_KEY] = in_force[0]
+        return doc
+
+    def seal(self, bundle: BundleWriter, complete: bool, note: str | None) -> JSONDict:
+        if note:
+            bundle.add_bytes(
+                "respond-seal-note.txt",
+                (note + "\n").encode(),
+                ArtifactMeta(source="falcoir", collector="respond", note=note),
+            )
+        return _sealed(bundle.finalize(complete))
+
+    def delete(
+        self,
+        target: Target,
+        incident: Incident,
+        log: ActionLog,
+        options: ActionOptions,
+        dry_run: bool,
+        progress: Progress,
+    ) -> JSONDict:
+        def on_step(step: ContainStep) -> None:
+            progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
+
+        plan = plan_delete(self.gateway, target, store=self.store)
+        result = delete(
+            self.gateway,
+            target,
+            plan=plan,
+            # A dry run has written no bundle yet; the real run deletes only after one
+            # is sealed (the orchestrator makes sure of that).
+            options=DeleteOptions(
+                grace_period=options.grace_period,
+                scale_owner=options.scale_owner,
+                force=dry_run,
+                dry_run=dry_run,
+                check_permissions=False,
+            ),
+            incident=incident,
+            log=log,
+            on_step=on_step,
+        )
+        doc: JSONDict = result.to_dict()
+        doc["owner_effect"] = plan.consequence
+        return doc
+
+    def add_to_bundle(
+        self,
+        bundle_dir: Path,
+        files: Mapping[str, bytes],
+        complete: bool,
+        incident: Incident | None,
+    ) -> JSONDict:
+        writer = BundleWriter.reopen(
+            bundle_dir, actions_path=incident.actions_path if incident else None
+        )
+        for name, data in files.items():
+            writer.add_bytes(name, data, ArtifactMeta(source="falcoir", collector="respond"))
+        return _sealed(writer.finalize(complete))
