@@ -43,9 +43,13 @@ def alert_from_text(
     *,
     lineno: int | None = None,
     rules: RuleSet | None = None,
+    anchor: re.Match[str] | None = None,
 ) -> Alert | None:
-    """The alert in one text line, or ``None`` when the line holds no alert anchor."""
-    parts = parse_text_line(line)
+    """The alert in one text line, or ``None`` when the line holds no alert anchor.
+
+    ``anchor``: ``ANCHOR.search(line)`` when the caller already ran it.
+    """
+    parts = parse_text_line(line, anchor)
     if parts is None:
         return None
     rule_name: str | None = None
