@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from falcoir.core.alert import Alert, fast_new
@@ -96,38 +97,66 @@ def _assemble_text(
     field_names: Mapping[str, str],
 ) -> Alert:
     all_fields = fields + appended
-    d: dict[str, str] = {}
+    d: dict[str, str]
     if field_names:
         # With a rule template, the label's real Falco field name is known.
-        collect(((field_names.get(k, k), v) for k, v in fields), d)
-    collect(all_fields, d)
+        d = collect((field_names.get(k, k), v) for k, v in fields)
+        collect(all_fields, d)
+    else:
+        d = collect_text(all_fields)
     if source is None:
         source = _text_source(message, d)
-    norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(appended))
-    return fast_new(
-        Alert,
-        raw=line.rstrip("\r\n"),
-        source_format="text",
-        time=parts.time,
-        priority=parts.priority,
-        rule=rule,
-        message=message,
-        output=parts.output,
-        output_style=style,
-        fields=all_fields,
-        process=norm.process,
-        container=norm.container,
-        k8s=norm.k8s,
-        node=None,
-        connection=norm.connection,
-        source=source,
-        line=lineno,
-        end_line=lineno,
-        file=norm.file,
-        exec_command=norm.exec_command,
-        truncated=parts.truncated,
-        wrapper=wrapper_of(parts.prefix),
+    norm = normalize(
+        d, source=source, vpid_from_pid=bool(appended) and _gvisor_pid(appended), clean=True
     )
+    alert = _new(Alert)
+    # Every field, in order: equal to Alert(...) (tests check), without its cost.
+    _setattr(
+        alert,
+        "__dict__",
+        {
+            "raw": line.rstrip("\r\n"),
+            "source_format": "text",
+            "time": parts.time,
+            "priority": parts.priority,
+            "rule": rule,
+            "message": message,
+            "output": parts.output,
+            "output_style": style,
+            "fields": all_fields,
+            "process": norm.process,
+            "container": norm.container,
+            "k8s": norm.k8s,
+            "node": None,
+            "connection": norm.connection,
+            "tags": (),
+            "source": source,
+            "uuid": None,
+            "event_time_ns": None,
+            "line": lineno,
+            "end_line": lineno,
+            "file": norm.file,
+            "exec_command": norm.exec_command,
+            "output_fields": (),
+            "truncated": parts.truncated,
+            "wrapper": wrapper_of(parts.prefix),
+        },
+    )
+    return alert
+
+
+_new = object.__new__
+_setattr = object.__setattr__
+_VALUE = itemgetter(1)
+
+
+def collect_text(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """:func:`collect` for text pairs (every value a ``str``): when none is absent, the
+    first value of each name is what ``dict`` keeps from the pairs reversed."""
+    values = list(map(_VALUE, pairs))
+    if "" in values or "<NA>" in values or any(map(str.isspace, values)):
+        return collect(pairs)
+    return dict(reversed(pairs))
 
 
 _SIDEKICK_SOURCES = frozenset({"syscalls"})
