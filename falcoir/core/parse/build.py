@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from falcoir.core.alert import Alert, fast_new
+from falcoir.core.alert import Alert
 from falcoir.core.parse.normalize import ABSENT, collect, normalize, present
 from falcoir.core.parse.textline import (
     ANCHOR,
@@ -163,6 +163,8 @@ _SIDEKICK_SOURCES = frozenset({"syscalls"})
 
 
 _NESTED = (dict, list)
+_NESTED_TYPES = frozenset(_NESTED)
+_STR_ONLY = frozenset({str})
 
 
 def _str(value: Any) -> str | None:
@@ -205,11 +207,12 @@ def alert_from_json(
     low, capitalised = _lowered(doc)
     output = low.get("output")
     output_s = output if isinstance(output, str) else ""
-    of_raw = low.get("output_fields")
+    of_raw: Any = low.get("output_fields")
     output_fields: tuple[tuple[str, Any], ...] = ()
-    if isinstance(of_raw, Mapping):
+    of_map = of_raw.__class__ is dict or isinstance(of_raw, Mapping)
+    if of_map:
         output_fields = tuple(of_raw.items())
-        if any(v.__class__ in _NESTED for _k, v in output_fields):
+        if not _NESTED_TYPES.isdisjoint(map(type, of_raw.values())):
             # Keep the Alert hashable: nested values become their JSON text.
             output_fields = tuple(
                 (k, json.dumps(v) if v.__class__ in _NESTED else v) for k, v in output_fields
@@ -234,7 +237,7 @@ def alert_from_json(
         style_out: str | None = None
     else:
         style_out = style
-    all_fields = tuple(fields) + tuple(appended)
+    all_fields = (*fields, *appended)
 
     d: Mapping[str, Any]
     if all_fields:
@@ -246,7 +249,12 @@ def alert_from_json(
         source = _text_source(message, d) if m is not None else None
         if source is None and message.startswith("Falco internal:"):
             source = "internal"
-    norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(tuple(appended)))
+    norm = normalize(
+        d,
+        source=source,
+        vpid_from_pid=bool(appended) and _gvisor_pid(tuple(appended)),
+        clean=bool(all_fields),
+    )
 
     prio = _str(low.get("priority"))
     if prio is not None:
@@ -257,14 +265,15 @@ def alert_from_json(
     tags: tuple[str, ...] = ()
     if isinstance(tags_raw, list):
         tags = tuple(tags_raw)
-        if not all(t.__class__ is str for t in tags):
+        if not _STR_ONLY.issuperset(map(type, tags)):
             tags = tuple(str(t) for t in tags)
     evt_ns = None
-    for name in ("evt.time", "evt.time.iso8601", "evt.rawtime"):
-        v = of_raw.get(name) if isinstance(of_raw, Mapping) else None
-        if isinstance(v, int) and not isinstance(v, bool):
-            evt_ns = v
-            break
+    if of_map:
+        for name in ("evt.time", "evt.time.iso8601", "evt.rawtime"):
+            v = of_raw.get(name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                evt_ns = v
+                break
     rule = _str(low.get("rule"))
     if rule is None and rules is not None and m is not None:
         # A payload without its rule (some Falcosidekick tests): name it by template.
@@ -272,33 +281,39 @@ def alert_from_json(
         if named is not None:
             rule = named.rule
     time = _str(low.get("time")) or out_time
-    return fast_new(
-        Alert,
-        raw=raw,
-        source_format=fmt,
-        time=time,
-        priority=prio,
-        rule=rule,
-        message=message if message or output_s else None,
-        output=output_s or None,
-        output_style=style_out,
-        fields=all_fields,
-        process=norm.process,
-        container=norm.container,
-        k8s=norm.k8s,
-        node=_str(low.get("hostname")),
-        connection=norm.connection,
-        tags=tags,
-        source=source,
-        uuid=uuid,
-        event_time_ns=evt_ns,
-        line=lineno,
-        end_line=end_line if end_line is not None else lineno,
-        file=norm.file,
-        exec_command=norm.exec_command,
-        output_fields=output_fields,
-        wrapper=wrapper_of(prefix),
+    alert = _new(Alert)
+    _setattr(
+        alert,
+        "__dict__",
+        {
+            "raw": raw,
+            "source_format": fmt,
+            "time": time,
+            "priority": prio,
+            "rule": rule,
+            "message": message if message or output_s else None,
+            "output": output_s or None,
+            "output_style": style_out,
+            "fields": all_fields,
+            "process": norm.process,
+            "container": norm.container,
+            "k8s": norm.k8s,
+            "node": _str(low.get("hostname")),
+            "connection": norm.connection,
+            "tags": tags,
+            "source": source,
+            "uuid": uuid,
+            "event_time_ns": evt_ns,
+            "line": lineno,
+            "end_line": end_line if end_line is not None else lineno,
+            "file": norm.file,
+            "exec_command": norm.exec_command,
+            "output_fields": output_fields,
+            "truncated": False,
+            "wrapper": wrapper_of(prefix),
+        },
     )
+    return alert
 
 
 _OUTPUT_PREFIX = re.compile(r'"output"\s*:\s*"((?:[^"\\]|\\.)*)', re.I)
