@@ -19,6 +19,7 @@ from falcoir.core.parse.build import (
     alert_from_text,
     looks_like_alert,
     partial_output,
+    text_alert,
 )
 from falcoir.core.parse.model import ParseProblem, ParseReport, Skipped
 from falcoir.core.parse.textline import ANCHOR
@@ -259,6 +260,9 @@ def iter_parse(
             elif "{" not in line:
                 m = search(line)
                 if m is not None:
+                    if rules is None:
+                        yield text_alert(line, m, lineno)
+                        continue
                     alert = alert_from_text(line, lineno=lineno, rules=rules, anchor=m)
                     if alert is not None:  # always, with an anchor
                         yield alert
