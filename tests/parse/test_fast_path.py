@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from falcoir.core.alert import Alert
-from falcoir.core.parse import ParseProblem, Skipped, iter_parse
+from falcoir.core.parse import ParseProblem, RuleSet, Skipped, iter_parse, load_rules
 from falcoir.core.parse.build import collect_text
 from falcoir.core.parse.normalize import collect, normalize
 from falcoir.core.parse.stream import _Parser
@@ -34,9 +34,9 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 Item = Alert | ParseProblem | Skipped
 
 
-def general_path(lines: Iterable[str]) -> list[Item]:
+def general_path(lines: Iterable[str], rules: RuleSet | None = None) -> list[Item]:
     """Every line through ``_Parser.feed``, as ``iter_parse`` did before its fast paths."""
-    parser = _Parser(None)
+    parser = _Parser(rules)
     out: list[Item] = []
     lineno = 0
     for raw in lines:
@@ -47,9 +47,9 @@ def general_path(lines: Iterable[str]) -> list[Item]:
     return out
 
 
-def assert_same(lines: list[str]) -> list[Item]:
-    fast = list(iter_parse(lines))
-    slow = general_path(lines)
+def assert_same(lines: list[str], rules: RuleSet | None = None) -> list[Item]:
+    fast = list(iter_parse(lines, rules=rules))
+    slow = general_path(lines, rules)
     assert [type(i) for i in fast] == [type(i) for i in slow]
     assert fast == slow
     for a, b in zip(fast, slow, strict=True):
@@ -99,6 +99,15 @@ def test_the_benchmark_log(tmp_path: Path) -> None:
     lines = (tmp_path / "all.log").read_text().split("\n")[:-1]
     items = assert_same(lines)
     assert sum(isinstance(i, Alert) for i in items) == 1960
+
+
+def test_with_a_rules_file() -> None:
+    rules = load_rules(REPO / "examples" / "alerts" / "rules-cryptominer.yaml")
+    lines = corpus_lines()
+    for example in sorted((REPO / "examples" / "alerts").glob("*.txt")):
+        lines.extend(example.read_text().split("\n"))
+    items = assert_same(lines, rules)
+    assert any(isinstance(i, Alert) and i.source_format == "text" and i.rule for i in items)
 
 
 def test_alerts_built_from_their_dict_equal_the_constructors() -> None:
