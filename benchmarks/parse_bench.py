@@ -20,6 +20,11 @@ Run from the repository root::
 
 CPU time (``time.process_time`` for the parser, ``RUSAGE_CHILDREN`` for jq) is reported
 next to wall time: on a shared machine CPU time is the fairer comparison.
+
+To see where the time goes, ``--profile`` runs the parser over the text half under
+cProfile and prints the costliest functions (nothing else is measured then)::
+
+    PYTHONPATH=. python benchmarks/parse_bench.py --lines 100000 --profile
 """
 
 from __future__ import annotations
@@ -264,6 +269,20 @@ def import_breakdown(env: dict[str, str]) -> dict[str, float]:
     return heavy
 
 
+def profile(lines: int, seed: int, top: int = 20) -> int:
+    """cProfile of parsing the text half of a generated log, costliest functions first."""
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory(prefix="falcoir-bench-") as tmp:
+        base = Path(tmp)
+        generate(base / "mixed.log", base / "text.log", base / "json.log", lines, seed)
+        prof = cProfile.Profile()
+        prof.runcall(parse_file, base / "text.log")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -271,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=15, help="cold-start runs (best of)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--keep", type=Path, help="write the generated logs into this directory")
+    ap.add_argument("--profile", action="store_true", help="profile parsing the text half")
     args = ap.parse_args(argv)
+    if args.profile:
+        return profile(args.lines, args.seed)
 
     results: dict[str, object] = {"lines": args.lines}
     log: Callable[[str], None] = (lambda s: None) if args.json else print
@@ -332,16 +354,20 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     results["cold_start_s"] = {k: (round(v, 4) if v is not None else None) for k, v in cold.items()}
+    ours = cold["falcoir parse"]
+    results["cold_start_ratio"] = {
+        k: (round(ours / v, 2) if ours is not None and v else None)
+        for k, v in cold.items()
+        if k != "falcoir parse"
+    }
     for k, v in cold.items():
-        log(f"cold start {k:26}: " + (f"{v * 1000:6.0f} ms" if v is not None else "n/a"))
-    results["imports_ms"] = import_breakdown(env)
-    log(
-        "imports (cumulative ms): "
-        + ", ".join(
-            f"{k} {v:.0f}"
-            for k, v in results["imports_ms"].items()  # type: ignore[union-attr]
-        )
-    )
+        ratio = ""
+        if k != "falcoir parse" and ours is not None and v:
+            ratio = f"  (falcoir parse takes {ours / v:.2f}x this)"
+        log(f"cold start {k:26}: " + (f"{v * 1000:6.0f} ms" if v is not None else "n/a") + ratio)
+    imports = import_breakdown(env)
+    results["imports_ms"] = imports
+    log("imports (cumulative ms): " + ", ".join(f"{k} {v:.0f}" for k, v in imports.items()))
     text_res = results["text"]
     assert isinstance(text_res, dict)
     results["goals"] = {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from falcoir.core.alert import Alert, fast_new
+from falcoir.core.alert import Alert
 from falcoir.core.parse.normalize import ABSENT, collect, normalize, present
 from falcoir.core.parse.textline import (
     ANCHOR,
@@ -43,9 +44,13 @@ def alert_from_text(
     *,
     lineno: int | None = None,
     rules: RuleSet | None = None,
+    anchor: re.Match[str] | None = None,
 ) -> Alert | None:
-    """The alert in one text line, or ``None`` when the line holds no alert anchor."""
-    parts = parse_text_line(line)
+    """The alert in one text line, or ``None`` when the line holds no alert anchor.
+
+    ``anchor``: ``ANCHOR.search(line)`` when the caller already ran it.
+    """
+    parts = parse_text_line(line, anchor)
     if parts is None:
         return None
     rule_name: str | None = None
@@ -78,6 +83,56 @@ def alert_from_text(
     )
 
 
+def text_alert(line: str, m: re.Match[str], lineno: int) -> Alert:
+    """:func:`alert_from_text` without rules, for a line whose ``ANCHOR.search`` is
+    ``m``: the same steps, inlined (tests compare the two on every corpus record)."""
+    start = m.start()
+    time, prio = m.group(1, 2)
+    message, style, fields, appended, truncated = split_body(line[m.end() :])
+    all_fields = (*fields, *appended)
+    d = collect_text(all_fields)
+    source = _text_source(message, d)
+    norm = normalize(
+        d,
+        source=source,
+        vpid_from_pid=bool(appended) and _gvisor_pid(tuple(appended)),
+        clean=True,
+    )
+    alert = _new(Alert)
+    _setattr(
+        alert,
+        "__dict__",
+        {
+            "raw": line.rstrip("\r\n"),
+            "source_format": "text",
+            "time": time,
+            "priority": PRIORITY_WORDS[prio],
+            "rule": None,
+            "message": message,
+            "output": line[start:].rstrip("\r\n"),
+            "output_style": style,
+            "fields": all_fields,
+            "process": norm.process,
+            "container": norm.container,
+            "k8s": norm.k8s,
+            "node": None,
+            "connection": norm.connection,
+            "tags": (),
+            "source": source,
+            "uuid": None,
+            "event_time_ns": None,
+            "line": lineno,
+            "end_line": lineno,
+            "file": norm.file,
+            "exec_command": norm.exec_command,
+            "output_fields": (),
+            "truncated": truncated,
+            "wrapper": wrapper_of(line[:start]) if start else (),
+        },
+    )
+    return alert
+
+
 def _assemble_text(
     line: str,
     parts: TextParts,
@@ -92,44 +147,74 @@ def _assemble_text(
     field_names: Mapping[str, str],
 ) -> Alert:
     all_fields = fields + appended
-    d: dict[str, str] = {}
+    d: dict[str, str]
     if field_names:
         # With a rule template, the label's real Falco field name is known.
-        collect(((field_names.get(k, k), v) for k, v in fields), d)
-    collect(all_fields, d)
+        d = collect((field_names.get(k, k), v) for k, v in fields)
+        collect(all_fields, d)
+    else:
+        d = collect_text(all_fields)
     if source is None:
         source = _text_source(message, d)
-    norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(appended))
-    return fast_new(
-        Alert,
-        raw=line.rstrip("\r\n"),
-        source_format="text",
-        time=parts.time,
-        priority=parts.priority,
-        rule=rule,
-        message=message,
-        output=parts.output,
-        output_style=style,
-        fields=all_fields,
-        process=norm.process,
-        container=norm.container,
-        k8s=norm.k8s,
-        node=None,
-        connection=norm.connection,
-        source=source,
-        line=lineno,
-        end_line=lineno,
-        file=norm.file,
-        exec_command=norm.exec_command,
-        truncated=parts.truncated,
-        wrapper=wrapper_of(parts.prefix),
+    norm = normalize(
+        d, source=source, vpid_from_pid=bool(appended) and _gvisor_pid(appended), clean=True
     )
+    alert = _new(Alert)
+    # Every field, in order: equal to Alert(...) (tests check), without its cost.
+    _setattr(
+        alert,
+        "__dict__",
+        {
+            "raw": line.rstrip("\r\n"),
+            "source_format": "text",
+            "time": parts.time,
+            "priority": parts.priority,
+            "rule": rule,
+            "message": message,
+            "output": parts.output,
+            "output_style": style,
+            "fields": all_fields,
+            "process": norm.process,
+            "container": norm.container,
+            "k8s": norm.k8s,
+            "node": None,
+            "connection": norm.connection,
+            "tags": (),
+            "source": source,
+            "uuid": None,
+            "event_time_ns": None,
+            "line": lineno,
+            "end_line": lineno,
+            "file": norm.file,
+            "exec_command": norm.exec_command,
+            "output_fields": (),
+            "truncated": parts.truncated,
+            "wrapper": wrapper_of(parts.prefix),
+        },
+    )
+    return alert
+
+
+_new = object.__new__
+_setattr = object.__setattr__
+_VALUE = itemgetter(1)
+
+
+def collect_text(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """:func:`collect` for text pairs (every value a ``str``): when none is absent, the
+    first value of each name is what ``dict`` keeps from the pairs reversed."""
+    values = list(map(_VALUE, pairs))
+    if "" in values or "<NA>" in values or any(map(str.isspace, values)):
+        return collect(pairs)
+    return dict(reversed(pairs))
 
 
 _SIDEKICK_SOURCES = frozenset({"syscalls"})
 
 
 _NESTED = (dict, list)
+_NESTED_TYPES = frozenset(_NESTED)
+_STR_ONLY = frozenset({str})
 
 
 def _str(value: Any) -> str | None:
@@ -172,11 +257,12 @@ def alert_from_json(
     low, capitalised = _lowered(doc)
     output = low.get("output")
     output_s = output if isinstance(output, str) else ""
-    of_raw = low.get("output_fields")
+    of_raw: Any = low.get("output_fields")
     output_fields: tuple[tuple[str, Any], ...] = ()
-    if isinstance(of_raw, Mapping):
+    of_map = of_raw.__class__ is dict or isinstance(of_raw, Mapping)
+    if of_map:
         output_fields = tuple(of_raw.items())
-        if any(v.__class__ in _NESTED for _k, v in output_fields):
+        if not _NESTED_TYPES.isdisjoint(map(type, of_raw.values())):
             # Keep the Alert hashable: nested values become their JSON text.
             output_fields = tuple(
                 (k, json.dumps(v) if v.__class__ in _NESTED else v) for k, v in output_fields
@@ -201,7 +287,7 @@ def alert_from_json(
         style_out: str | None = None
     else:
         style_out = style
-    all_fields = tuple(fields) + tuple(appended)
+    all_fields = (*fields, *appended)
 
     d: Mapping[str, Any]
     if all_fields:
@@ -213,7 +299,12 @@ def alert_from_json(
         source = _text_source(message, d) if m is not None else None
         if source is None and message.startswith("Falco internal:"):
             source = "internal"
-    norm = normalize(d, source=source, vpid_from_pid=_gvisor_pid(tuple(appended)))
+    norm = normalize(
+        d,
+        source=source,
+        vpid_from_pid=bool(appended) and _gvisor_pid(tuple(appended)),
+        clean=bool(all_fields),
+    )
 
     prio = _str(low.get("priority"))
     if prio is not None:
@@ -224,14 +315,15 @@ def alert_from_json(
     tags: tuple[str, ...] = ()
     if isinstance(tags_raw, list):
         tags = tuple(tags_raw)
-        if not all(t.__class__ is str for t in tags):
+        if not _STR_ONLY.issuperset(map(type, tags)):
             tags = tuple(str(t) for t in tags)
     evt_ns = None
-    for name in ("evt.time", "evt.time.iso8601", "evt.rawtime"):
-        v = of_raw.get(name) if isinstance(of_raw, Mapping) else None
-        if isinstance(v, int) and not isinstance(v, bool):
-            evt_ns = v
-            break
+    if of_map:
+        for name in ("evt.time", "evt.time.iso8601", "evt.rawtime"):
+            v = of_raw.get(name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                evt_ns = v
+                break
     rule = _str(low.get("rule"))
     if rule is None and rules is not None and m is not None:
         # A payload without its rule (some Falcosidekick tests): name it by template.
@@ -239,33 +331,39 @@ def alert_from_json(
         if named is not None:
             rule = named.rule
     time = _str(low.get("time")) or out_time
-    return fast_new(
-        Alert,
-        raw=raw,
-        source_format=fmt,
-        time=time,
-        priority=prio,
-        rule=rule,
-        message=message if message or output_s else None,
-        output=output_s or None,
-        output_style=style_out,
-        fields=all_fields,
-        process=norm.process,
-        container=norm.container,
-        k8s=norm.k8s,
-        node=_str(low.get("hostname")),
-        connection=norm.connection,
-        tags=tags,
-        source=source,
-        uuid=uuid,
-        event_time_ns=evt_ns,
-        line=lineno,
-        end_line=end_line if end_line is not None else lineno,
-        file=norm.file,
-        exec_command=norm.exec_command,
-        output_fields=output_fields,
-        wrapper=wrapper_of(prefix),
+    alert = _new(Alert)
+    _setattr(
+        alert,
+        "__dict__",
+        {
+            "raw": raw,
+            "source_format": fmt,
+            "time": time,
+            "priority": prio,
+            "rule": rule,
+            "message": message if message or output_s else None,
+            "output": output_s or None,
+            "output_style": style_out,
+            "fields": all_fields,
+            "process": norm.process,
+            "container": norm.container,
+            "k8s": norm.k8s,
+            "node": _str(low.get("hostname")),
+            "connection": norm.connection,
+            "tags": tags,
+            "source": source,
+            "uuid": uuid,
+            "event_time_ns": evt_ns,
+            "line": lineno,
+            "end_line": end_line if end_line is not None else lineno,
+            "file": norm.file,
+            "exec_command": norm.exec_command,
+            "output_fields": output_fields,
+            "truncated": False,
+            "wrapper": wrapper_of(prefix),
+        },
     )
+    return alert
 
 
 _OUTPUT_PREFIX = re.compile(r'"output"\s*:\s*"((?:[^"\\]|\\.)*)', re.I)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from falcoir.core.alert import Connection, Container, K8s, Process, fast_new
+from falcoir.core.alert import Connection, Container, K8s, Process
 
 ABSENT = frozenset({"", "<NA>"})
 
@@ -201,7 +201,9 @@ def collect(
     return d
 
 
-_Plan = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]
+_Plan = tuple[
+    tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]
+]
 _PLANS: dict[tuple[str, ...], _Plan] = {}
 _PLANS_MAX = 4096
 
@@ -223,9 +225,12 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
             cands.setdefault(name, []).append((rank, key))
         if is_special:
             specials.append(key)
+    slot_cands = tuple((name, tuple(k for _, k in sorted(c))) for name, c in cands.items())
     plan = (
-        tuple((name, tuple(k for _, k in sorted(c))) for name, c in cands.items()),
+        slot_cands,
         tuple(specials),
+        tuple(name for name, _ in slot_cands),
+        tuple(keys[0] for _, keys in slot_cands),
     )
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
@@ -249,49 +254,67 @@ def normalize(
     *,
     source: str | None = None,
     vpid_from_pid: bool = False,
+    clean: bool = False,
 ) -> Normalized:
     """Canonical records from ``d``: Falco field names or labels to raw values (absent
     ones are skipped here).
 
     ``vpid_from_pid``: the text's ``pid`` label is the in-container pid (gVisor's
     appended ``container=... pid=%proc.vpid tid=%thread.vtid``).
+    ``clean``: every value of ``d`` is already a present ``str`` (what :func:`collect`
+    returns), so each slot takes its best name's value without checks.
     """
-    slot_cands, special_keys = _plan(tuple(d))
-    vals: dict[str, str] = {}
-    for name, keys in slot_cands:
-        for key in keys:
-            raw = d[key]
-            if raw.__class__ is str:
-                if raw in ABSENT or raw.isspace():
-                    continue
-                vals[name] = raw
-                break
-            v = _valid(raw)
+    slot_cands, special_keys, slot_names, slot_firsts = _plan(tuple(d))
+    special: Mapping[str, object]
+    if clean:
+        vals = dict(zip(slot_names, map(d.__getitem__, slot_firsts), strict=True))
+        special = d  # every name looked up below is a special name
+    else:
+        vals = {}
+        for name, keys in slot_cands:
+            for key in keys:
+                raw = d[key]
+                if raw.__class__ is str:
+                    if raw in ABSENT or raw.isspace():
+                        continue
+                    vals[name] = raw
+                    break
+                v = _valid(raw)
+                if v is not None:
+                    vals[name] = v
+                    break
+        special = {}
+        for key in special_keys:
+            v = _valid(d[key])
             if v is not None:
-                vals[name] = v
-                break
-    special: dict[str, str] = {}
-    for key in special_keys:
-        v = _valid(d[key])
-        if v is not None:
-            special[key] = v
-    get = vals.get
+                special[key] = v
+    return _finish(vals, special, source, vpid_from_pid)
+
+
+def _finish(
+    vals: Mapping[str, object],
+    special: Mapping[str, object],
+    source: str | None,
+    vpid_from_pid: bool,
+) -> Normalized:
+    get: Any = vals.get
+    sget: Any = special.get
 
     exec_command = get("exec_command")
     cmdline = get("cmdline")
     pod = get("pod")
     user = get("user")
     if source == "k8s_audit":
-        cmdline = special.get("proc.cmdline")
+        cmdline = sget("proc.cmdline")
         if exec_command is None:
-            exec_command = special.get("command")
-        if pod is None and special.get("ka.target.resource") == "pods":
-            pod = special.get("ka.target.name")
-        user = special.get("ka.user.name") or special.get("user")
+            exec_command = sget("command")
+        if pod is None and sget("ka.target.resource") == "pods":
+            pod = sget("ka.target.name")
+        user = sget("ka.user.name") or sget("user")
 
     if vpid_from_pid:
-        pid = to_int(special.get("proc.pid") or special.get("proc_pid"))
-        vpid = to_int(get("vpid")) or to_int(special.get("pid"))
+        pid = to_int(sget("proc.pid") or sget("proc_pid"))
+        vpid = to_int(get("vpid")) or to_int(sget("pid"))
     else:
         pid = to_int(get("pid"))
         vpid = to_int(get("vpid"))
@@ -299,13 +322,13 @@ def normalize(
     cid = get("cid")
     full_id = get("full_id")
     cname = get("cname")
-    info = special.get("%container.info")
+    info = sget("%container.info")
     if info is not None:
         m = _INFO.match(info)
         if m is not None:
             cname = cname or m.group(1)
             cid = cid or m.group(2)
-    bare = special.get("container")
+    bare = sget("container")
     if bare is not None:
         if _HEX12.match(bare) or _HEX64.match(bare):
             cid = cid or bare
@@ -325,12 +348,12 @@ def normalize(
     file = None
     conn_raw = None
     for name in FILE:
-        v = special.get(name)
+        v = sget(name)
         if v is not None and "->" not in v:
             file = v
             break
     for name in CONNECTION:
-        v = special.get(name)
+        v = sget(name)
         if v is not None and "->" in v:
             conn_raw = v
             break
@@ -338,34 +361,45 @@ def normalize(
     if conn_raw is not None or "fd.rip" in special or "fd.rport" in special:
         connection = _connection(
             conn_raw,
-            special.get("fd.rip"),
-            special.get("fd.rport"),
-            special.get("fd.rip.name") or special.get("fd.sip.name"),
+            sget("fd.rip"),
+            sget("fd.rport"),
+            sget("fd.rip.name") or sget("fd.sip.name"),
         )
 
-    return Normalized(
-        process=fast_new(
-            Process,
-            name=get("name"),
-            cmdline=cmdline,
-            pid=pid,
-            vpid=vpid,
-            exepath=get("exepath"),
-            cwd=get("cwd"),
-            user=user,
-            parent=get("parent"),
-            ppid=to_int(get("ppid")),
-        ),
-        container=fast_new(
-            Container,
-            id=cid,
-            full_id=full_id,
-            name=cname,
-            image=get("image"),
-            image_tag=get("image_tag"),
-        ),
-        k8s=fast_new(K8s, namespace=get("ns"), pod=pod, pod_uid=get("pod_uid")),
-        connection=connection,
-        file=file,
-        exec_command=exec_command,
+    process = _new(Process)
+    _setattr(
+        process,
+        "__dict__",
+        {
+            "name": get("name"),
+            "cmdline": cmdline,
+            "pid": pid,
+            "vpid": vpid,
+            "exepath": get("exepath"),
+            "cwd": get("cwd"),
+            "user": user,
+            "parent": get("parent"),
+            "ppid": to_int(get("ppid")),
+        },
     )
+    container = _new(Container)
+    _setattr(
+        container,
+        "__dict__",
+        {
+            "id": cid,
+            "full_id": full_id,
+            "name": cname,
+            "image": get("image"),
+            "image_tag": get("image_tag"),
+        },
+    )
+    k8s = _new(K8s)
+    _setattr(k8s, "__dict__", {"namespace": get("ns"), "pod": pod, "pod_uid": get("pod_uid")})
+    return Normalized(process, container, k8s, connection, file, exec_command)
+
+
+# Building the frozen records by giving each its whole instance dictionary (every field,
+# so no defaults are needed): equal to the constructor's result (tests check), cheaper.
+_new = object.__new__
+_setattr = object.__setattr__

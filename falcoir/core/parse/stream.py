@@ -19,6 +19,7 @@ from falcoir.core.parse.build import (
     alert_from_text,
     looks_like_alert,
     partial_output,
+    text_alert,
 )
 from falcoir.core.parse.model import ParseProblem, ParseReport, Skipped
 from falcoir.core.parse.textline import ANCHOR
@@ -45,6 +46,7 @@ _FALCO_STATS = re.compile(
 )
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_CONT = re.compile(r'^(?:\s|[}\]"])')
+_DECODER = json.JSONDecoder()
 
 
 def _trim(text: str) -> str:
@@ -236,11 +238,36 @@ def iter_parse(
     """Parse a stream of lines lazily; yield each alert, problem or skipped line as soon
     as the line(s) holding it have arrived."""
     parser = _Parser(rules)
+    feed = parser.feed
+    search = ANCHOR.search
+    decode = _DECODER.decode
     lineno = 0
     for raw in lines:
         lineno += 1
         line = raw.rstrip("\r\n") if raw.endswith(("\n", "\r")) else raw
-        yield from parser.feed(lineno, line)
+        # The two common shapes go straight to their builder; everything else (and any
+        # line while a multi-line JSON document is open) takes the general path, which
+        # reaches the same result for these lines, only with more checks first.
+        if not parser.buf and len(line) <= MAX_LINE_CHARS:
+            if line[:2] == '{"':
+                try:
+                    doc = decode(line)
+                except (ValueError, RecursionError):
+                    doc = None
+                if doc.__class__ is dict:
+                    yield parser._from_json_text(line, lineno, lineno, "", doc)
+                    continue
+            elif "{" not in line:
+                m = search(line)
+                if m is not None:
+                    if rules is None:
+                        yield text_alert(line, m, lineno)
+                        continue
+                    alert = alert_from_text(line, lineno=lineno, rules=rules, anchor=m)
+                    if alert is not None:  # always, with an anchor
+                        yield alert
+                        continue
+        yield from feed(lineno, line)
     yield from parser.finish(lineno)
 
 

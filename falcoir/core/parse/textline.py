@@ -66,8 +66,25 @@ _WRAPPERS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+_WRAPPER_CACHE: dict[str, tuple[tuple[str, str], ...]] = {}
+_WRAPPER_CACHE_MAX = 1024
+
+
 def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
     """Name the wrapper(s) in front of an alert (``kind`` joins them with ``+``)."""
+    if not prefix:
+        return ()
+    # Many prefixes repeat exactly (docker-compose, stern, kubectl --prefix).
+    found = _WRAPPER_CACHE.get(prefix)
+    if found is None:
+        found = _wrapper_of(prefix)
+        if len(_WRAPPER_CACHE) >= _WRAPPER_CACHE_MAX:
+            _WRAPPER_CACHE.clear()
+        _WRAPPER_CACHE[prefix] = found
+    return found
+
+
+def _wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
     if not prefix.strip():
         return ()
     kinds: list[str] = []
@@ -85,6 +102,8 @@ def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
                 break
         else:
             break
+        if not rest.strip():
+            break  # no wrapper pattern matches blank text
     if not kinds:
         return ()
     return (("kind", "+".join(kinds)), *items.items())
@@ -185,9 +204,12 @@ def _cut_pager(text: str) -> tuple[str, bool]:
     return text, False
 
 
-def parse_text_line(line: str) -> TextParts | None:
-    """The parts of the alert in ``line``, or ``None`` when it holds none."""
-    m = ANCHOR.search(line)
+def parse_text_line(line: str, anchor: re.Match[str] | None = None) -> TextParts | None:
+    """The parts of the alert in ``line``, or ``None`` when it holds none.
+
+    ``anchor``: ``ANCHOR.search(line)`` when the caller already ran it.
+    """
+    m = anchor if anchor is not None else ANCHOR.search(line)
     if m is None:
         return None
     body = line[m.end() :]
