@@ -37,7 +37,7 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -880,6 +880,20 @@ def _verify_archive(archive: Path) -> VerifyReport:
     )
 
 
+def _member_parts(name: str) -> list[str]:
+    """The components of an archive member's path; ``BundleError`` when it is absolute,
+    climbs out (``..``), has empty or ``.`` parts, backslashes or NUL."""
+    parts = name.split("/")
+    if (
+        name.startswith("/")
+        or "\\" in name
+        or any(p in {"", ".", ".."} for p in parts)
+        or "\x00" in name
+    ):
+        raise BundleError(f"unsafe member path {name!r}")
+    return parts
+
+
 def safe_extract(
     archive: Path,
     dest: Path,
@@ -904,14 +918,7 @@ def safe_extract(
                 if count > max_members:
                     raise BundleError(f"more than {max_members} members")
                 name = member.name
-                parts = name.split("/")
-                if (
-                    name.startswith("/")
-                    or "\\" in name
-                    or any(p in {"", ".", ".."} for p in parts)
-                    or "\x00" in name
-                ):
-                    raise BundleError(f"unsafe member path {name!r}")
+                parts = _member_parts(name)
                 if top is None:
                     top = parts[0]
                 elif parts[0] != top:
@@ -947,6 +954,9 @@ class BundleSummary:
     artifacts: tuple[Artifact, ...]
     actions: tuple[Mapping[str, Any], ...]
     verify: VerifyReport
+    reports: Mapping[str, str] = field(default_factory=dict)
+    """The incident report ``respond`` wrote, by format (``markdown``, ``html``): its
+    path inside the bundle (``data/report.md``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -958,6 +968,7 @@ class BundleSummary:
             "problems": [p.to_dict() for p in self.verify.problems],
             "artifacts": [a.to_dict() for a in self.artifacts],
             "actions": [dict(a) for a in self.actions],
+            "report": {fmt: self.reports.get(fmt) for fmt in REPORT_FORMATS},
         }
 
 
@@ -994,7 +1005,96 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
             with contextlib.suppress(ValueError):
                 if line.strip():
                     actions.append(json.loads(line))
-    return BundleSummary(shown, dict(report.info), tuple(arts), tuple(actions), report)
+    names = [str(p.relative_to(directory)) for p in (directory / "data").glob("report*")]
+    return BundleSummary(
+        shown, dict(report.info), tuple(arts), tuple(actions), report, find_reports(names)
+    )
+
+
+# -- the incident report -----------------------------------------------------------------
+
+REPORT_FORMATS = {"markdown": "md", "html": "html"}
+"""What ``respond`` adds to the bundle: ``data/report.md`` and ``data/report.html``
+(``report-2.md``... when a bundle was sealed again with a newer report)."""
+REPORT_MAX_BYTES = 64 * 1024**2
+_REPORT_RE = re.compile(r"^data/report(?:-([0-9]{1,4}))?\.(md|html)$")
+
+
+def find_reports(names: Iterable[str]) -> dict[str, str]:
+    """The latest report of each format among bundle-relative ``names``."""
+    best: dict[str, tuple[int, str]] = {}
+    for name in names:
+        m = _REPORT_RE.match(name)
+        if m is None:
+            continue
+        n = int(m.group(1) or 1)
+        fmt = "markdown" if m.group(2) == "md" else "html"
+        if fmt not in best or n > best[fmt][0]:
+            best[fmt] = (n, name)
+    return {fmt: name for fmt, (_, name) in best.items()}
+
+
+def read_report(path: Path, fmt: str, *, max_bytes: int = REPORT_MAX_BYTES) -> bytes | None:
+    """The bytes of a bundle's incident report in ``fmt`` (``markdown`` or ``html``),
+    ``None`` when the bundle has none. Reads a directory's file (a regular file inside
+    the bundle, no link) or one archive member (every member's path checked on the way,
+    nothing extracted). ``BundleError`` when it is unsafe or larger than ``max_bytes``."""
+    if fmt not in REPORT_FORMATS:
+        raise InputError(f"unknown report format {fmt!r}")
+    path = path.expanduser()
+    if path.is_dir():
+        root = path.resolve()
+        names = [str(p.relative_to(path)) for p in (path / "data").glob("report*")]
+        rel = find_reports(names).get(fmt)
+        if rel is None:
+            return None
+        file = path / rel
+        if file.is_symlink() or not file.is_file() or root not in file.resolve().parents:
+            raise BundleError(f"{rel} is not a regular file inside the bundle")
+        with file.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise BundleError(f"{rel} is larger than {max_bytes} bytes")
+        return data
+    if not path.is_file():
+        raise InputError(f"no such bundle: {path}")
+    return _read_report_member(path, fmt, max_bytes)
+
+
+def _read_report_member(archive: Path, fmt: str, max_bytes: int) -> bytes | None:
+    try:
+        tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 (closed by "with tar" below)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"not a readable .tar.gz: {exc}") from exc
+    members: dict[str, tarfile.TarInfo] = {}
+    top: str | None = None
+    with tar:
+        try:
+            for count, member in enumerate(tar, 1):
+                if count > _ARCHIVE_MAX_MEMBERS:
+                    raise BundleError(f"more than {_ARCHIVE_MAX_MEMBERS} members")
+                parts = _member_parts(member.name)
+                if top is None:
+                    top = parts[0]
+                elif parts[0] != top:
+                    raise BundleError(f"member {member.name!r} outside the top directory")
+                if len(parts) == 3 and parts[1] == "data":
+                    members["/".join(parts[1:])] = member
+            rel = find_reports(members).get(fmt)
+            if rel is None:
+                return None
+            member = members[rel]
+            if not member.isreg():
+                raise BundleError(f"{rel} is not a regular file in the archive")
+            if member.size > max_bytes:
+                raise BundleError(f"{rel} is larger than {max_bytes} bytes")
+            src = tar.extractfile(member)
+            if src is None:
+                raise BundleError(f"cannot read {rel}")
+            with src:
+                return src.read(max_bytes)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BundleError(f"archive is damaged: {exc}") from exc
 
 
 def artifact_names(arts: Sequence[Artifact]) -> list[str]:

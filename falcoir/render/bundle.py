@@ -238,5 +238,13 @@ def print_show(summary: BundleSummary) -> None:
                 f"{_status(str(act.get('outcome')))} "
                 f"{safe(shorten(str(act.get('detail') or ''), 120))}"
             )
+    if summary.reports:
+        where = ", ".join(
+            safe(summary.reports[f]) for f in ("markdown", "html") if f in summary.reports
+        )
+        console.print(
+            f"[bold]report[/]    incident report: {where}"
+            " (falcoir bundle show PATH --report prints it, --open opens the HTML)"
+        )
     for p in summary.verify.problems:
         console.print(f"  [red]{safe(p.kind)}[/] {safe(p.path)}: {safe(p.message)}")
