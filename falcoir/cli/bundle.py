@@ -1,4 +1,5 @@
-"""`falcoir bundle verify|show`: check and read evidence bundles (directory or .tar.gz).
+"""`falcoir bundle verify|show|seal`: check and read evidence bundles (directory or
+.tar.gz), and seal as incomplete one whose writer died before sealing it.
 
 Archives are never extracted blindly: each member is checked before it is copied into a
 private temporary directory. ``verify`` exits 0 when every hash matches, 1 otherwise.
@@ -24,6 +25,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``bundle`` group to ``app``."""
     bundle_app.command("verify")(verify_command)
     bundle_app.command("show")(show_command)
+    bundle_app.command("seal")(seal_command)
     app.add_typer(bundle_app, name="bundle")
 
 
@@ -42,6 +44,11 @@ def verify_command(path: PathArg, output: OutputOpt = OutputFormat.TABLE) -> Non
         from falcoir.render.bundle import print_verify
 
         print_verify(report)
+    if not report.sealed:
+        raise BundleError(
+            "the bundle was never sealed: there are no hashes to verify it against",
+            hint=f"seal it as incomplete (recording why) with: falcoir bundle seal {path}",
+        )
     if not report.ok:
         raise BundleError(
             f"bundle verification failed: {len(report.problems)} problem(s)",
@@ -181,3 +188,90 @@ def _open_report(path: Path) -> None:
             f"could not run {argv[0]}: {exc}", hint=f"open it yourself: {file}"
         ) from exc
     info(f"opened {safe(file)}")
+
+
+@guarded
+def seal_command(
+    path: Annotated[
+        Path, typer.Argument(help="The unsealed bundle's directory.", show_default=False)
+    ],
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            help="Why it was left unsealed, recorded in bag-info.txt "
+            "(default: the collecting process stopped before sealing it).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Seal even though its writer's pid still runs here."),
+    ] = False,
+    output: OutputOpt = OutputFormat.TABLE,
+) -> None:
+    """Seal, as incomplete, a bundle whose collection was killed before it was sealed
+    (SIGKILL, a crash, power loss): hashes every file as it is now, records files cut
+    short as interrupted, marks it Falcoir-Complete: false with the reason in
+    Falcoir-Incomplete-Reason, and writes the .tar.gz. A bundle that was sealed is left
+    alone (verify it instead); running it again changes nothing."""
+    from falcoir.core.bundle import (
+        DEFAULT_SEAL_REASON,
+        INFO_INCIDENT,
+        BundleError,
+        seal_unsealed,
+        verify,
+    )
+    from falcoir.core.incident import IncidentStore
+    from falcoir.errors import InputError
+    from falcoir.render.console import info, safe, warn
+
+    directory = path.expanduser()
+    if directory.is_file():
+        raise InputError(
+            f"{path} is an archive: archives are written when a bundle is sealed; "
+            "give the bundle's directory"
+        )
+    report = verify(directory)
+    if directory.is_dir() and report.sealed:
+        if not report.ok:
+            raise BundleError(
+                f"{path} was sealed, and no longer verifies: sealing it again would hide that",
+                hint=f"see what changed with: falcoir bundle verify {path}",
+            )
+        info(f"{safe(path)} is already sealed; nothing to do")
+        doc = {"path": str(path), "sealed": True, "changed": False, "complete": report.complete}
+        if output.is_machine:
+            from falcoir.render.output import write_machine
+
+            write_machine(doc, output)
+        return
+    store = IncidentStore()
+    incident = store.get(report.info.get(INFO_INCIDENT, "")) if report.info else None
+    sealed = seal_unsealed(
+        directory,
+        reason=reason or DEFAULT_SEAL_REASON,
+        actions_path=incident.actions_path if incident else None,
+        force=force,
+    )
+    if incident is not None:
+        store.add_bundle(incident, sealed.dir)
+    warn(
+        f"sealed {safe(sealed.dir)} as INCOMPLETE ({len(sealed.artifacts)} artifacts); "
+        f"archive {safe(sealed.archive)}"
+    )
+    if output.is_machine:
+        from falcoir.render.output import write_machine
+
+        write_machine(
+            {
+                "path": str(sealed.dir),
+                "archive": str(sealed.archive),
+                "archive_sha256": sealed.archive_sha256,
+                "sealed": True,
+                "changed": True,
+                "complete": False,
+                "reason": reason or DEFAULT_SEAL_REASON,
+                "artifacts": [a.to_dict() for a in sealed.artifacts],
+            },
+            output,
+        )

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import tempfile
@@ -71,6 +72,11 @@ INFO_OPERATOR = "Falcoir-Operator"
 INFO_COMPLETE = "Falcoir-Complete"
 INFO_STARTED = "Falcoir-Started"
 INFO_SEALED = "Falcoir-Sealed"
+INFO_INCOMPLETE_REASON = "Falcoir-Incomplete-Reason"
+"""Why a bundle was sealed incomplete after the fact (``falcoir bundle seal``)."""
+UNSEALED_MARKER = "falcoir-unsealed.json"
+"""In the bundle's root while a writer has it open (who, since when); removed when it
+is sealed. Found later, it means the writer died (SIGKILL, power loss) unsealed."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 _STDERR_KEEP_IN_META = 64 * 1024
@@ -442,6 +448,7 @@ class BundleWriter:
             )
             bagit.Bag(str(directory)).save()
         writer = cls(directory, incident.id, info)
+        writer._mark_unsealed()
         writer.actions_path = incident.actions_path
         if alert_raw is not None:
             writer.add_bytes(
@@ -476,7 +483,14 @@ class BundleWriter:
         writer.actions_path = actions_path
         for art in _load_index(directory):
             writer._artifacts[art.name] = art
+        writer._mark_unsealed()
         return writer
+
+    def _mark_unsealed(self) -> None:
+        doc = {"pid": os.getpid(), "host": socket.gethostname(), "since": iso(utc_now())}
+        tmp = self.dir / (UNSEALED_MARKER + ".tmp")
+        tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+        tmp.replace(self.dir / UNSEALED_MARKER)
 
     # -- adding artifacts ----------------------------------------------------------
     def _path_for(self, name: str) -> Path:
@@ -645,6 +659,9 @@ class BundleWriter:
         # A leftover half-written sidecar would make the bag lie: drop it.
         for tmp in self.data.rglob("*" + META_SUFFIX + ".tmp"):
             tmp.unlink()
+        for marker in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / marker).unlink()
         with _BAGIT_LOCK, _restore_cwd():
             bag = bagit.Bag(str(self.dir))
             bag.info.update(self.info)
@@ -720,7 +737,7 @@ class VerifyProblem:
     path: str
     kind: str
     """``checksum-mismatch``, ``missing``, ``unexpected``, ``structure``, ``unsafe-path``,
-    ``archive``, ``oxum``."""
+    ``archive``, ``oxum``, ``unsealed``."""
     message: str
     expected: str | None = None
     found: str | None = None
@@ -744,6 +761,8 @@ class VerifyReport:
     info: Mapping[str, str] = field(default_factory=dict)
     archive_sha256: str | None = None
     archive_sha256_expected: str | None = None
+    sealed: bool = True
+    """False when the writer stopped before sealing it (see :func:`unsealed_state`)."""
 
     @property
     def incident(self) -> str | None:
@@ -760,6 +779,7 @@ class VerifyReport:
             "ok": self.ok,
             "incident": self.incident,
             "complete": self.complete,
+            "sealed": self.sealed,
             "files_checked": self.files_checked,
             "problems": [p.to_dict() for p in self.problems],
             "bag_info": dict(self.info),
@@ -777,15 +797,92 @@ def verify(path: Path) -> VerifyReport:
     raise InputError(f"no such bundle: {path}")
 
 
+@dataclass(frozen=True)
+class UnsealedState:
+    """A bundle directory its writer never sealed."""
+
+    pid: int | None = None
+    host: str | None = None
+    since: str | None = None
+
+    @property
+    def writer_alive(self) -> bool:
+        """The writing process still runs (same host, pid alive): do not seal it."""
+        if self.pid is None or self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        who = f" (pid {self.pid}" + (f", since {self.since}" if self.since else "") + ")"
+        who = who if self.pid is not None else ""
+        if self.writer_alive:
+            return f"not sealed yet: falcoir{who} is still writing it"
+        return (
+            f"never sealed: the falcoir process writing it{who} stopped before sealing it "
+            "(killed?); its files have no recorded hashes, so nothing can be verified"
+        )
+
+
+def unsealed_state(directory: Path, info: Mapping[str, str] | None = None) -> UnsealedState | None:
+    """``None`` when ``directory`` was sealed; else what is known of its writer. A bundle
+    is unsealed when its marker is there, or (bundles older than the marker) when its
+    ``bag-info.txt`` has no ``Falcoir-Sealed``."""
+    marker = directory / UNSEALED_MARKER
+    if marker.is_file():
+        try:
+            doc = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return UnsealedState()
+        if not isinstance(doc, dict):
+            return UnsealedState()
+        pid = doc.get("pid")
+        return UnsealedState(
+            pid if isinstance(pid, int) else None,
+            str(doc.get("host") or "") or None,
+            str(doc.get("since") or "") or None,
+        )
+    if info is not None and INFO_INCIDENT in info and INFO_SEALED not in info:
+        return UnsealedState()
+    return None
+
+
 def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
     bagit = _bagit()
 
     problems: list[VerifyProblem] = []
     try:
         bag = bagit.Bag(str(directory))
+        info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
     except bagit.BagError as exc:
+        state = unsealed_state(directory)
+        if state is not None:
+            return VerifyReport(
+                shown, False, (VerifyProblem(".", "unsealed", state.describe()),), sealed=False
+            )
         return VerifyReport(shown, False, (VerifyProblem(".", "structure", str(exc)),))
-    info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # A tag file cut short or garbled (the writer died while writing it).
+        return VerifyReport(
+            shown,
+            False,
+            (VerifyProblem(".", "structure", f"unreadable tag file: {exc}"),),
+            sealed=unsealed_state(directory) is None,
+        )
+    state = unsealed_state(directory, info)
+    if state is not None:
+        return VerifyReport(
+            shown,
+            False,
+            (VerifyProblem(".", "unsealed", state.describe()),),
+            info=info,
+            sealed=False,
+        )
     entries = bag.entries
     try:
         bag.validate()
@@ -796,6 +893,8 @@ def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
             problems.extend(_hash_everything(directory, entries))
     except bagit.BagError as exc:
         problems.append(VerifyProblem(".", "structure", str(exc)))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problems.append(VerifyProblem(".", "structure", f"unreadable file: {exc}"))
     for required in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bag-info.txt"):
         if not (directory / required).is_file():
             problems.append(VerifyProblem(required, "missing", f"{required} is missing"))
@@ -1009,6 +1108,87 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
     return BundleSummary(
         shown, dict(report.info), tuple(arts), tuple(actions), report, find_reports(names)
     )
+
+
+# -- sealing what a dead writer left ---------------------------------------------------
+
+DEFAULT_SEAL_REASON = "the collecting process stopped before sealing the bundle (killed?)"
+
+
+def seal_unsealed(
+    directory: Path,
+    *,
+    reason: str = DEFAULT_SEAL_REASON,
+    actions_path: Path | None = None,
+    force: bool = False,
+) -> BundleResult:
+    """Seal, as incomplete, a bundle directory whose writer died before sealing it: every
+    file it holds is hashed as it is now, files cut short (no sidecar) are recorded as
+    interrupted, and ``bag-info.txt`` says why (``Falcoir-Incomplete-Reason``).
+
+    Refuses an archive, a bundle that was sealed (sealing again would hide any change
+    made since: that is for ``verify`` to report), and one whose writer still runs on
+    this host (unless ``force``)."""
+    directory = directory.expanduser()
+    if not directory.is_dir():
+        if directory.exists():
+            raise InputError(
+                f"{directory} is not a directory: only a bundle directory can be unsealed "
+                "(an archive is written when a bundle is sealed)"
+            )
+        raise InputError(f"no such bundle: {directory}")
+    info: dict[str, str] | None = None
+    with contextlib.suppress(Exception):
+        info = {
+            str(k): str(v)
+            for k, v in _bagit().Bag(str(directory)).info.items()
+            if not isinstance(v, list)
+        }
+    state = unsealed_state(directory, info)
+    if state is None:
+        raise BundleError(
+            f"{directory} is already sealed",
+            hint=f"check it with: falcoir bundle verify {directory}",
+        )
+    if state.writer_alive and not force:
+        raise BundleError(
+            f"{directory} is still being written by pid {state.pid}",
+            hint="wait for it to finish; pass --force only if that process is not falcoir",
+        )
+    writer = BundleWriter.reopen(directory, actions_path=actions_path)
+    known: set[str] = set()
+    for art in writer.artifacts:
+        known.add(art.path)
+        if art.stderr_path:
+            known.add(art.stderr_path)
+    for path in sorted(writer.data.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        rel = str(path.relative_to(directory))
+        name = str(path.relative_to(writer.data))
+        if (
+            rel in known
+            or name.endswith((META_SUFFIX, META_SUFFIX + ".tmp"))
+            or name in (INDEX_NAME, ACTIONS_NAME)
+            or (name.endswith(STDERR_SUFFIX) and path.with_suffix("").exists())
+        ):
+            continue
+        digest, size = _sha256_file(path)
+        with writer._lock:
+            writer._artifacts.pop(name, None)
+        writer._record(
+            name,
+            path,
+            digest,
+            size,
+            ArtifactMeta(
+                status=ArtifactStatus.INTERRUPTED,
+                error="the writer stopped while writing it: it may be cut short",
+            ),
+            mode=None,
+        )
+    writer.info[INFO_INCOMPLETE_REASON] = neutralize(reason)[:2000]
+    return writer.finalize(False)
 
 
 # -- the incident report -----------------------------------------------------------------
