@@ -24,7 +24,13 @@ from falcoir.core.contain.common import (
     controller_ref,
     with_retries,
 )
-from falcoir.core.contain.probe import Endpoint, ProbeOutcome, probe_endpoint, run_probe
+from falcoir.core.contain.probe import (
+    Endpoint,
+    ProbeOutcome,
+    probe_endpoint,
+    probe_trust,
+    run_probe,
+)
 from falcoir.core.gateway import (
     JSON,
     NETWORK_POLICIES,
@@ -380,6 +386,8 @@ def quarantine(
             # The quarantine is in place; only the proof failed. Say so, do not lose it.
             verified = {"egress_blocked": None, "reason": f"verification failed: {exc}"}
             rec.warn("verify", verified["reason"])
+    for key, value in probe_trust(None).items():
+        verified.setdefault(key, value)
     return QuarantineResult(
         incident=inc_id,
         namespace=ns,
@@ -634,6 +642,7 @@ def _verify(
         # the network plugin may still be programming the rules
         time.sleep(max(0.05, min(1.0, deadline - time.monotonic())))
     verified["probe"]["after"] = after.to_dict()
+    verified.update(probe_trust(after))
     where = f"{endpoint.host}:{endpoint.port}"
     if after.connected is None:
         verified["egress_blocked"] = None
@@ -656,8 +665,8 @@ def _verify(
         rec.warn("verify", verified["reason"])
     else:
         verified["egress_blocked"] = True
-        verified["reason"] = f"{where}: {after.detail} ({after.tool})"
-        rec.step("verify", "ok", f"egress blocked: {verified['reason']}")
+        verified["reason"] = f"{where}: {after.detail} (the pod's own {after.tool}, untrusted)"
+        rec.step("verify", "ok", f"egress blocked per an in-pod probe: {verified['reason']}")
     return verified
 
 
