@@ -116,3 +116,32 @@ def test_release_by_pod_with_a_foreign_label_value(
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     assert json.loads(res.stdout)["changed"] is False
+
+
+def test_respond_contains_a_pod_with_a_forged_label(
+    isolating: None, lab: Lab, fresh_namespace: str, tmp_path: Path
+) -> None:
+    ns = fresh_namespace
+    pod = deploy(lab, ns, "evade", FORGED)
+    name = pod["metadata"]["name"]
+    alert = {
+        "output": "x",
+        "priority": "Critical",
+        "rule": "Drop and execute new binary in container",
+        "time": "2026-11-28T15:00:00.000000000Z",
+        "output_fields": {
+            "k8s.ns.name": ns,
+            "k8s.pod.name": name,
+            "proc.name": "sleep",
+            "proc.cmdline": "sleep infinity",
+            "proc.exepath": "/usr/bin/sleep",
+        },
+    }
+    res = falcoir(lab, tmp_path / "home", "respond", json.dumps(alert), "--yes", "--no-delete",
+                  "-o", "json", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert res.returncode in (0, 7), res.stderr[-3000:]
+    doc = json.loads(res.stdout)
+    quar = doc["quarantine"]
+    assert quar["label"]["value"] == doc["incident"] != FORGED
+    assert lab.client.get("pods", name, ns)["metadata"]["labels"][LABEL] == doc["incident"]
+    assert lab.client.get("networking.k8s.io/v1/networkpolicies", quar["policy"]["name"], ns)
