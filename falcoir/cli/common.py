@@ -89,10 +89,13 @@ def read_input_text(alert: str | None, file: Path | None) -> str:
         raise InputError(
             "no alert given", hint="pass the alert line as an argument, or use -f FILE / -f -"
         )
+    from falcoir.core.readlimits import read_bounded
+
     if str(file) == "-":
-        return sys.stdin.read()
+        return read_bounded(sys.stdin, "stdin")
     try:
-        return file.read_text(encoding="utf-8", errors="surrogateescape")
+        with file.open(encoding="utf-8", errors="surrogateescape") as fh:
+            return read_bounded(fh, str(file))
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror or exc}") from exc
 

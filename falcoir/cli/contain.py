@@ -244,7 +244,12 @@ def quarantine_cmd(
     blocked = result.egress_blocked
     if not output.is_machine:
         state = {
-            True: "[green]egress blocked[/]",
+            True: "[green]egress blocked[/]"
+            + (
+                ""
+                if result.verified.get("trusted") is True
+                else " [yellow](in-pod probe, untrusted)[/]"
+            ),
             False: "[red]NOT blocked[/]",
             None: "[yellow]not verified[/]",
         }[blocked]

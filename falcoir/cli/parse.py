@@ -108,7 +108,9 @@ def parse_args(args: Sequence[str]) -> ParseArgs:
 
 
 def _lines_of_file(fh: TextIO) -> Iterator[str]:
-    yield from fh
+    from falcoir.core.readlimits import bounded_lines
+
+    yield from bounded_lines(fh, "stdin" if fh is sys.stdin else str(fh.name))
 
 
 def _sources(alerts: list[str] | None, file: Path | None) -> Iterator[str]:

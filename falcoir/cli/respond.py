@@ -317,6 +317,7 @@ def _follow(
     import sys
     from collections.abc import Iterable
 
+    from falcoir.core.readlimits import bounded_lines
     from falcoir.core.respond.follow import FollowOptions, follow
     from falcoir.errors import InputError
     from falcoir.render.console import info, warn
@@ -330,13 +331,13 @@ def _follow(
     if alert_text is not None:
         lines = alert_text.splitlines()
     elif file is None or str(file) == "-":
-        lines = sys.stdin
+        lines = bounded_lines(sys.stdin, "stdin", skip_long=True)
     else:
         try:
             handle = file.open(encoding="utf-8", errors="surrogateescape")
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror or exc}") from exc
-        lines = handle
+        lines = bounded_lines(handle, str(file), skip_long=True)
     backend, store = _backend(
         kubeconfig, context, yes=yes, timeout=timeout, node=node, namespace=namespace,
         selector=selector,

@@ -13,8 +13,9 @@ once. The session:
 2. stdin, if any, in chunks on channel 0 (reading output between chunks), then the v5
    close signal ``FF 00`` (a v4 server, before Kubernetes 1.30, has no such signal: a
    command that reads stdin to its end then runs until the timeout);
-3. frames read until the server closes: channel 1 stdout, 2 stderr (each kept up to
-   ``max_bytes``, the rest counted and dropped), 3 the status JSON, parsed here:
+3. frames read until the server closes: channel 1 stdout, 2 stderr (kept up to
+   ``max_bytes``, stderr also to ``MAX_STDERR_BYTES``; the rest counted and dropped), 3
+   the status JSON, parsed here:
    ``Success`` -> 0, ``NonZeroExitCode`` -> the ``ExitCode`` cause, anything else -> not
    run (a missing binary is ``error_reason="NotFound"``);
 4. an overall deadline; on expiry ``timed_out`` with what arrived so far;
@@ -49,6 +50,8 @@ STDIN, STDOUT, STDERR, STATUS = 0, 1, 2, 3
 CLOSE_SIGNAL = 255
 STDIN_CHUNK = 32 * 1024
 MAX_STATUS_BYTES = 64 * 1024
+MAX_STDERR_BYTES = 1024 * 1024
+"""stderr is held in memory: a pod's command must not make it as big as stdout's cap."""
 AFTER_STATUS_GRACE = 2.0
 """Seconds to wait for the server's close frame once the status has arrived."""
 _MISSING_BINARY = (
@@ -168,7 +171,7 @@ class _Session:
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         self.out = _Capture(max_bytes, sink)
-        self.err = _Capture(max_bytes)
+        self.err = _Capture(min(max_bytes, MAX_STDERR_BYTES))
         self.status = bytearray()
         self.got_status = False
         self.closed_by_server = False

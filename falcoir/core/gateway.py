@@ -200,8 +200,9 @@ class ClusterGateway(Protocol):
         Never raises for what the command did: a missing binary, a timeout, a dropped
         stream are all reported in the result. Raises ``Forbidden`` when RBAC denies
         exec, ``ApiNotFound`` when the pod is gone, ``ClusterUnreachable``.
-        At most ``max_bytes`` of each of stdout and stderr are kept (the rest is
-        counted and dropped, and the ``*_truncated`` flag set). With ``stdout_sink``,
+        At most ``max_bytes`` of each of stdout and stderr are kept, and of stderr
+        never more than 1 MiB (the rest is counted and dropped, and the
+        ``*_truncated`` flag set). With ``stdout_sink``,
         stdout is written there as it arrives instead of held in memory.
         """
         ...

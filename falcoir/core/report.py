@@ -798,8 +798,10 @@ def build(data: Mapping[str, Any]) -> Report:
     verified = ((quarantine or {}).get("verified") or {}).get("egress_blocked")
     badges: list[tuple[str, str]] = []
     if quarantine:
-        if verified:
+        if verified and ((quarantine or {}).get("verified") or {}).get("trusted") is True:
             badges.append(("egress verified blocked", "ok"))
+        elif verified:
+            badges.append(("egress blocked (in-pod probe, untrusted)", "ok"))
         elif quarantine.get("dry_run"):
             badges.append(("quarantine: dry run", "warn"))
         else:

@@ -199,8 +199,11 @@ def print_summary(doc: Mapping[str, Any]) -> None:
         )
     if quar:
         blocked = (quar.get("verified") or {}).get("egress_blocked")
+        trusted = (quar.get("verified") or {}).get("trusted") is True
         verdict = (
             "[green]egress verified blocked[/]"
+            if blocked and trusted
+            else "[green]egress blocked[/] [yellow](in-pod probe, untrusted)[/]"
             if blocked
             else "[cyan]dry run[/]"
             if quar.get("dry_run")

@@ -284,6 +284,9 @@ def test_pod_already_quarantined_by_another_incident(store: IncidentStore) -> No
     cluster.objects[("pods", NS, POD)]["metadata"]["labels"][LABEL_KEY] = (
         "inc-20260101-000000-abcdef"
     )
+    # the label counts only with falcoir's policy of that incident behind it
+    earlier = store.open(NS, OTHER, None, incident_id="inc-20260101-000000-abcdef")
+    store.set_policy(earlier, "falcoir-quarantine-inc-20260101-000000-abcdef")
     with pytest.raises(InputError, match="already quarantined"):
         run(cluster, store)
     assert policies(cluster) == []

@@ -88,7 +88,7 @@ def test_human_summary_on_stderr_only(backend: FakeBackend, tmp_path: Path) -> N
     res = invoke(ALERT, "--yes", "--out", str(tmp_path / "out"))
     assert res.exit_code == 0, res.stderr
     assert res.stdout == ""
-    assert "egress verified blocked" in res.stderr
+    assert "egress blocked (in-pod probe, untrusted)" in res.stderr  # the pod's own tools
     assert "Quarantine (verified)" in res.stderr
 
 

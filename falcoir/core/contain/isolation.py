@@ -24,7 +24,13 @@ from falcoir.core.contain.common import (
     controller_ref,
     with_retries,
 )
-from falcoir.core.contain.probe import Endpoint, ProbeOutcome, probe_endpoint, run_probe
+from falcoir.core.contain.probe import (
+    Endpoint,
+    ProbeOutcome,
+    probe_endpoint,
+    probe_trust,
+    run_probe,
+)
 from falcoir.core.gateway import (
     JSON,
     NETWORK_POLICIES,
@@ -217,6 +223,33 @@ def _check_pod(target: Target, pod: JSON) -> None:
         raise TargetNotFound(f"pod {target.namespace}/{target.pod} is being deleted")
 
 
+def _backed_quarantine(
+    gateway: ClusterGateway, store: IncidentStore | None, pod: JSON, value: str
+) -> bool:
+    """Whether the pod's quarantine label ``value`` is a real quarantine: a falcoir
+    NetworkPolicy of that incident selects the pod, or the incident store records the
+    incident with a policy. The label alone proves nothing: the pod's template can
+    carry it."""
+    if not is_incident_id(value):
+        return False
+    meta = pod.get("metadata") or {}
+    ns = str(meta.get("namespace") or "")
+    if store is not None:
+        inc = store.get(value)
+        if inc is not None and inc.policy and inc.namespace == ns:
+            return True
+    found = _get_optional(
+        gateway, lambda: gateway.get(NETWORK_POLICIES, pol.policy_name(value), ns)
+    )
+    if found is None or not pol.is_falcoir_policy(found):
+        return False
+    annotations = (found.get("metadata") or {}).get("annotations") or {}
+    selector = (found.get("spec") or {}).get("podSelector")
+    return annotations.get(pol.ANN_INCIDENT) == value and pol.selector_matches(
+        selector, pol.pod_labels(pod)
+    )
+
+
 def quarantine(
     gateway: ClusterGateway,
     target: Target,
@@ -242,10 +275,22 @@ def quarantine(
     pod_uid = (pod.get("metadata") or {}).get("uid")
     labels = pol.pod_labels(pod)
     current = labels.get(pol.LABEL_KEY)
-    if current is not None and current != inc_id:
+    if (
+        current is not None
+        and current != inc_id
+        and _backed_quarantine(gateway, store, pod, current)
+    ):
         raise InputError(
             f"pod {ns}/{name} is already quarantined under incident {current}",
             hint=f"use that incident, or release it first: falcoir release --incident {current}",
+        )
+    if current is not None and current != inc_id:
+        # The workload can set this label itself (in its template): without a falcoir
+        # policy behind it, it proves nothing and must not stop the quarantine.
+        rec.warn(
+            "label",
+            f"pod {ns}/{name} carries {pol.LABEL_KEY}={current!r} but no falcoir "
+            f"NetworkPolicy backs it (set by the workload itself?); replacing it with {inc_id}",
         )
 
     owner = controller_ref(pod) if options.detach_from_owner else None
@@ -280,7 +325,7 @@ def quarantine(
     # A baseline probe, only when nothing is in place yet: it shows the endpoint was
     # reachable (so a failure afterwards means something) and which tool answers.
     baseline: ProbeOutcome | None = None
-    if endpoint and not options.dry_run and existing is None and current is None:
+    if endpoint and not options.dry_run and existing is None and current != inc_id:
         baseline = run_probe(
             gateway, ns, name, target.container, endpoint, timeout=options.probe_timeout
         )
@@ -341,6 +386,8 @@ def quarantine(
             # The quarantine is in place; only the proof failed. Say so, do not lose it.
             verified = {"egress_blocked": None, "reason": f"verification failed: {exc}"}
             rec.warn("verify", verified["reason"])
+    for key, value in probe_trust(None).items():
+        verified.setdefault(key, value)
     return QuarantineResult(
         incident=inc_id,
         namespace=ns,
@@ -409,7 +456,18 @@ def _apply_label(
         rec.action("patch", "Pod", ns, name, "failed", f"label: {exc}", {"patch": patch})
         rec.step("label", "failed", str(exc))
         raise
-    rec.action("patch", "Pod", ns, name, "ok", "quarantine label", {"patch": patch})
+    if current is None:
+        rec.action("patch", "Pod", ns, name, "ok", "quarantine label", {"patch": patch})
+    else:
+        rec.action(
+            "patch",
+            "Pod",
+            ns,
+            name,
+            "ok",
+            f"quarantine label (replaced {pol.LABEL_KEY}={current!r}, backed by no policy)",
+            {"patch": patch, "replaced_label": current},
+        )
     rec.step("label", "dry-run" if dry_run else "ok", f"pod {ns}/{name}: {pol.LABEL_KEY}={inc_id}")
     return "dry-run" if dry_run else "applied"
 
@@ -584,6 +642,7 @@ def _verify(
         # the network plugin may still be programming the rules
         time.sleep(max(0.05, min(1.0, deadline - time.monotonic())))
     verified["probe"]["after"] = after.to_dict()
+    verified.update(probe_trust(after))
     where = f"{endpoint.host}:{endpoint.port}"
     if after.connected is None:
         verified["egress_blocked"] = None
@@ -606,8 +665,8 @@ def _verify(
         rec.warn("verify", verified["reason"])
     else:
         verified["egress_blocked"] = True
-        verified["reason"] = f"{where}: {after.detail} ({after.tool})"
-        rec.step("verify", "ok", f"egress blocked: {verified['reason']}")
+        verified["reason"] = f"{where}: {after.detail} (the pod's own {after.tool}, untrusted)"
+        rec.step("verify", "ok", f"egress blocked per an in-pod probe: {verified['reason']}")
     return verified
 
 
@@ -687,7 +746,7 @@ def find_release_scope(
     obj = _get_optional(gateway, lambda: gateway.get(PODS, pod.name, pod.namespace))
     if obj is not None:
         value = pol.pod_labels(obj).get(pol.LABEL_KEY)
-        if value:
+        if value and is_incident_id(value):
             return value, pod.namespace, obj
     inc = store.for_pod(pod.namespace, pod.name, None) if store else None
     if inc is not None and inc.policy:

@@ -210,6 +210,24 @@ def _classify(res: ExecResult) -> tuple[str, bool | None, str]:
     return "answer", False, f"could not connect: {last}"
 
 
+UNTRUSTED_NOTE = (
+    "the probe ran the suspect container's own tools: a replaced binary can fake the "
+    "answer, so this is evidence, not proof"
+)
+
+
+def probe_trust(outcome: ProbeOutcome | None) -> dict[str, Any]:
+    """How a probe's answer was obtained, for ``verified``: ``method`` names the tool
+    (``pod-exec:<tool>``, ``None`` when no probe answered) and ``trusted`` is False for
+    the pod's own tools, which is every probe falcoir runs today."""
+    tool = outcome.tool if outcome is not None else None
+    return {
+        "method": f"pod-exec:{tool}" if tool else None,
+        "trusted": False,
+        **({"trust_note": UNTRUSTED_NOTE} if tool else {}),
+    }
+
+
 def run_probe(
     gateway: ClusterGateway,
     namespace: str,

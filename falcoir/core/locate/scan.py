@@ -1,7 +1,8 @@
 """Listing the processes inside a container, to compare them with the alert.
 
-A constant ``sh`` script walks ``/proc`` (no ``ps`` needed); ``ps -eo pid,args`` is the
-fallback for images without ``sh``. Nothing from the alert is passed to the container:
+A constant ``sh`` script walks ``/proc`` (no ``ps`` needed) and leaves itself out by
+its own pid (``$$``), so no process can hide by looking like it; ``ps -eo pid,args`` is
+the fallback for images without ``sh``. Nothing from the alert is passed to the container:
 matching happens here, on the output, which is hostile and parsed as such.
 """
 
@@ -15,10 +16,11 @@ from falcoir.core.locate.procfs import Match, ProcStatus, process_match
 
 LIST_TIMEOUT = 20.0
 LIST_MAX_BYTES = 1024 * 1024
-_MARK = "falcoir-ps"
+_PS_ARGV = ("ps", "-eo", "pid,args")
 
 PS_SCRIPT = r"""for d in /proc/[0-9]*; do
   p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
   c=$(tr '\000\n\t' '\037  ' < "$d/cmdline" 2>/dev/null) || continue
   [ -n "$c" ] || continue
   n=$(head -n 1 "$d/status" 2>/dev/null)
@@ -44,8 +46,6 @@ def _parse_script(text: str) -> list[ContainerProcess]:
         argv = tuple(parts[2].split("\x1f"))
         if argv and argv[-1] == "":
             argv = argv[:-1]
-        if argv and argv[-1] == _MARK:
-            continue  # the listing script itself
         out.append(ContainerProcess(int(parts[0]), parts[1] or None, argv))
     return out
 
@@ -57,8 +57,8 @@ def _parse_ps(text: str) -> list[ContainerProcess]:
         if not pid.isdigit() or not args.strip():
             continue
         argv = tuple(args.strip().split())
-        if argv[:2] == ("ps", "-eo"):
-            continue
+        if argv == _PS_ARGV:
+            continue  # ps itself
         name = argv[0].rsplit("/", 1)[-1] if argv else None
         out.append(ContainerProcess(int(pid), name, argv))
     return out
@@ -72,7 +72,7 @@ def list_processes(
         namespace,
         pod,
         container,
-        ["sh", "-c", PS_SCRIPT, _MARK],
+        ["sh", "-c", PS_SCRIPT],
         timeout=LIST_TIMEOUT,
         max_bytes=LIST_MAX_BYTES,
     )
@@ -84,7 +84,7 @@ def list_processes(
         namespace,
         pod,
         container,
-        ["ps", "-eo", "pid,args"],
+        list(_PS_ARGV),
         timeout=LIST_TIMEOUT,
         max_bytes=LIST_MAX_BYTES,
     )
