@@ -252,10 +252,13 @@ def quarantine(
     log: ActionLog,
     on_step: StepCallback | None = None,
     store: IncidentStore | None = None,
+    prepared: Prepared | None = None,
 ) -> QuarantineResult:
     """Isolate ``target``'s pod: policy first, then label, then (optionally) detach;
     then verify from inside the pod. Idempotent. Raises ``Forbidden`` before any
-    change when a permission is missing."""
+    change when a permission is missing. ``prepared``: the reads and the baseline
+    probe done ahead by :func:`prepare` (used when they are for this very pod and
+    incident, and fresh)."""
     options = _validated(options)
     ns, name = target.namespace, target.pod
     inc_id = pol.validate_label_value(incident.id)
@@ -264,10 +267,15 @@ def quarantine(
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="falcoir-quarantine") as pool:
         # The pod and any policy already in place are read in one round trip.
-        existing_f = pool.submit(
-            _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
+        ready = prepared if prepared is not None and prepared.usable(target, inc_id) else None
+        existing_f: Future[JSON | None] = (
+            _done(ready.existing)
+            if ready is not None
+            else pool.submit(
+                _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
+            )
         )
-        pod = with_retries(lambda: gateway.get(PODS, name, ns))
+        pod = ready.pod if ready is not None else with_retries(lambda: gateway.get(PODS, name, ns))
         _check_pod(target, pod)
         pod_uid = (pod.get("metadata") or {}).get("uid")
         labels = pol.pod_labels(pod)
@@ -313,7 +321,9 @@ def quarantine(
         # runs while the policy is created: the policy selects only the quarantine label,
         # which the pod gets after both are done, so the probe still sees the way out.
         baseline_f: Future[ProbeOutcome] | None = None
-        if endpoint and not options.dry_run and existing is None and current is None:
+        if ready is not None and ready.baseline is not None and endpoint == ready.endpoint:
+            baseline_f = ready.baseline
+        elif endpoint and not options.dry_run and existing is None and current is None:
             baseline_f = pool.submit(
                 run_probe,
                 gateway,
@@ -400,6 +410,72 @@ def quarantine(
         warnings=tuple(rec.warnings),
         steps=tuple(rec.steps),
     )
+
+
+PREPARED_MAX_AGE_S = 5.0
+"""Reads done ahead of the quarantine older than this are done again."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`quarantine` reads before it changes anything, read ahead (while the
+    permissions are checked): the pod, any policy already in place, and the baseline
+    probe, started when nothing is in place yet."""
+
+    namespace: str
+    pod_name: str
+    incident: str
+    pod: JSON
+    existing: JSON | None
+    endpoint: Endpoint | None
+    baseline: Future[ProbeOutcome] | None
+    at: float
+
+    def usable(self, target: Target, incident: str) -> bool:
+        return (self.namespace, self.pod_name, self.incident) == (
+            target.namespace,
+            target.pod,
+            incident,
+        ) and time.monotonic() - self.at <= PREPARED_MAX_AGE_S
+
+
+def _done(value: JSON | None) -> Future[JSON | None]:
+    future: Future[JSON | None] = Future()
+    future.set_result(value)
+    return future
+
+
+def prepare(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    incident_id: str,
+    options: QuarantineOptions,
+) -> Prepared:
+    """Read ahead what :func:`quarantine` needs before its first change (reads and a
+    probe from inside the pod only; nothing changes). Raises what the reads raise."""
+    options = _validated(options)
+    ns, name = target.namespace, target.pod
+    inc_id = pol.validate_label_value(incident_id)
+    pname = pol.policy_name(inc_id)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-prepare") as pool:
+        existing_f = pool.submit(
+            _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
+        )
+        pod = with_retries(lambda: gateway.get(PODS, name, ns))
+        existing = existing_f.result()
+    at = time.monotonic()
+    endpoint = probe_endpoint(alert, options.probe) if options.verify else None
+    baseline: Future[ProbeOutcome] | None = None
+    current = pol.pod_labels(pod).get(pol.LABEL_KEY)
+    if endpoint and not options.dry_run and existing is None and current is None:
+        probing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-baseline")
+        baseline = probing.submit(
+            run_probe, gateway, ns, name, target.container, endpoint, timeout=options.probe_timeout
+        )
+        probing.shutdown(wait=False)
+    return Prepared(ns, name, inc_id, pod, existing, endpoint, baseline, at)
 
 
 def _baseline(

@@ -23,6 +23,7 @@ from falcoir.core.contain import (
     quarantine,
 )
 from falcoir.core.contain.common import Step as ContainStep
+from falcoir.core.contain.isolation import Prepared, prepare
 from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
@@ -74,6 +75,8 @@ class RealBackend:
     _delete_plans: dict[tuple[str, str], tuple[float, Future[DeletePlan]]] = field(
         default_factory=dict
     )
+    _located: dict[tuple[str, str], Alert] = field(default_factory=dict)
+    _prepared_reads: dict[tuple[str, str], Future[Prepared]] = field(default_factory=dict)
     delete_plan_max_age: float = 10.0
     """Seconds a delete plan read while containment is verified stays good to use."""
 
@@ -92,14 +95,19 @@ class RealBackend:
 
     # -- steps --------------------------------------------------------------------------
     def locate(self, alert: Alert, progress: Progress) -> Target:
-        return locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+        target = locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+        with self._lock:
+            self._located[(target.namespace, target.pod)] = alert
+        return target
 
     def check(self, target: Target, plan: Plan) -> JSONDict:
-        # The same plan in the same namespace needs the same permissions: in --follow
-        # mode they are asked about once, not once per incident.
         if plan.delete and not plan.dry_run:
             with self._lock:
                 self._will_delete.add((target.namespace, target.pod))
+        if plan.quarantine and not plan.dry_run and not plan.ask:
+            self._prepare_quarantine(target, plan)
+        # The same plan in the same namespace needs the same permissions: in --follow
+        # mode they are asked about once, not once per incident.
         key = (
             target.namespace,
             plan.quarantine,
@@ -276,19 +284,12 @@ class RealBackend:
             self.gateway,
             target,
             alert=alert,
-            options=QuarantineOptions(
-                ingress=options.ingress,
-                allow_dns=options.allow_dns,
-                allow_cidrs=options.allow_cidrs,
-                dry_run=dry_run,
-                check_permissions=False,  # checked for the whole plan in the check step
-                verify_seconds=self.verify_seconds,
-                probe_timeout=self.probe_timeout,
-            ),
+            options=self._quarantine_options(options, dry_run),
             incident=incident,
             log=log,
             on_step=on_step,
             store=None if dry_run else self.store,
+            prepared=None if dry_run else self._prepared(target),
         )
         doc: JSONDict = result.to_dict()
         if in_force:
@@ -339,6 +340,56 @@ class RealBackend:
         doc: JSONDict = result.to_dict()
         doc["owner_effect"] = plan.consequence
         return doc
+
+    def _quarantine_options(self, options: ActionOptions, dry_run: bool) -> QuarantineOptions:
+        return QuarantineOptions(
+            ingress=options.ingress,
+            allow_dns=options.allow_dns,
+            allow_cidrs=options.allow_cidrs,
+            dry_run=dry_run,
+            check_permissions=False,  # checked for the whole plan in the check step
+            verify_seconds=self.verify_seconds,
+            probe_timeout=self.probe_timeout,
+        )
+
+    def _prepare_quarantine(self, target: Target, plan: Plan) -> None:
+        """While the permissions are checked: read the pod and any policy already in
+        place, and start the baseline probe (reads only; quarantine uses them if they
+        are still fresh when it starts, as with --yes)."""
+        key = (target.namespace, target.pod)
+        with self._lock:
+            alert = self._located.get(key)
+            if alert is None or key in self._prepared_reads:
+                return
+            future: Future[Prepared] = Future()
+            self._prepared_reads[key] = future
+        options = self._quarantine_options(plan.options, False)
+
+        def run() -> None:
+            try:
+                future.set_result(
+                    prepare(
+                        self.gateway,
+                        target,
+                        alert=alert,
+                        incident_id=plan.incident,
+                        options=options,
+                    )
+                )
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="falcoir-prepare", daemon=True).start()
+
+    def _prepared(self, target: Target) -> Prepared | None:
+        with self._lock:
+            future = self._prepared_reads.pop((target.namespace, target.pod), None)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout=self.verify_seconds)
+        except Exception:
+            return None  # quarantine reads them itself, and raises what is wrong
 
     def _prefetch_delete_plan(self, target: Target) -> None:
         """Read what deleting the pod entails (reads only) while containment is being
