@@ -342,6 +342,10 @@ def _follow(
         kubeconfig, context, yes=yes, timeout=timeout, node=node, namespace=namespace,
         selector=selector,
     )  # fmt: skip
+    # Who we are is asked once, before the first alert arrives, not on its way in.
+    import threading
+
+    threading.Thread(target=backend.operator, name="falcoir-whoami", daemon=True).start()
     apply = yes and not dry_run
     if not apply and not output.is_machine:
         info(

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes.client import Configuration
-from kubernetes.config import ConfigException, incluster_config, load_kube_config
 
 from falcoir.errors import InputError
+
+# The official client (``kubernetes``, a 0.3-0.5 s import) loads what the fast path of
+# ``_simple_configuration`` does not cover; it is imported only then.
 
 IN_CLUSTER = "in-cluster"
 DEFAULT_KUBECONFIG = "~/.kube/config"
@@ -72,15 +73,20 @@ def load(kubeconfig: str | None = None, context: str | None = None) -> ClusterCo
     return _in_cluster()
 
 
-def _read_contexts(path: str) -> tuple[list[dict[str, Any]], str]:
+def _read_contexts(
+    path: str, docs: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], str]:
     """(contexts, current-context) over the files of ``path``, merged the way kubectl
-    merges them: the first file that names a context or a current-context wins."""
+    merges them: the first file that names a context or a current-context wins.
+    ``docs`` receives each file's document."""
     contexts: list[dict[str, Any]] = []
     seen: set[str] = set()
     current = ""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for one in path.split(os.pathsep):
         try:
-            doc = yaml.safe_load(Path(one).expanduser().read_text(encoding="utf-8"))
+            text = Path(one).expanduser().read_text(encoding="utf-8")
+            doc = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise InputError(
                 f"cannot read kubeconfig {one}: {_short(exc)}",
@@ -90,6 +96,8 @@ def _read_contexts(path: str) -> tuple[list[dict[str, Any]], str]:
             continue
         if not isinstance(doc, dict):
             raise InputError(f"cannot read kubeconfig {one}: not a kubeconfig (not a mapping)")
+        if docs is not None:
+            docs.append(doc)
         current = current or str(doc.get("current-context") or "")
         for ctx in doc.get("contexts") or []:
             if isinstance(ctx, dict) and ctx.get("name") and str(ctx["name"]) not in seen:
@@ -99,7 +107,8 @@ def _read_contexts(path: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def _from_kubeconfig(path: str, context: str | None) -> ClusterConfig:
-    contexts, current = _read_contexts(path)
+    docs: list[dict[str, Any]] = []
+    contexts, current = _read_contexts(path, docs)
     available = ", ".join(str(c["name"]) for c in contexts) or "none"
     wanted = context or current
     if not wanted:
@@ -117,6 +126,13 @@ def _from_kubeconfig(path: str, context: str | None) -> ClusterConfig:
     name = str(chosen.get("name"))
     body = chosen.get("context")
     user = str(body.get("user") or "") if isinstance(body, dict) else ""
+    if len(docs) == 1 and isinstance(body, dict):
+        simple = _simple_configuration(docs[0], body, Path(path).expanduser().parent)
+        if simple is not None:
+            return ClusterConfig(simple, name, simple.host, user, path)
+    from kubernetes.client import Configuration
+    from kubernetes.config import load_kube_config
+
     cfg = Configuration()
     try:
         load_kube_config(  # type: ignore[no-untyped-call]
@@ -145,6 +161,9 @@ def _service_account_name(token_file: str) -> str:
 
 
 def _in_cluster() -> ClusterConfig:
+    from kubernetes.client import Configuration
+    from kubernetes.config import ConfigException, incluster_config
+
     cfg = Configuration()
     try:
         incluster_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
@@ -156,3 +175,109 @@ def _in_cluster() -> ClusterConfig:
         ) from exc
     user = _service_account_name(incluster_config.SERVICE_TOKEN_FILENAME)
     return ClusterConfig(cfg, IN_CLUSTER, str(cfg.host), user, IN_CLUSTER)
+
+
+# -- the fast path -------------------------------------------------------------------
+
+_CLUSTER_KEYS = frozenset(
+    {
+        "server",
+        "certificate-authority",
+        "certificate-authority-data",
+        "insecure-skip-tls-verify",
+        "tls-server-name",
+        "extensions",
+    }
+)
+_USER_KEYS = frozenset({"token", "client-certificate", "client-key", "extensions"})
+
+
+@dataclass
+class SimpleConfiguration:
+    """The part of ``kubernetes.client.Configuration`` the gateway reads, for the
+    common kubeconfig: a server, its CA (file or data), and a static bearer token or
+    a client certificate and key in files. Anything else (exec plugins, auth
+    providers, embedded client keys, basic auth, proxies, token files that rotate,
+    in-cluster) goes through the official loader."""
+
+    host: str
+    ssl_ca_cert: str | None = None
+    ca_cert_data: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify_ssl: bool = True
+    tls_server_name: str | None = None
+    token: str | None = None
+    assert_hostname: bool | None = None
+    proxy: str | None = None
+    no_proxy: str | None = None
+
+    def auth_settings(self) -> dict[str, Any]:
+        if not self.token:
+            return {}
+        return {"BearerToken": {"in": "header", "key": "authorization", "value": self.token}}
+
+
+def _named(entries: Any, name: str, key: str) -> dict[str, Any] | None:
+    """The ``key`` mapping of the first entry called ``name`` (kubectl: first wins)."""
+    for entry in entries or []:
+        if isinstance(entry, dict) and str(entry.get("name")) == name:
+            body = entry.get(key)
+            return body if isinstance(body, dict) else None
+    return None
+
+
+def _simple_configuration(
+    doc: dict[str, Any], context: dict[str, Any], base: Path
+) -> SimpleConfiguration | None:
+    """The configuration for ``context`` of ``doc`` when it is a common one (see
+    :class:`SimpleConfiguration`), else ``None`` (the official loader decides)."""
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return None  # the official client's proxy handling applies
+    cluster = _named(doc.get("clusters"), str(context.get("cluster") or ""), "cluster")
+    user = _named(doc.get("users"), str(context.get("user") or ""), "user")
+    if user is None and not context.get("user"):
+        user = {}
+    if cluster is None or user is None:
+        return None
+    if not set(cluster) <= _CLUSTER_KEYS or not set(user) <= _USER_KEYS:
+        return None
+    server = cluster.get("server")
+    if not isinstance(server, str) or not server.startswith(("https://", "http://")):
+        return None
+    values = [
+        cluster.get("certificate-authority"),
+        cluster.get("certificate-authority-data"),
+        cluster.get("tls-server-name"),
+        user.get("token"),
+        user.get("client-certificate"),
+        user.get("client-key"),
+    ]
+    if any(v is not None and (not isinstance(v, str) or not v) for v in values):
+        return None
+    ca_file, ca_data, server_name, token, cert, key = values
+    if bool(cert) != bool(key) or (token and cert):
+        return None
+    insecure = cluster.get("insecure-skip-tls-verify", False)
+    if not isinstance(insecure, bool):
+        return None
+
+    def resolve(p: str | None) -> str | None:
+        return None if p is None else str(base / Path(p).expanduser())
+
+    pem: str | None = None
+    if ca_data is not None:
+        try:
+            pem = base64.b64decode(ca_data, validate=True).decode("ascii")
+        except ValueError:
+            return None  # the official loader says what is wrong with it
+    return SimpleConfiguration(
+        host=server.rstrip("/"),
+        ssl_ca_cert=None if pem is not None else resolve(ca_file),
+        ca_cert_data=pem,
+        cert_file=resolve(cert),
+        key_file=resolve(key),
+        verify_ssl=not insecure,
+        tls_server_name=server_name,
+        token=f"Bearer {token}" if token else None,
+    )

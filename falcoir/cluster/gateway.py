@@ -39,10 +39,9 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import urllib3
-from kubernetes.client import ApiClient
 
 from falcoir import __version__
-from falcoir.cluster.config import ClusterConfig
+from falcoir.cluster.config import ClusterConfig, SimpleConfiguration
 from falcoir.cluster.errors import Endpoint, Op, from_status, unreachable
 from falcoir.core.gateway import JSON, PODS, ExecResult, Resource
 from falcoir.errors import ApiError, ApiNotFound, ClusterError, Forbidden, InputError
@@ -179,8 +178,7 @@ class KubeGateway:
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self.endpoint = Endpoint(config.server, config.context)
-        self._api_client = ApiClient(self.configuration)
-        self._pool: urllib3.PoolManager = self._api_client.rest_client.pool_manager
+        self._pool: urllib3.PoolManager = _pool_manager(self.configuration)
         self._base = str(self.configuration.host).rstrip("/")
         self._whoami: str | None = None
         self._whoami_lock = threading.Lock()
@@ -654,6 +652,29 @@ class KubeGateway:
             max_bytes=max_bytes,
             stdout_sink=stdout_sink,
         )
+
+
+def _pool_manager(configuration: Any) -> urllib3.PoolManager:
+    """The connection pool: the official client's (its TLS, proxy and pool settings),
+    or, for a :class:`SimpleConfiguration`, the same settings made here without
+    importing the official client."""
+    if not isinstance(configuration, SimpleConfiguration):
+        from kubernetes.client import ApiClient
+
+        pool: urllib3.PoolManager = ApiClient(configuration).rest_client.pool_manager
+        return pool
+    kwargs: dict[str, Any] = {
+        "num_pools": 4,
+        "maxsize": 16,
+        "cert_reqs": "CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
+        "ca_certs": configuration.ssl_ca_cert,
+        "ca_cert_data": configuration.ca_cert_data,
+        "cert_file": configuration.cert_file,
+        "key_file": configuration.key_file,
+    }
+    if configuration.tls_server_name:
+        kwargs["server_hostname"] = configuration.tls_server_name
+    return urllib3.PoolManager(**kwargs)
 
 
 def connect(

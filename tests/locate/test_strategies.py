@@ -578,3 +578,49 @@ def test_forbidden_cluster_wide_falco_listing_suggests_falco_namespace() -> None
         w, alert=text_alert(), options=LocateOptions(falco_namespace="falco", namespace="default")
     )
     assert (t.pod, t.method) == (POD, LocateMethod.HOST_PID)
+
+
+class _Overlap(World):
+    """Counts how many execs and lists are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.most = 0
+
+    def _enter(self) -> None:
+        import time
+
+        with self._lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        time.sleep(0.05)  # long enough for whatever runs alongside to start
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def exec(self, *a, **kw):  # type: ignore[no-untyped-def]
+        self._enter()
+        try:
+            return super().exec(*a, **kw)
+        finally:
+            self._leave()
+
+
+@pytest.mark.parametrize("node", [None, "lab-node"])
+def test_one_node_reads_status_and_cmdline_at_once(node: str | None) -> None:
+    w = _Overlap()
+    base, _ = scenario(nodes=1)
+    w.objects, w.exec_handlers = base.objects, base.exec_handlers
+    t = locate(w, alert=text_alert(), options=LocateOptions(node=node))
+    _assert_miner(t, LocateMethod.HOST_PID)
+    cmdline_reads = [a for a in w.exec_argvs() if a[-1].endswith("/cmdline")]
+    assert len(cmdline_reads) == 1
+    assert w.most == 2  # the status read and the cmdline read overlapped
+    # the node's pods were listed once, alongside the /proc reads
+    node_lists = [c for c in w.calls if c[:4] == ("list", "pods", "", "")]
+    assert [c[4] for c in node_lists] == ["spec.nodeName=lab-node"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -155,12 +157,35 @@ class _Recorder:
         self.dry_run = dry_run
         self.steps: list[Step] = []
         self.warnings: list[str] = []
+        self._held: list[Step] | None = None
 
     def step(self, name: str, status: str, detail: str = "") -> None:
         s = Step(name, status, detail)
+        if self._held is not None:
+            self._held.append(s)
+            return
         self.steps.append(s)
         if self.on_step is not None:
             self.on_step(s)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Steps told inside are told when it ends, after any told by ``release``."""
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            for s in held:
+                self.step(s.name, s.status, s.detail)
+
+    def release(self, name: str, status: str, detail: str = "") -> None:
+        """Tell a step now, even while others are held."""
+        held, self._held = self._held, None
+        try:
+            self.step(name, status, detail)
+        finally:
+            self._held = held
 
     def warn(self, name: str, message: str) -> None:
         self.warnings.append(message)
@@ -260,98 +285,124 @@ def quarantine(
     log: ActionLog,
     on_step: StepCallback | None = None,
     store: IncidentStore | None = None,
+    prepared: Prepared | None = None,
 ) -> QuarantineResult:
     """Isolate ``target``'s pod: policy first, then label, then (optionally) detach;
     then verify from inside the pod. Idempotent. Raises ``Forbidden`` before any
-    change when a permission is missing."""
+    change when a permission is missing. ``prepared``: the reads and the baseline
+    probe done ahead by :func:`prepare` (used when they are for this very pod and
+    incident, and fresh)."""
     options = _validated(options)
     ns, name = target.namespace, target.pod
     inc_id = pol.validate_label_value(incident.id)
     rec = _Recorder(log, on_step, options.dry_run)
     pname = pol.policy_name(inc_id)
 
-    pod = with_retries(lambda: gateway.get(PODS, name, ns))
-    _check_pod(target, pod)
-    pod_uid = (pod.get("metadata") or {}).get("uid")
-    labels = pol.pod_labels(pod)
-    current = labels.get(pol.LABEL_KEY)
-    if (
-        current is not None
-        and current != inc_id
-        and _backed_quarantine(gateway, store, pod, current)
-    ):
-        raise InputError(
-            f"pod {ns}/{name} is already quarantined under incident {current}",
-            hint=f"use that incident, or release it first: falcoir release --incident {current}",
-        )
-    if current is not None and current != inc_id:
-        # The workload can set this label itself (in its template): without a falcoir
-        # policy behind it, it proves nothing and must not stop the quarantine.
-        rec.warn(
-            "label",
-            f"pod {ns}/{name} carries {pol.LABEL_KEY}={current!r} but no falcoir "
-            f"NetworkPolicy backs it (set by the workload itself?); replacing it with {inc_id}",
-        )
-
-    owner = controller_ref(pod) if options.detach_from_owner else None
-    owner_obj: JSON | None = None
-    if options.check_permissions:
-        perms = quarantine_permissions(
-            probe=options.verify and not options.dry_run,
-            detach_owner_kind=owner.kind if owner else None,
-        )
-        check_permissions(gateway, perms, ns)
-    if owner is not None:
-        resource = RESOURCES_BY_KIND.get(owner.kind)
-        if resource is None:
-            raise InputError(f"cannot detach from an owner of kind {owner.kind}")
-        owner_obj = _get_optional(gateway, lambda: gateway.get(resource, owner.name, ns))
-
-    who = actor(gateway)
-    body = pol.build_policy(
-        incident_id=inc_id,
-        namespace=ns,
-        pod=name,
-        pod_uid=pod_uid,
-        opts=pol.PolicySpecOptions(options.ingress, options.allow_dns, options.allow_cidrs),
-        rule=alert.rule if alert else None,
-        alert_time=alert.time if alert else None,
-        applied_by=who,
-        applied_at=iso(utc_now()),
-    )
-    existing = _get_optional(gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns))
-    endpoint = probe_endpoint(alert, options.probe) if options.verify else None
-
-    # A baseline probe, only when nothing is in place yet: it shows the endpoint was
-    # reachable (so a failure afterwards means something) and which tool answers.
-    baseline: ProbeOutcome | None = None
-    if endpoint and not options.dry_run and existing is None and current != inc_id:
-        baseline = run_probe(
-            gateway, ns, name, target.container, endpoint, timeout=options.probe_timeout
-        )
-        rec.step("probe", "ok", f"before: {endpoint.host}:{endpoint.port} {baseline.detail}")
-
-    # 1. the policy
-    differences: tuple[str, ...] = ()
-    if existing is None:
-        policy_status = _create_policy(gateway, body, rec, options.dry_run)
-        if policy_status == "exists":
-            existing = with_retries(lambda: gateway.get(NETWORK_POLICIES, pname, ns))
-    if existing is not None:
-        differences = tuple(pol.spec_differences(existing.get("spec") or {}, body["spec"]))
-        if not pol.is_falcoir_policy(existing):
-            differences = (*differences, "metadata.labels (not created by falcoir)")
-        if differences:
-            policy_status = "differs"
-            rec.warn(
-                "policy",
-                f"NetworkPolicy {ns}/{pname} exists and differs from this plan in "
-                f"{', '.join(differences)}; left as it is (release it first to re-apply)",
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="falcoir-quarantine") as pool:
+        # The pod and any policy already in place are read in one round trip.
+        ready = prepared if prepared is not None and prepared.usable(target, inc_id) else None
+        existing_f: Future[JSON | None] = (
+            _done(ready.existing)
+            if ready is not None
+            else pool.submit(
+                _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
             )
-            rec.action("create", "NetworkPolicy", ns, pname, "unchanged", "exists and differs")
-        else:
-            policy_status = "unchanged"
-            rec.step("policy", "unchanged", f"NetworkPolicy {ns}/{pname} already in place")
+        )
+        pod = ready.pod if ready is not None else with_retries(lambda: gateway.get(PODS, name, ns))
+        _check_pod(target, pod)
+        pod_uid = (pod.get("metadata") or {}).get("uid")
+        labels = pol.pod_labels(pod)
+        current = labels.get(pol.LABEL_KEY)
+        if (
+            current is not None
+            and current != inc_id
+            and _backed_quarantine(gateway, store, pod, current)
+        ):
+            raise InputError(
+                f"pod {ns}/{name} is already quarantined under incident {current}",
+                hint=f"use that incident, or release it first: falcoir release --incident "
+                f"{current}",
+            )
+        if current is not None and current != inc_id:
+            # The workload can set this label itself (in its template): without a falcoir
+            # policy behind it, it proves nothing and must not stop the quarantine.
+            rec.warn(
+                "label",
+                f"pod {ns}/{name} carries {pol.LABEL_KEY}={current!r} but no falcoir "
+                f"NetworkPolicy backs it (set by the workload itself?); replacing it with "
+                f"{inc_id}",
+            )
+
+        owner = controller_ref(pod) if options.detach_from_owner else None
+        owner_obj: JSON | None = None
+        if options.check_permissions:
+            perms = quarantine_permissions(
+                probe=options.verify and not options.dry_run,
+                detach_owner_kind=owner.kind if owner else None,
+            )
+            check_permissions(gateway, perms, ns)
+        if owner is not None:
+            resource = RESOURCES_BY_KIND.get(owner.kind)
+            if resource is None:
+                raise InputError(f"cannot detach from an owner of kind {owner.kind}")
+            owner_obj = _get_optional(gateway, lambda: gateway.get(resource, owner.name, ns))
+
+        who = actor(gateway)
+        body = pol.build_policy(
+            incident_id=inc_id,
+            namespace=ns,
+            pod=name,
+            pod_uid=pod_uid,
+            opts=pol.PolicySpecOptions(options.ingress, options.allow_dns, options.allow_cidrs),
+            rule=alert.rule if alert else None,
+            alert_time=alert.time if alert else None,
+            applied_by=who,
+            applied_at=iso(utc_now()),
+        )
+        existing = existing_f.result()
+        endpoint = probe_endpoint(alert, options.probe) if options.verify else None
+
+        # A baseline probe, only when nothing is in place yet: it shows the endpoint was
+        # reachable (so a failure afterwards means something) and which tool answers. It
+        # runs while the policy is created: the policy selects only the quarantine label,
+        # which the pod gets after both are done, so the probe still sees the way out.
+        baseline_f: Future[ProbeOutcome] | None = None
+        if ready is not None and ready.baseline is not None and endpoint == ready.endpoint:
+            baseline_f = ready.baseline
+        elif endpoint and not options.dry_run and existing is None and current != inc_id:
+            baseline_f = pool.submit(
+                run_probe,
+                gateway,
+                ns,
+                name,
+                target.container,
+                endpoint,
+                timeout=options.probe_timeout,
+            )
+
+        # 1. the policy (its progress is told after the probe's, in the order they mean)
+        differences: tuple[str, ...] = ()
+        with rec.held():
+            if existing is None:
+                policy_status = _create_policy(gateway, body, rec, options.dry_run)
+                if policy_status == "exists":
+                    existing = with_retries(lambda: gateway.get(NETWORK_POLICIES, pname, ns))
+            baseline = _baseline(baseline_f, endpoint, rec)
+        if existing is not None:
+            differences = tuple(pol.spec_differences(existing.get("spec") or {}, body["spec"]))
+            if not pol.is_falcoir_policy(existing):
+                differences = (*differences, "metadata.labels (not created by falcoir)")
+            if differences:
+                policy_status = "differs"
+                rec.warn(
+                    "policy",
+                    f"NetworkPolicy {ns}/{pname} exists and differs from this plan in "
+                    f"{', '.join(differences)}; left as it is (release it first to re-apply)",
+                )
+                rec.action("create", "NetworkPolicy", ns, pname, "unchanged", "exists and differs")
+            else:
+                policy_status = "unchanged"
+                rec.step("policy", "unchanged", f"NetworkPolicy {ns}/{pname} already in place")
     if store is not None and not options.dry_run:
         store.set_policy(incident, pname)
 
@@ -407,6 +458,89 @@ def quarantine(
         warnings=tuple(rec.warnings),
         steps=tuple(rec.steps),
     )
+
+
+PREPARED_MAX_AGE_S = 5.0
+"""Reads done ahead of the quarantine older than this are done again."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`quarantine` reads before it changes anything, read ahead (while the
+    permissions are checked): the pod, any policy already in place, and the baseline
+    probe, started when nothing is in place yet."""
+
+    namespace: str
+    pod_name: str
+    incident: str
+    pod: JSON
+    existing: JSON | None
+    endpoint: Endpoint | None
+    baseline: Future[ProbeOutcome] | None
+    at: float
+
+    def usable(self, target: Target, incident: str) -> bool:
+        return (self.namespace, self.pod_name, self.incident) == (
+            target.namespace,
+            target.pod,
+            incident,
+        ) and time.monotonic() - self.at <= PREPARED_MAX_AGE_S
+
+
+def _done(value: JSON | None) -> Future[JSON | None]:
+    future: Future[JSON | None] = Future()
+    future.set_result(value)
+    return future
+
+
+def prepare(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    incident_id: str,
+    options: QuarantineOptions,
+) -> Prepared:
+    """Read ahead what :func:`quarantine` needs before its first change (reads and a
+    probe from inside the pod only; nothing changes). Raises what the reads raise."""
+    options = _validated(options)
+    ns, name = target.namespace, target.pod
+    inc_id = pol.validate_label_value(incident_id)
+    pname = pol.policy_name(inc_id)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-prepare") as pool:
+        existing_f = pool.submit(
+            _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
+        )
+        pod = with_retries(lambda: gateway.get(PODS, name, ns))
+        existing = existing_f.result()
+    at = time.monotonic()
+    endpoint = probe_endpoint(alert, options.probe) if options.verify else None
+    baseline: Future[ProbeOutcome] | None = None
+    current = pol.pod_labels(pod).get(pol.LABEL_KEY)
+    if endpoint and not options.dry_run and existing is None and current != inc_id:
+        probing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-baseline")
+        baseline = probing.submit(
+            run_probe, gateway, ns, name, target.container, endpoint, timeout=options.probe_timeout
+        )
+        probing.shutdown(wait=False)  # the probe runs to its end; the thread then exits
+        probing.shutdown(wait=False)
+    return Prepared(ns, name, inc_id, pod, existing, endpoint, baseline, at)
+
+
+def _baseline(
+    future: Future[ProbeOutcome] | None, endpoint: Endpoint | None, rec: _Recorder
+) -> ProbeOutcome | None:
+    if future is None or endpoint is None:
+        return None
+    try:
+        baseline = future.result()
+    except FalcoirError as exc:
+        # The policy is in place by now: containment goes on; only the proof is weaker.
+        rec.release("probe", "warning", f"before: {endpoint.host}:{endpoint.port} {exc}")
+        rec.warnings.append(f"the probe before the quarantine failed: {exc}")
+        return None
+    rec.release("probe", "ok", f"before: {endpoint.host}:{endpoint.port} {baseline.detail}")
+    return baseline
 
 
 def _create_policy(gateway: ClusterGateway, body: JSON, rec: _Recorder, dry_run: bool) -> str:
@@ -585,62 +719,54 @@ def _verify(
 ) -> dict[str, Any]:
     ns, name = target.namespace, target.pod
     verified: dict[str, Any] = {}
-    policy = _get_optional(gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns))
-    pod = with_retries(lambda: gateway.get(PODS, name, ns))
-    labelled = with_retries(
-        lambda: gateway.list(PODS, ns, label_selector=f"{pol.LABEL_KEY}={inc_id}")
-    )
-    labelled_names = sorted(str(p["metadata"]["name"]) for p in labelled)
-    selector = (policy or {}).get("spec", {}).get("podSelector") if policy else None
-    verified["policy_exists"] = policy is not None
-    verified["selector_matches_pod"] = pol.selector_matches(selector, pol.pod_labels(pod))
-    verified["labelled_pods"] = labelled_names
-    verified["selects_only_target"] = labelled_names == [name]
-    types = (policy or {}).get("spec", {}).get("policyTypes") or []
-    verified["ingress_denied"] = "Ingress" in types
-    if not verified["selector_matches_pod"]:
-        rec.warn("verify", f"NetworkPolicy {ns}/{pname} does not select pod {ns}/{name}")
-    if not verified["selects_only_target"]:
-        rec.warn("verify", f"pods carrying the quarantine label: {', '.join(labelled_names)}")
-    verified["probe"] = {
-        "endpoint": endpoint.to_dict() if endpoint else None,
-        "before": baseline.to_dict() if baseline else None,
-        "after": None,
-    }
     allowed_by = _allowed_network(endpoint, options.allow_cidrs) if endpoint else None
-    if endpoint is not None and allowed_by is not None:
-        verified["egress_blocked"] = None
-        verified["reason"] = (
-            f"not verified: {endpoint.host} is inside --allow-cidr {allowed_by}, so the "
-            "policy lets the pod reach it; pass --probe HOST:PORT with a blocked endpoint"
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-verify") as pool:
+        # The probe (the slow part) starts at once; the objects are read meanwhile.
+        probing = (
+            pool.submit(_probe_until_blocked, gateway, target, endpoint, baseline, options)
+            if endpoint is not None and allowed_by is None
+            else None
         )
-        rec.warn("verify", verified["reason"])
-        return verified
-    if endpoint is None:
-        verified["egress_blocked"] = None
-        verified["reason"] = (
-            "not verified: no remote endpoint in the alert to probe (pass --probe HOST:PORT)"
-            if options.verify
-            else "not verified: verification was turned off"
+        policy = _get_optional(gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns))
+        pod = with_retries(lambda: gateway.get(PODS, name, ns))
+        labelled = with_retries(
+            lambda: gateway.list(PODS, ns, label_selector=f"{pol.LABEL_KEY}={inc_id}")
         )
-        rec.warn("verify", verified["reason"])
-        return verified
-    preferred = baseline.argv if baseline and baseline.connected is not None else None
-    deadline = time.monotonic() + options.verify_seconds
-    while True:
-        after = run_probe(
-            gateway,
-            ns,
-            name,
-            target.container,
-            endpoint,
-            timeout=options.probe_timeout,
-            preferred=preferred,
-        )
-        if after.connected is not True or time.monotonic() >= deadline:
-            break
-        # the network plugin may still be programming the rules
-        time.sleep(max(0.05, min(1.0, deadline - time.monotonic())))
+        labelled_names = sorted(str(p["metadata"]["name"]) for p in labelled)
+        selector = (policy or {}).get("spec", {}).get("podSelector") if policy else None
+        verified["policy_exists"] = policy is not None
+        verified["selector_matches_pod"] = pol.selector_matches(selector, pol.pod_labels(pod))
+        verified["labelled_pods"] = labelled_names
+        verified["selects_only_target"] = labelled_names == [name]
+        types = (policy or {}).get("spec", {}).get("policyTypes") or []
+        verified["ingress_denied"] = "Ingress" in types
+        if not verified["selector_matches_pod"]:
+            rec.warn("verify", f"NetworkPolicy {ns}/{pname} does not select pod {ns}/{name}")
+        if not verified["selects_only_target"]:
+            rec.warn("verify", f"pods carrying the quarantine label: {', '.join(labelled_names)}")
+        verified["probe"] = {
+            "endpoint": endpoint.to_dict() if endpoint else None,
+            "before": baseline.to_dict() if baseline else None,
+            "after": None,
+        }
+        if endpoint is not None and allowed_by is not None:
+            verified["egress_blocked"] = None
+            verified["reason"] = (
+                f"not verified: {endpoint.host} is inside --allow-cidr {allowed_by}, so the "
+                "policy lets the pod reach it; pass --probe HOST:PORT with a blocked endpoint"
+            )
+            rec.warn("verify", verified["reason"])
+            return verified
+        if endpoint is None or probing is None:
+            verified["egress_blocked"] = None
+            verified["reason"] = (
+                "not verified: no remote endpoint in the alert to probe (pass --probe HOST:PORT)"
+                if options.verify
+                else "not verified: verification was turned off"
+            )
+            rec.warn("verify", verified["reason"])
+            return verified
+        after = probing.result()
     verified["probe"]["after"] = after.to_dict()
     verified.update(probe_trust(after))
     where = f"{endpoint.host}:{endpoint.port}"
@@ -668,6 +794,52 @@ def _verify(
         verified["reason"] = f"{where}: {after.detail} (the pod's own {after.tool}, untrusted)"
         rec.step("verify", "ok", f"egress blocked per an in-pod probe: {verified['reason']}")
     return verified
+
+
+QUICK_PROBE_MIN_S = 0.25
+"""The shortest wait for a connection after the quarantine."""
+
+
+def _quick_timeout(baseline: ProbeOutcome | None, cap: float) -> float:
+    """How long a probe after the quarantine waits for a connection.
+
+    The baseline probe connected within ``baseline.seconds``, exec
+    round trip included: an endpoint that answered that fast and now stays silent for
+    as long is dropped, so there is no need to wait out the full ``cap``. Without a
+    baseline that answered, the full ``cap``."""
+    if baseline is None or baseline.connected is not True or baseline.seconds <= 0:
+        return cap
+    return min(cap, max(QUICK_PROBE_MIN_S, baseline.seconds))
+
+
+def _probe_until_blocked(
+    gateway: ClusterGateway,
+    target: Target,
+    endpoint: Endpoint,
+    baseline: ProbeOutcome | None,
+    options: QuarantineOptions,
+) -> ProbeOutcome:
+    """Probe at once, and again while the pod still connects (the network plugin may
+    still be programming the rules), backing off up to a second, for at most
+    ``verify_seconds``. Returns the last probe."""
+    preferred = baseline.argv if baseline and baseline.connected is not None else None
+    timeout = _quick_timeout(baseline, float(options.probe_timeout))
+    deadline = time.monotonic() + options.verify_seconds
+    pause = 0.05
+    while True:
+        after = run_probe(
+            gateway,
+            target.namespace,
+            target.pod,
+            target.container,
+            endpoint,
+            timeout=timeout,
+            preferred=preferred,
+        )
+        if after.connected is not True or time.monotonic() >= deadline:
+            return after
+        time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        pause = min(1.0, pause * 2)
 
 
 def _allowed_network(endpoint: Endpoint, cidrs: tuple[str, ...]) -> str | None:

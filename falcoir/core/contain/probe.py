@@ -8,6 +8,7 @@ probe is evidence, not proof, and the report says which tool answered.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import shlex
 import time
@@ -140,14 +141,18 @@ PYTHON_SCRIPT = (
 )
 
 
-def probe_commands(host: str, port: int, timeout: int) -> list[tuple[str, list[str]]]:
-    """Candidate probes, best first: (tool name, argv)."""
-    p, t = str(port), str(timeout)
+def probe_commands(host: str, port: int, timeout: float) -> list[tuple[str, list[str]]]:
+    """Candidate probes, best first: (tool name, argv). ``timeout`` may be a fraction
+    of a second: ``timeout`` and python take it as it is, ``nc -w`` (whole seconds
+    only) gets it rounded up."""
+    p = str(port)
+    t = f"{timeout:g}"
+    whole = str(max(1, math.ceil(timeout)))
     return [
         ("bash", ["timeout", t, "bash", "-c", BASH_SCRIPT, host, p]),
-        ("nc", ["nc", "-z", "-w", t, host, p]),
-        ("busybox-nc", ["nc", "-w", t, host, p, "-e", "true"]),
-        ("busybox-nc", ["busybox", "nc", "-w", t, host, p, "-e", "true"]),
+        ("nc", ["nc", "-z", "-w", whole, host, p]),
+        ("busybox-nc", ["nc", "-w", whole, host, p, "-e", "true"]),
+        ("busybox-nc", ["busybox", "nc", "-w", whole, host, p, "-e", "true"]),
         ("python3", ["python3", "-c", PYTHON_SCRIPT, host, p, t]),
         ("bash", ["bash", "-c", BASH_SCRIPT, host, p]),
     ]
@@ -155,7 +160,7 @@ def probe_commands(host: str, port: int, timeout: int) -> list[tuple[str, list[s
 
 _UNUSABLE = re.compile(
     rb"usage:|invalid option|unrecognized option|illegal option|unknown option|"
-    rb"applet not found|not found|no such file",
+    rb"applet not found|not found|no such file|invalid time interval|invalid number",
     re.IGNORECASE,
 )
 _RESOLVE = re.compile(
@@ -201,6 +206,8 @@ def _classify(res: ExecResult) -> tuple[str, bool | None, str]:
         return "answer", True, "connected"
     if res.exit_code in (126, 127):
         return "unusable", None, f"exit {res.exit_code} (command not found)"
+    if res.exit_code == 125:  # timeout(1) itself failed (a duration it does not take)
+        return "unusable", None, "exit 125 (timeout could not run the probe)"
     if res.exit_code == 124:
         return "answer", False, "the connection attempt timed out (dropped)"
     if _UNUSABLE.search(err) and not _RESOLVE.search(err):
@@ -228,6 +235,12 @@ def probe_trust(outcome: ProbeOutcome | None) -> dict[str, Any]:
     }
 
 
+def _shape(argv: Sequence[str]) -> tuple[str, int]:
+    """Which candidate probe an argv is, whatever its timeout: the program and the
+    number of arguments tell the candidates of :func:`probe_commands` apart."""
+    return (argv[0] if argv else "", len(argv))
+
+
 def run_probe(
     gateway: ClusterGateway,
     namespace: str,
@@ -235,15 +248,17 @@ def run_probe(
     container: str | None,
     endpoint: Endpoint,
     *,
-    timeout: int = 3,
+    timeout: float = 3,
     preferred: Sequence[str] | None = None,
 ) -> ProbeOutcome:
-    """Try the probes in order until one answers. ``preferred`` puts an argv that
-    answered before first (so the after-probe uses the same tool as the baseline)."""
+    """Try the probes in order until one answers. ``preferred`` puts the probe of an
+    argv that answered before first (so the after-probe uses the same tool as the
+    baseline, whatever timeout each was given)."""
     started = time.monotonic()
     candidates = probe_commands(endpoint.host, endpoint.port, timeout)
     if preferred:
-        candidates.sort(key=lambda c: c[1] != list(preferred))
+        shape = _shape(preferred)
+        candidates.sort(key=lambda c: _shape(c[1]) != shape)
     tried: list[str] = []
     other_errors: list[str] = []
     for tool, argv in candidates:

@@ -503,7 +503,10 @@ def _read_on_node(ctx: _Ctx, node: str, pid: int) -> ProcRead | None:
     problem: str | None = None
     if falco:
         reader = reader_for(falco[0], ctx.host_proc)
-        read = read_proc(ctx.gateway, reader, pid)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The node's pods are listed while its /proc is read (both are needed).
+            pool.submit(ctx.pods_on_node, node)
+            read = read_proc(ctx.gateway, reader, pid, together=True)
         if read.ok:
             ctx.step(f"host pid {pid}: read through Falco pod {reader.where} on {node}")
             return read
@@ -556,8 +559,17 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         # A different process name rules the node out: no need for its cmdline.
         return not alert_name or status.name is None or same_name(alert_name, status.name)
 
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers))) as pool:
-        reads = list(pool.map(lambda r: read_proc(ctx.gateway, r, pid, want_cmdline=want), readers))
+    one = len(readers) == 1
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers) + one)) as pool:
+        if one and readers[0].node != "?":
+            # One node: its pods are listed while its /proc is read (both are needed).
+            pool.submit(ctx.pods_on_node, readers[0].node)
+        reads = list(
+            pool.map(
+                lambda r: read_proc(ctx.gateway, r, pid, want_cmdline=want, together=one),
+                readers,
+            )
+        )
     strong: list[ProcRead] = []
     weak: list[ProcRead] = []
     problems: list[str] = []

@@ -12,10 +12,11 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from falcoir.core.cgroup import ProcCgroup, is_cgroup_line, parse_proc_cgroup
-from falcoir.core.gateway import JSON, PODS, ClusterGateway
+from falcoir.core.gateway import JSON, PODS, ClusterGateway, ExecResult
 from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS, LocateOptions
 from falcoir.core.locate.pods import iter_containers, pod_node, pod_phase
 from falcoir.core.locate.procfs import ProcStatus, parse_cmdline, parse_status
@@ -157,17 +158,50 @@ def read_proc(
     pid: int,
     *,
     want_cmdline: Callable[[ProcStatus], bool] | None = None,
+    together: bool = False,
 ) -> ProcRead:
     """``status``, ``cgroup`` and ``cmdline`` of host ``pid`` through ``reader``.
 
     One exec reads ``1/cgroup`` (proves the host /proc is there), ``PID/status`` and
     ``PID/cgroup``: kernel-made text, safe to split. A second reads ``PID/cmdline``
     (process-made bytes, read on its own), skipped when ``want_cmdline`` says the
-    status already rules the process out.
+    status already rules the process out; with ``together`` the two run at once (one
+    round trip instead of two, when there is only one node to ask anyway).
     """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         raise InputError(f"not a valid pid: {pid!r}")
     base = f"{reader.host_proc}/{pid}"
+    early: Future[ExecResult] | None = None
+    pool: ThreadPoolExecutor | None = None
+    if together:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-cmdline")
+        early = pool.submit(_read_cmdline, gateway, reader, base)
+    try:
+        return _read_proc(gateway, reader, pid, base, want_cmdline, early)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+def _read_cmdline(gateway: ClusterGateway, reader: ProcReader, base: str) -> ExecResult:
+    return gateway.exec(
+        reader.namespace,
+        reader.pod,
+        reader.container,
+        ["cat", f"{base}/cmdline"],
+        timeout=READ_TIMEOUT,
+        max_bytes=READ_MAX_BYTES,
+    )
+
+
+def _read_proc(
+    gateway: ClusterGateway,
+    reader: ProcReader,
+    pid: int,
+    base: str,
+    want_cmdline: Callable[[ProcStatus], bool] | None,
+    early: Future[ExecResult] | None,
+) -> ProcRead:
     try:
         res = gateway.exec(
             reader.namespace,
@@ -195,14 +229,7 @@ def read_proc(
     cgroup = parse_proc_cgroup(cgroup_text)
     if want_cmdline is not None and not want_cmdline(status):
         return ProcRead(reader, pid, status=status, cgroup=cgroup)
-    cmd = gateway.exec(
-        reader.namespace,
-        reader.pod,
-        reader.container,
-        ["cat", f"{base}/cmdline"],
-        timeout=READ_TIMEOUT,
-        max_bytes=READ_MAX_BYTES,
-    )
+    cmd = early.result() if early is not None else _read_cmdline(gateway, reader, base)
     argv = parse_cmdline(cmd.stdout) if cmd.ok else ()
     return ProcRead(reader, pid, status=status, cgroup=cgroup, argv=argv)
 

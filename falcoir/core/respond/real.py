@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
 from falcoir.core.collect import CollectOptions, CollectorEvent, collect, snapshot
 from falcoir.core.contain import (
     DeleteOptions,
+    DeletePlan,
     QuarantineOptions,
     check_permissions,
     delete,
@@ -21,7 +23,8 @@ from falcoir.core.contain import (
     quarantine,
 )
 from falcoir.core.contain.common import Step as ContainStep
-from falcoir.core.gateway import ClusterGateway
+from falcoir.core.contain.isolation import Prepared, prepare
+from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.policy import ActionOptions
@@ -68,6 +71,14 @@ class RealBackend:
     _checked: dict[tuple[Any, ...], JSONDict] = field(default_factory=dict)
     _operator: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _will_delete: set[tuple[str, str]] = field(default_factory=set)
+    _delete_plans: dict[tuple[str, str], tuple[float, Future[DeletePlan]]] = field(
+        default_factory=dict
+    )
+    _located: dict[tuple[str, str], Alert] = field(default_factory=dict)
+    _prepared_reads: dict[tuple[str, str], Future[Prepared]] = field(default_factory=dict)
+    delete_plan_max_age: float = 10.0
+    """Seconds a delete plan read while containment is verified stays good to use."""
 
     # -- who and where ------------------------------------------------------------------
     def operator(self) -> str:
@@ -84,9 +95,17 @@ class RealBackend:
 
     # -- steps --------------------------------------------------------------------------
     def locate(self, alert: Alert, progress: Progress) -> Target:
-        return locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+        target = locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+        with self._lock:
+            self._located[(target.namespace, target.pod)] = alert
+        return target
 
     def check(self, target: Target, plan: Plan) -> JSONDict:
+        if plan.delete and not plan.dry_run:
+            with self._lock:
+                self._will_delete.add((target.namespace, target.pod))
+        if plan.quarantine and not plan.dry_run and not plan.ask:
+            self._prepare_quarantine(target, plan)
         # The same plan in the same namespace needs the same permissions: in --follow
         # mode they are asked about once, not once per incident.
         key = (
@@ -257,25 +276,20 @@ class RealBackend:
             # Policy first, then label: once the label is on, the policy selects the pod.
             if step.name == "label" and step.status in ("ok", "unchanged") and not in_force:
                 in_force.append(time.monotonic())
+                if not dry_run:
+                    self._prefetch_delete_plan(target)
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
 
         result = quarantine(
             self.gateway,
             target,
             alert=alert,
-            options=QuarantineOptions(
-                ingress=options.ingress,
-                allow_dns=options.allow_dns,
-                allow_cidrs=options.allow_cidrs,
-                dry_run=dry_run,
-                check_permissions=False,  # checked for the whole plan in the check step
-                verify_seconds=self.verify_seconds,
-                probe_timeout=self.probe_timeout,
-            ),
+            options=self._quarantine_options(options, dry_run),
             incident=incident,
             log=log,
             on_step=on_step,
             store=None if dry_run else self.store,
+            prepared=None if dry_run else self._prepared(target),
         )
         doc: JSONDict = result.to_dict()
         if in_force:
@@ -303,7 +317,9 @@ class RealBackend:
         def on_step(step: ContainStep) -> None:
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
 
-        plan = plan_delete(self.gateway, target, store=self.store)
+        plan = self._prefetched_delete_plan(target) or plan_delete(
+            self.gateway, target, store=self.store
+        )
         result = delete(
             self.gateway,
             target,
@@ -324,6 +340,103 @@ class RealBackend:
         doc: JSONDict = result.to_dict()
         doc["owner_effect"] = plan.consequence
         return doc
+
+    def _quarantine_options(self, options: ActionOptions, dry_run: bool) -> QuarantineOptions:
+        return QuarantineOptions(
+            ingress=options.ingress,
+            allow_dns=options.allow_dns,
+            allow_cidrs=options.allow_cidrs,
+            dry_run=dry_run,
+            check_permissions=False,  # checked for the whole plan in the check step
+            verify_seconds=self.verify_seconds,
+            probe_timeout=self.probe_timeout,
+        )
+
+    def _prepare_quarantine(self, target: Target, plan: Plan) -> None:
+        """While the permissions are checked: read the pod and any policy already in
+        place, and start the baseline probe (reads only; quarantine uses them if they
+        are still fresh when it starts, as with --yes)."""
+        key = (target.namespace, target.pod)
+        with self._lock:
+            alert = self._located.get(key)
+            if alert is None or key in self._prepared_reads:
+                return
+            future: Future[Prepared] = Future()
+            self._prepared_reads[key] = future
+        options = self._quarantine_options(plan.options, False)
+
+        def run() -> None:
+            try:
+                future.set_result(
+                    prepare(
+                        self.gateway,
+                        target,
+                        alert=alert,
+                        incident_id=plan.incident,
+                        options=options,
+                    )
+                )
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="falcoir-prepare", daemon=True).start()
+
+    def _prepared(self, target: Target) -> Prepared | None:
+        with self._lock:
+            future = self._prepared_reads.pop((target.namespace, target.pod), None)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout=self.verify_seconds)
+        except Exception:
+            return None  # quarantine reads them itself, and raises what is wrong
+
+    def _prefetch_delete_plan(self, target: Target) -> None:
+        """Read what deleting the pod entails (reads only) while containment is being
+        verified, so the delete step need not wait for those reads."""
+        key = (target.namespace, target.pod)
+        with self._lock:
+            if key not in self._will_delete or key in self._delete_plans:
+                return
+            future: Future[DeletePlan] = Future()
+            self._delete_plans[key] = (time.monotonic(), future)
+
+        def run() -> None:
+            try:
+                future.set_result(plan_delete(self.gateway, target, store=self.store))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="falcoir-delete-plan", daemon=True).start()
+
+    def _prefetched_delete_plan(self, target: Target) -> DeletePlan | None:
+        """The plan read ahead, when it is fresh and for this very pod; else ``None``
+        (the caller reads it now, and any error is raised from there)."""
+        with self._lock:
+            entry = self._delete_plans.pop((target.namespace, target.pod), None)
+        if entry is None:
+            return None
+        started, future = entry
+        try:
+            plan = future.result(timeout=self.delete_plan_max_age)
+        except Exception:
+            return None
+        if time.monotonic() - started > self.delete_plan_max_age:
+            return None
+        if target.pod_uid and plan.pod_uid != target.pod_uid:
+            return None
+        # The owners do not change under a pod, but the pod might be replaced under the
+        # same name meanwhile (a StatefulSet's): one read says it is still the same pod.
+        try:
+            now = self.gateway.get(PODS, plan.pod, plan.namespace)
+        except FalcoirError:
+            return None  # plan_delete reads it again and says what is wrong
+        if (now.get("metadata") or {}).get("uid") != plan.pod_uid:
+            return None
+        # Which bundles exist is read again, as plan_delete reads it: they may be newer.
+        inc = self.store.for_pod(plan.namespace, plan.pod, plan.pod_uid)
+        bundles = tuple(b for b in (inc.bundles if inc else ()) if Path(b).exists())
+        return replace(plan, incident=inc.id if inc else None, bundles=bundles)
 
     def add_to_bundle(
         self,

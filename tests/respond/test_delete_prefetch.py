@@ -1,0 +1,75 @@
+"""The delete plan is read while containment is verified, and used only when fresh
+and for the same pod."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from falcoir.core.incident import IncidentStore
+from falcoir.core.policy import ActionOptions
+from falcoir.core.respond.backend import Plan
+from falcoir.core.respond.real import RealBackend
+from tests.contain.cluster import NS, POD, ContainCluster, make_cluster, target
+from tests.contain.test_quarantine import miner_alert
+
+
+def _plan(t: object, delete: bool = True) -> Plan:
+    return Plan(
+        target=t,  # type: ignore[arg-type]
+        incident="inc-20261128-000000-abcdef",
+        quarantine=True,
+        collect=True,
+        delete=delete,
+        options=ActionOptions(),
+        dry_run=False,
+    )
+
+
+def _contain(cluster: ContainCluster, store: IncidentStore, delete: bool = True):  # type: ignore[no-untyped-def]
+    backend = RealBackend(cluster, store, verify_seconds=0.5)  # type: ignore[arg-type]
+    t = target(cluster)
+    inc = store.open(NS, POD, t.pod_uid)
+    bundle = store.root / "bundle"
+    bundle.mkdir(parents=True)
+    store.add_bundle(inc, bundle)
+    backend.check(t, _plan(t, delete))
+    log = inc.action_log("tester")
+    result = backend.quarantine(t, miner_alert(), inc, log, ActionOptions(), False, lambda _: None)
+    assert result["verified"]["egress_blocked"] is True
+    return backend, t, inc, log
+
+
+def test_delete_uses_the_plan_read_during_verification(tmp_path: Path) -> None:
+    cluster = make_cluster()
+    store = IncidentStore(tmp_path / "home")
+    backend, t, inc, log = _contain(cluster, store)
+    cluster.calls.clear()
+    doc = backend.delete(t, inc, log, ActionOptions(), False, lambda _: None)
+    # the owners and the replica count were read ahead
+    # (one read of the pod: still the same one)
+    assert [c[0] for c in cluster.calls] == ["get", "delete"]
+    assert doc["owner_effect"] and "Deployment" in doc["owner_effect"]
+    assert (NS, POD) not in {(ns, n) for (p, ns, n) in cluster.objects if p == "pods"}
+
+
+def test_a_replaced_pod_is_not_deleted_on_a_stale_plan(tmp_path: Path) -> None:
+    cluster = make_cluster()
+    store = IncidentStore(tmp_path / "home")
+    backend, t, inc, log = _contain(cluster, store)
+    # the pod is replaced under the same name (a StatefulSet would do that)
+    cluster.objects[("pods", NS, POD)]["metadata"]["uid"] = "a-new-uid"
+    cluster.calls.clear()
+    import pytest
+
+    from falcoir.errors import TargetNotFound
+
+    with pytest.raises(TargetNotFound, match="replaced"):
+        backend.delete(t, inc, log, ActionOptions(), False, lambda _: None)
+    assert "delete" not in [c[0] for c in cluster.calls]
+
+
+def test_no_plan_is_read_ahead_without_a_delete(tmp_path: Path) -> None:
+    cluster = make_cluster()
+    store = IncidentStore(tmp_path / "home")
+    backend, *_ = _contain(cluster, store, delete=False)
+    assert backend._delete_plans == {}
