@@ -10,6 +10,7 @@ from falcoir.core.policy import ActionOptions
 from falcoir.core.respond.backend import Plan
 from falcoir.core.respond.real import RealBackend
 from tests.contain.cluster import NS, POD, ContainCluster, make_cluster, target
+from tests.contain.test_delete import sealed_bundle
 from tests.contain.test_quarantine import miner_alert
 
 
@@ -28,10 +29,8 @@ def _plan(t: object, delete: bool = True) -> Plan:
 def _contain(cluster: ContainCluster, store: IncidentStore, delete: bool = True):  # type: ignore[no-untyped-def]
     backend = RealBackend(cluster, store, verify_seconds=0.5)  # type: ignore[arg-type]
     t = target(cluster)
-    inc = store.open(NS, POD, t.pod_uid)
-    bundle = store.root / "bundle"
-    bundle.mkdir(parents=True)
-    store.add_bundle(inc, bundle)
+    # delete counts only a sealed, complete bundle that verifies as evidence
+    inc, _ = sealed_bundle(store, store.home, t.pod_uid, complete=True)
     backend.check(t, _plan(t, delete))
     log = inc.action_log("tester")
     result = backend.quarantine(t, miner_alert(), inc, log, ActionOptions(), False, lambda _: None)
