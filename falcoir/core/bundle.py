@@ -33,11 +33,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -71,6 +72,11 @@ INFO_OPERATOR = "Falcoir-Operator"
 INFO_COMPLETE = "Falcoir-Complete"
 INFO_STARTED = "Falcoir-Started"
 INFO_SEALED = "Falcoir-Sealed"
+INFO_INCOMPLETE_REASON = "Falcoir-Incomplete-Reason"
+"""Why a bundle was sealed incomplete after the fact (``falcoir bundle seal``)."""
+UNSEALED_MARKER = "falcoir-unsealed.json"
+"""In the bundle's root while a writer has it open (who, since when); removed when it
+is sealed. Found later, it means the writer died (SIGKILL, power loss) unsealed."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 _STDERR_KEEP_IN_META = 64 * 1024
@@ -442,6 +448,7 @@ class BundleWriter:
             )
             bagit.Bag(str(directory)).save()
         writer = cls(directory, incident.id, info)
+        writer._mark_unsealed()
         writer.actions_path = incident.actions_path
         if alert_raw is not None:
             writer.add_bytes(
@@ -476,7 +483,14 @@ class BundleWriter:
         writer.actions_path = actions_path
         for art in _load_index(directory):
             writer._artifacts[art.name] = art
+        writer._mark_unsealed()
         return writer
+
+    def _mark_unsealed(self) -> None:
+        doc = {"pid": os.getpid(), "host": socket.gethostname(), "since": iso(utc_now())}
+        tmp = self.dir / (UNSEALED_MARKER + ".tmp")
+        tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+        tmp.replace(self.dir / UNSEALED_MARKER)
 
     # -- adding artifacts ----------------------------------------------------------
     def _path_for(self, name: str) -> Path:
@@ -645,6 +659,9 @@ class BundleWriter:
         # A leftover half-written sidecar would make the bag lie: drop it.
         for tmp in self.data.rglob("*" + META_SUFFIX + ".tmp"):
             tmp.unlink()
+        for marker in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / marker).unlink()
         with _BAGIT_LOCK, _restore_cwd():
             bag = bagit.Bag(str(self.dir))
             bag.info.update(self.info)
@@ -720,7 +737,7 @@ class VerifyProblem:
     path: str
     kind: str
     """``checksum-mismatch``, ``missing``, ``unexpected``, ``structure``, ``unsafe-path``,
-    ``archive``, ``oxum``."""
+    ``archive``, ``oxum``, ``unsealed``."""
     message: str
     expected: str | None = None
     found: str | None = None
@@ -744,6 +761,8 @@ class VerifyReport:
     info: Mapping[str, str] = field(default_factory=dict)
     archive_sha256: str | None = None
     archive_sha256_expected: str | None = None
+    sealed: bool = True
+    """False when the writer stopped before sealing it (see :func:`unsealed_state`)."""
 
     @property
     def incident(self) -> str | None:
@@ -760,6 +779,7 @@ class VerifyReport:
             "ok": self.ok,
             "incident": self.incident,
             "complete": self.complete,
+            "sealed": self.sealed,
             "files_checked": self.files_checked,
             "problems": [p.to_dict() for p in self.problems],
             "bag_info": dict(self.info),
@@ -777,15 +797,92 @@ def verify(path: Path) -> VerifyReport:
     raise InputError(f"no such bundle: {path}")
 
 
+@dataclass(frozen=True)
+class UnsealedState:
+    """A bundle directory its writer never sealed."""
+
+    pid: int | None = None
+    host: str | None = None
+    since: str | None = None
+
+    @property
+    def writer_alive(self) -> bool:
+        """The writing process still runs (same host, pid alive): do not seal it."""
+        if self.pid is None or self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        who = f" (pid {self.pid}" + (f", since {self.since}" if self.since else "") + ")"
+        who = who if self.pid is not None else ""
+        if self.writer_alive:
+            return f"not sealed yet: falcoir{who} is still writing it"
+        return (
+            f"never sealed: the falcoir process writing it{who} stopped before sealing it "
+            "(killed?); its files have no recorded hashes, so nothing can be verified"
+        )
+
+
+def unsealed_state(directory: Path, info: Mapping[str, str] | None = None) -> UnsealedState | None:
+    """``None`` when ``directory`` was sealed; else what is known of its writer. A bundle
+    is unsealed when its marker is there, or (bundles older than the marker) when its
+    ``bag-info.txt`` has no ``Falcoir-Sealed``."""
+    marker = directory / UNSEALED_MARKER
+    if marker.is_file():
+        try:
+            doc = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return UnsealedState()
+        if not isinstance(doc, dict):
+            return UnsealedState()
+        pid = doc.get("pid")
+        return UnsealedState(
+            pid if isinstance(pid, int) else None,
+            str(doc.get("host") or "") or None,
+            str(doc.get("since") or "") or None,
+        )
+    if info is not None and INFO_INCIDENT in info and INFO_SEALED not in info:
+        return UnsealedState()
+    return None
+
+
 def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
     bagit = _bagit()
 
     problems: list[VerifyProblem] = []
     try:
         bag = bagit.Bag(str(directory))
+        info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
     except bagit.BagError as exc:
+        state = unsealed_state(directory)
+        if state is not None:
+            return VerifyReport(
+                shown, False, (VerifyProblem(".", "unsealed", state.describe()),), sealed=False
+            )
         return VerifyReport(shown, False, (VerifyProblem(".", "structure", str(exc)),))
-    info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # A tag file cut short or garbled (the writer died while writing it).
+        return VerifyReport(
+            shown,
+            False,
+            (VerifyProblem(".", "structure", f"unreadable tag file: {exc}"),),
+            sealed=unsealed_state(directory) is None,
+        )
+    state = unsealed_state(directory, info)
+    if state is not None:
+        return VerifyReport(
+            shown,
+            False,
+            (VerifyProblem(".", "unsealed", state.describe()),),
+            info=info,
+            sealed=False,
+        )
     entries = bag.entries
     try:
         bag.validate()
@@ -796,6 +893,8 @@ def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
             problems.extend(_hash_everything(directory, entries))
     except bagit.BagError as exc:
         problems.append(VerifyProblem(".", "structure", str(exc)))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problems.append(VerifyProblem(".", "structure", f"unreadable file: {exc}"))
     for required in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bag-info.txt"):
         if not (directory / required).is_file():
             problems.append(VerifyProblem(required, "missing", f"{required} is missing"))
@@ -880,6 +979,20 @@ def _verify_archive(archive: Path) -> VerifyReport:
     )
 
 
+def _member_parts(name: str) -> list[str]:
+    """The components of an archive member's path; ``BundleError`` when it is absolute,
+    climbs out (``..``), has empty or ``.`` parts, backslashes or NUL."""
+    parts = name.split("/")
+    if (
+        name.startswith("/")
+        or "\\" in name
+        or any(p in {"", ".", ".."} for p in parts)
+        or "\x00" in name
+    ):
+        raise BundleError(f"unsafe member path {name!r}")
+    return parts
+
+
 def safe_extract(
     archive: Path,
     dest: Path,
@@ -904,14 +1017,7 @@ def safe_extract(
                 if count > max_members:
                     raise BundleError(f"more than {max_members} members")
                 name = member.name
-                parts = name.split("/")
-                if (
-                    name.startswith("/")
-                    or "\\" in name
-                    or any(p in {"", ".", ".."} for p in parts)
-                    or "\x00" in name
-                ):
-                    raise BundleError(f"unsafe member path {name!r}")
+                parts = _member_parts(name)
                 if top is None:
                     top = parts[0]
                 elif parts[0] != top:
@@ -947,6 +1053,9 @@ class BundleSummary:
     artifacts: tuple[Artifact, ...]
     actions: tuple[Mapping[str, Any], ...]
     verify: VerifyReport
+    reports: Mapping[str, str] = field(default_factory=dict)
+    """The incident report ``respond`` wrote, by format (``markdown``, ``html``): its
+    path inside the bundle (``data/report.md``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -958,6 +1067,7 @@ class BundleSummary:
             "problems": [p.to_dict() for p in self.verify.problems],
             "artifacts": [a.to_dict() for a in self.artifacts],
             "actions": [dict(a) for a in self.actions],
+            "report": {fmt: self.reports.get(fmt) for fmt in REPORT_FORMATS},
         }
 
 
@@ -994,7 +1104,177 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
             with contextlib.suppress(ValueError):
                 if line.strip():
                     actions.append(json.loads(line))
-    return BundleSummary(shown, dict(report.info), tuple(arts), tuple(actions), report)
+    names = [str(p.relative_to(directory)) for p in (directory / "data").glob("report*")]
+    return BundleSummary(
+        shown, dict(report.info), tuple(arts), tuple(actions), report, find_reports(names)
+    )
+
+
+# -- sealing what a dead writer left ---------------------------------------------------
+
+DEFAULT_SEAL_REASON = "the collecting process stopped before sealing the bundle (killed?)"
+
+
+def seal_unsealed(
+    directory: Path,
+    *,
+    reason: str = DEFAULT_SEAL_REASON,
+    actions_path: Path | None = None,
+    force: bool = False,
+) -> BundleResult:
+    """Seal, as incomplete, a bundle directory whose writer died before sealing it: every
+    file it holds is hashed as it is now, files cut short (no sidecar) are recorded as
+    interrupted, and ``bag-info.txt`` says why (``Falcoir-Incomplete-Reason``).
+
+    Refuses an archive, a bundle that was sealed (sealing again would hide any change
+    made since: that is for ``verify`` to report), and one whose writer still runs on
+    this host (unless ``force``)."""
+    directory = directory.expanduser()
+    if not directory.is_dir():
+        if directory.exists():
+            raise InputError(
+                f"{directory} is not a directory: only a bundle directory can be unsealed "
+                "(an archive is written when a bundle is sealed)"
+            )
+        raise InputError(f"no such bundle: {directory}")
+    info: dict[str, str] | None = None
+    with contextlib.suppress(Exception):
+        info = {
+            str(k): str(v)
+            for k, v in _bagit().Bag(str(directory)).info.items()
+            if not isinstance(v, list)
+        }
+    state = unsealed_state(directory, info)
+    if state is None:
+        raise BundleError(
+            f"{directory} is already sealed",
+            hint=f"check it with: falcoir bundle verify {directory}",
+        )
+    if state.writer_alive and not force:
+        raise BundleError(
+            f"{directory} is still being written by pid {state.pid}",
+            hint="wait for it to finish; pass --force only if that process is not falcoir",
+        )
+    writer = BundleWriter.reopen(directory, actions_path=actions_path)
+    known: set[str] = set()
+    for art in writer.artifacts:
+        known.add(art.path)
+        if art.stderr_path:
+            known.add(art.stderr_path)
+    for path in sorted(writer.data.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        rel = str(path.relative_to(directory))
+        name = str(path.relative_to(writer.data))
+        if (
+            rel in known
+            or name.endswith((META_SUFFIX, META_SUFFIX + ".tmp"))
+            or name in (INDEX_NAME, ACTIONS_NAME)
+            or (name.endswith(STDERR_SUFFIX) and path.with_suffix("").exists())
+        ):
+            continue
+        digest, size = _sha256_file(path)
+        with writer._lock:
+            writer._artifacts.pop(name, None)
+        writer._record(
+            name,
+            path,
+            digest,
+            size,
+            ArtifactMeta(
+                status=ArtifactStatus.INTERRUPTED,
+                error="the writer stopped while writing it: it may be cut short",
+            ),
+            mode=None,
+        )
+    writer.info[INFO_INCOMPLETE_REASON] = neutralize(reason)[:2000]
+    return writer.finalize(False)
+
+
+# -- the incident report -----------------------------------------------------------------
+
+REPORT_FORMATS = {"markdown": "md", "html": "html"}
+"""What ``respond`` adds to the bundle: ``data/report.md`` and ``data/report.html``
+(``report-2.md``... when a bundle was sealed again with a newer report)."""
+REPORT_MAX_BYTES = 64 * 1024**2
+_REPORT_RE = re.compile(r"^data/report(?:-([0-9]{1,4}))?\.(md|html)$")
+
+
+def find_reports(names: Iterable[str]) -> dict[str, str]:
+    """The latest report of each format among bundle-relative ``names``."""
+    best: dict[str, tuple[int, str]] = {}
+    for name in names:
+        m = _REPORT_RE.match(name)
+        if m is None:
+            continue
+        n = int(m.group(1) or 1)
+        fmt = "markdown" if m.group(2) == "md" else "html"
+        if fmt not in best or n > best[fmt][0]:
+            best[fmt] = (n, name)
+    return {fmt: name for fmt, (_, name) in best.items()}
+
+
+def read_report(path: Path, fmt: str, *, max_bytes: int = REPORT_MAX_BYTES) -> bytes | None:
+    """The bytes of a bundle's incident report in ``fmt`` (``markdown`` or ``html``),
+    ``None`` when the bundle has none. Reads a directory's file (a regular file inside
+    the bundle, no link) or one archive member (every member's path checked on the way,
+    nothing extracted). ``BundleError`` when it is unsafe or larger than ``max_bytes``."""
+    if fmt not in REPORT_FORMATS:
+        raise InputError(f"unknown report format {fmt!r}")
+    path = path.expanduser()
+    if path.is_dir():
+        root = path.resolve()
+        names = [str(p.relative_to(path)) for p in (path / "data").glob("report*")]
+        rel = find_reports(names).get(fmt)
+        if rel is None:
+            return None
+        file = path / rel
+        if file.is_symlink() or not file.is_file() or root not in file.resolve().parents:
+            raise BundleError(f"{rel} is not a regular file inside the bundle")
+        with file.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise BundleError(f"{rel} is larger than {max_bytes} bytes")
+        return data
+    if not path.is_file():
+        raise InputError(f"no such bundle: {path}")
+    return _read_report_member(path, fmt, max_bytes)
+
+
+def _read_report_member(archive: Path, fmt: str, max_bytes: int) -> bytes | None:
+    try:
+        tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 (closed by "with tar" below)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"not a readable .tar.gz: {exc}") from exc
+    members: dict[str, tarfile.TarInfo] = {}
+    top: str | None = None
+    with tar:
+        try:
+            for count, member in enumerate(tar, 1):
+                if count > _ARCHIVE_MAX_MEMBERS:
+                    raise BundleError(f"more than {_ARCHIVE_MAX_MEMBERS} members")
+                parts = _member_parts(member.name)
+                if top is None:
+                    top = parts[0]
+                elif parts[0] != top:
+                    raise BundleError(f"member {member.name!r} outside the top directory")
+                if len(parts) == 3 and parts[1] == "data":
+                    members["/".join(parts[1:])] = member
+            rel = find_reports(members).get(fmt)
+            if rel is None:
+                return None
+            member = members[rel]
+            if not member.isreg():
+                raise BundleError(f"{rel} is not a regular file in the archive")
+            if member.size > max_bytes:
+                raise BundleError(f"{rel} is larger than {max_bytes} bytes")
+            src = tar.extractfile(member)
+            if src is None:
+                raise BundleError(f"cannot read {rel}")
+            with src:
+                return src.read(max_bytes)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BundleError(f"archive is damaged: {exc}") from exc
 
 
 def artifact_names(arts: Sequence[Artifact]) -> list[str]:

@@ -181,12 +181,21 @@ def print_verify(report: VerifyReport) -> None:
             f"matches{extra}"
         )
         return
-    console.print(f"[bold red]FAILED[/] {safe(report.path)}: {len(report.problems)} problem(s)")
+    if not report.sealed:
+        console.print(f"[bold red]UNSEALED[/] {safe(report.path)}: nothing can be verified")
+    else:
+        console.print(f"[bold red]FAILED[/] {safe(report.path)}: {len(report.problems)} problem(s)")
     for p in report.problems:
         line = f"  [red]{safe(p.kind)}[/] {safe(p.path)}: {safe(p.message)}"
         if p.expected or p.found:
             line += f" (expected {safe(p.expected or '-')}, found {safe(p.found or '-')})"
         console.print(line)
+
+
+def _hashes(report: VerifyReport) -> str:
+    if not report.sealed:
+        return "[red]NEVER RECORDED (unsealed: falcoir bundle seal PATH)[/]"
+    return "[green]verified[/]" if report.ok else "[red]DO NOT MATCH[/]"
 
 
 def print_show(summary: BundleSummary) -> None:
@@ -207,10 +216,12 @@ def print_show(summary: BundleSummary) -> None:
     ):
         if info.get(key):
             console.print(f"[bold]{label:<9}[/] {safe(shorten(info[key], 300))}")
+    if info.get("Falcoir-Incomplete-Reason"):
+        console.print(f"[bold]why[/]       {safe(shorten(info['Falcoir-Incomplete-Reason'], 300))}")
     complete = info.get("Falcoir-Complete") == "true"
     console.print(
         f"[bold]evidence[/]  {'[green]complete[/]' if complete else '[red]INCOMPLETE[/]'};"
-        f" hashes {'[green]verified[/]' if summary.verify.ok else '[red]DO NOT MATCH[/]'}"
+        f" hashes {_hashes(summary.verify)}"
     )
     table = Table(show_edge=False, pad_edge=False, box=None)
     for col in ("artifact", "status", "bytes", "exit", "command / source"):
@@ -238,5 +249,13 @@ def print_show(summary: BundleSummary) -> None:
                 f"{_status(str(act.get('outcome')))} "
                 f"{safe(shorten(str(act.get('detail') or ''), 120))}"
             )
+    if summary.reports:
+        where = ", ".join(
+            safe(summary.reports[f]) for f in ("markdown", "html") if f in summary.reports
+        )
+        console.print(
+            f"[bold]report[/]    incident report: {where}"
+            " (falcoir bundle show PATH --report prints it, --open opens the HTML)"
+        )
     for p in summary.verify.problems:
         console.print(f"  [red]{safe(p.kind)}[/] {safe(p.path)}: {safe(p.message)}")

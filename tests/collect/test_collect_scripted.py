@@ -411,3 +411,24 @@ def test_owners_from_a_located_chain_are_read_side_by_side(tmp_path: Path) -> No
     assert "falcoir does not read" in docs[2]["falcoirNote"]
     gets = [c[1] for c in cluster.calls if c[0] == "get"]
     assert gets.count("replicasets") == 1 and gets.count("deployments") == 1
+
+
+@pytest.mark.parametrize("with_alert", [True, False])
+def test_without_volatile_collectors_nothing_waits_for_the_process_list(
+    tmp_path: Path, with_alert: bool
+) -> None:
+    # The binary and vpid steps used to wait for the processes collector's event
+    # until the deadline when that collector was not part of the run.
+    cluster = cluster_with(miner_container())
+    t0 = time.monotonic()
+    res = go(tmp_path, cluster, with_alert=with_alert, volatile=False, deadline=30.0)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 10, f"collect(volatile=False) took {elapsed:.1f}s"
+    statuses = {c.name: c.status for c in res.collectors}
+    assert "processes" not in statuses and "network" not in statuses
+    assert all(s is not CollectorStatus.TIMEOUT for s in statuses.values()), statuses
+    if with_alert:
+        # copied from the alert's path, since there is no process list to find a pid in
+        assert statuses["binary"] is CollectorStatus.OK
+        assert res.binary is not None and res.binary.sha256 == tmp_hex(XMRIG)
+    assert verify(res.bundle.dir).ok

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from falcoir.core.bundle import ArtifactMeta, BundleWriter
 from falcoir.core.contain import DeleteOptions, delete, plan_delete
+from falcoir.core.contain.removal import check_evidence
 from falcoir.core.gateway import DAEMON_SETS, DEPLOYMENTS, PODS
 from falcoir.core.incident import IncidentStore, read_actions
 from falcoir.core.target import LocateMethod, Target
@@ -17,11 +19,25 @@ def store(tmp_path: Path) -> IncidentStore:
     return IncidentStore(tmp_path / "home")
 
 
-def with_bundle(store: IncidentStore, tmp_path: Path, uid: str | None):  # type: ignore[no-untyped-def]
+def sealed_bundle(store: IncidentStore, tmp_path: Path, uid: str | None, *, complete: bool):  # type: ignore[no-untyped-def]
+    """A real bundle for the pod's incident, sealed complete or not."""
     inc = store.open(NS, POD, uid)
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    return store.add_bundle(inc, bundle)
+    writer = BundleWriter.create(
+        tmp_path / "evidence",
+        inc,
+        alert_raw=None,
+        target=Target(NS, POD, "miner", LocateMethod.POD_FLAG),
+        context="fake",
+        operator="t",
+    )
+    writer.add_bytes("processes/ps.txt", b"42 /tmp/xmrig\n", ArtifactMeta())
+    sealed = writer.finalize(complete)
+    return store.add_bundle(inc, sealed.dir), sealed
+
+
+def with_bundle(store: IncidentStore, tmp_path: Path, uid: str | None):  # type: ignore[no-untyped-def]
+    inc, _ = sealed_bundle(store, tmp_path, uid, complete=True)
+    return inc
 
 
 def test_plan_says_the_replicaset_recreates_it(store: IncidentStore) -> None:
@@ -173,3 +189,68 @@ def test_replaced_pod_is_not_deleted(store: IncidentStore) -> None:
     cluster.objects[("pods", NS, POD)]["metadata"]["uid"] = "someone-else"
     with pytest.raises(TargetNotFound, match="replaced"):
         plan_delete(cluster, t, store=store)
+
+
+@pytest.mark.parametrize("damage", ["incomplete", "tampered", "unsealed", "not-a-bundle"])
+def test_a_bundle_that_is_incomplete_or_fails_verification_is_not_evidence(
+    store: IncidentStore, tmp_path: Path, damage: str
+) -> None:
+    cluster = make_cluster()
+    t = target(cluster)
+    if damage == "not-a-bundle":
+        # an empty directory recorded as the pod's bundle (what was accepted before)
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        inc = store.add_bundle(store.open(NS, POD, t.pod_uid), empty)
+    else:
+        inc, sealed = sealed_bundle(store, tmp_path, t.pod_uid, complete=damage != "incomplete")
+    if damage == "tampered":
+        art = sealed.dir / "data" / "processes" / "ps.txt"
+        art.chmod(0o644)
+        art.write_bytes(b"42 /usr/bin/innocent\n")
+    elif damage == "unsealed":
+        # killed before sealing: an artifact the manifests do not list
+        (sealed.dir / "data" / "late.txt").write_bytes(b"written after the seal")
+    plan = plan_delete(cluster, t, store=store)
+    assert plan.bundles and not plan.has_evidence
+    assert plan.to_dict()["has_evidence"] is False
+    why = {
+        "incomplete": "marked incomplete",
+        "tampered": "fails verification",
+        "unsealed": "fails verification",
+        "not-a-bundle": "fails verification",
+    }[damage]
+    assert any(why in p for p in plan.evidence_problems), plan.evidence_problems
+    with pytest.raises(InputError, match="no complete, verified evidence bundle") as err:
+        delete(cluster, t, plan=plan, options=DeleteOptions(), incident=inc, log=inc.action_log())
+    assert why in err.value.message and "--force" in (err.value.hint or "")
+    assert ("pods", NS, POD) in cluster.objects
+    steps: list[object] = []
+    result = delete(
+        cluster,
+        t,
+        plan=plan,
+        options=DeleteOptions(force=True),
+        incident=inc,
+        log=inc.action_log(),
+        on_step=steps.append,
+    )
+    assert result.deleted and ("pods", NS, POD) not in cluster.objects
+    assert any(s.name == "evidence" and s.status == "warning" for s in result.steps)
+    rec = [r for r in read_actions(inc.actions_path) if r.action == "delete"]
+    assert rec[-1].data["forced_without_evidence"] is True
+    assert any(why in p for p in rec[-1].data["evidence_problems"])
+
+
+def test_a_complete_verified_bundle_is_evidence_even_after_older_bad_ones(
+    store: IncidentStore, tmp_path: Path
+) -> None:
+    cluster = make_cluster()
+    t = target(cluster)
+    sealed_bundle(store, tmp_path, t.pod_uid, complete=False)
+    _, good = sealed_bundle(store, tmp_path, t.pod_uid, complete=True)
+    plan = plan_delete(cluster, t, store=store)
+    assert plan.has_evidence and plan.evidence_problems == ()
+    assert [e.path for e in plan.evidence] == [str(good.dir)]
+    assert check_evidence(good.archive).held
+    assert check_evidence(tmp_path / "nowhere").problem is not None

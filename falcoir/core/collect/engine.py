@@ -474,6 +474,8 @@ def _resolve_vpid(run: _Run) -> tuple[int | None, str | None]:
     if run.alert is None:
         return None, None
     run.procs_ready.wait(run.remaining())
+    if not run.procs:
+        return None, None
     exe, _ = _alert_paths(run.alert)
     found = procfs.find_process(
         run.procs,
@@ -776,6 +778,12 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
     interrupted) and left behind: their threads are daemons, and the sealed bundle
     refuses their late writes."""
     done: dict[str, threading.Event] = {n: threading.Event() for n in names}
+    # A collector waits only on what another one in *this* run will produce: an event
+    # whose producer is not running is set now (never wait on what nobody will set).
+    if "processes" not in names:
+        run.procs_ready.set()
+    if "pod" not in names:
+        run.pod_ready.set()
 
     def body(cname: str) -> None:
         run.emit(CollectorEvent(cname, "start"))

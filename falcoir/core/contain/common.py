@@ -1,4 +1,4 @@
-"""What quarantine, release and delete share: progress steps, safe retries, owners."""
+"""What quarantine, release and delete share: progress steps, retries, owners."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from typing import Any, TypeVar
 from falcoir.core.gateway import JSON, ClusterGateway
 from falcoir.core.owners import owner_chain
 from falcoir.core.target import OwnerRef
-from falcoir.errors import ApiError, ClusterUnreachable, FalcoirError
+from falcoir.errors import ApiConflict, FalcoirError
 
 T = TypeVar("T")
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_DELAYS = (0.3, 1.0)
-"""On top of the gateway's own retries: a last chance for a flaky API server."""
+CONFLICT_DELAYS = (0.2, 0.5)
+"""Waits before calling again after a 409 Conflict (``with_retries(conflicts=True)``)."""
 
 
 @dataclass(frozen=True)
@@ -36,27 +35,29 @@ class Step:
 StepCallback = Callable[[Step], None]
 
 
-def retriable(exc: BaseException) -> bool:
-    """429, 5xx and dropped connections are worth another try."""
-    if isinstance(exc, ClusterUnreachable):
-        return True
-    return isinstance(exc, ApiError) and exc.status in RETRY_STATUSES
-
-
 def with_retries(
     fn: Callable[[], T],
     *,
+    conflicts: bool = False,
     delays: tuple[float, ...] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``fn``; on a retriable error try again after each delay. Only for calls
-    that are safe to repeat (reads, merge patches, creates whose conflict is handled)."""
-    for delay in RETRY_DELAYS if delays is None else delays:
+    """Call ``fn`` (one call to the cluster gateway), retrying only what the gateway
+    cannot retry itself.
+
+    The gateway (``falcoir.cluster``) already retries 429, 5xx, dropped connections
+    and timeouts, with backoff, wherever repeating is safe, and never retries 401 or TLS
+    failures: whatever error comes out of it is final, and retrying it here would only
+    multiply the tries (an unreachable cluster took up to 15 before exit 3). What it
+    cannot do is re-read and try again after a 409 Conflict: with ``conflicts=True``
+    (``fn`` must re-read what it changes) a Conflict is retried after each delay.
+    Everything else is raised at once."""
+    if not conflicts:
+        return fn()
+    for delay in CONFLICT_DELAYS if delays is None else delays:
         try:
             return fn()
-        except FalcoirError as exc:
-            if not retriable(exc):
-                raise
+        except ApiConflict:
             sleep(delay)
     return fn()
 

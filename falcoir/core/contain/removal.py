@@ -37,6 +37,74 @@ class DeleteOptions:
 
 
 @dataclass(frozen=True)
+class EvidenceCheck:
+    """Whether one recorded bundle counts as evidence held: it verifies (every hash)
+    and its ``bag-info.txt`` says ``Falcoir-Complete: true``."""
+
+    path: str
+    verified: bool
+    complete: bool | None
+    """``Falcoir-Complete`` (``None`` when absent or unreadable)."""
+    problem: str | None = None
+    """Why it is not evidence held (``None`` when it is)."""
+
+    @property
+    def held(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "verified": self.verified,
+            "complete": self.complete,
+            "held": self.held,
+            "problem": self.problem,
+        }
+
+
+def check_evidence(path: str | Path) -> EvidenceCheck:
+    """Verify a bundle (directory or archive) and read ``Falcoir-Complete``."""
+    from falcoir.core.bundle import verify
+
+    shown = str(path)
+    try:
+        report = verify(Path(path))
+    except FalcoirError as exc:
+        return EvidenceCheck(shown, False, None, f"cannot be read: {exc.message}")
+    except OSError as exc:
+        return EvidenceCheck(shown, False, None, f"cannot be read: {exc}")
+    complete = report.complete
+    if not report.ok:
+        first = report.problems[0] if report.problems else None
+        example = f"; first: {first.kind} {first.path}: {first.message}" if first else ""
+        return EvidenceCheck(
+            shown,
+            False,
+            complete,
+            f"fails verification ({len(report.problems)} problem(s){example})",
+        )
+    if complete is not True:
+        why = (
+            "is marked incomplete (Falcoir-Complete: false in bag-info.txt)"
+            if complete is False
+            else "has no Falcoir-Complete in bag-info.txt"
+        )
+        return EvidenceCheck(shown, True, complete, why)
+    return EvidenceCheck(shown, True, True)
+
+
+def _check_bundles(bundles: tuple[str, ...]) -> tuple[EvidenceCheck, ...]:
+    """Newest first, up to the first bundle that is evidence held (one is enough)."""
+    out: list[EvidenceCheck] = []
+    for path in reversed(bundles):
+        check = check_evidence(path)
+        out.append(check)
+        if check.held:
+            break
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class DeletePlan:
     namespace: str
     pod: str
@@ -50,6 +118,8 @@ class DeletePlan:
     incident: str | None = None
     bundles: tuple[str, ...] = ()
     """Evidence bundles on disk for this pod."""
+    evidence: tuple[EvidenceCheck, ...] = ()
+    """What was found checking ``bundles`` (newest first, up to one that is held)."""
     quarantined: bool = False
     terminating: bool = False
     """The pod is already being deleted (``deletionTimestamp`` set)."""
@@ -60,7 +130,16 @@ class DeletePlan:
 
     @property
     def has_evidence(self) -> bool:
-        return bool(self.bundles)
+        """A bundle that verifies and is marked complete: an incomplete or damaged
+        bundle is not evidence held."""
+        return any(e.held for e in self.evidence)
+
+    @property
+    def evidence_problems(self) -> tuple[str, ...]:
+        """Why each recorded bundle checked does not count (empty when one does)."""
+        if self.has_evidence:
+            return ()
+        return tuple(f"{e.path} {e.problem}" for e in self.evidence)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +153,7 @@ class DeletePlan:
             "incident": self.incident,
             "bundles": list(self.bundles),
             "has_evidence": self.has_evidence,
+            "evidence": [e.to_dict() for e in self.evidence],
             "quarantined": self.quarantined,
             "terminating": self.terminating,
         }
@@ -187,6 +267,7 @@ def plan_delete(
         top_replicas=replicas,
         incident=inc.id if inc else None,
         bundles=bundles,
+        evidence=_check_bundles(bundles),
         quarantined=LABEL_KEY in (meta.get("labels") or {}),
         terminating=bool(meta.get("deletionTimestamp")),
     )
@@ -198,11 +279,19 @@ def validate_delete(plan: DeletePlan, options: DeleteOptions) -> str | None:
     if options.grace_period is not None and not 0 <= options.grace_period <= 86400:
         raise InputError("--grace-period must be 0-86400 seconds")
     if not plan.has_evidence and not options.force:
+        ref = f"{plan.namespace}/{plan.pod}"
+        if not plan.bundles:
+            raise InputError(
+                f"falcoir holds no evidence bundle for pod {ref}; "
+                "deleting it destroys the evidence",
+                hint=f"collect first (falcoir collect --pod {ref}), "
+                "or pass --force to delete anyway",
+            )
         raise InputError(
-            f"falcoir holds no evidence bundle for pod {plan.namespace}/{plan.pod}; "
-            "deleting it destroys the evidence",
-            hint=f"collect first (falcoir collect --pod {plan.namespace}/{plan.pod}), "
-            "or pass --force to delete anyway",
+            f"falcoir holds no complete, verified evidence bundle for pod {ref}; "
+            "deleting it destroys the evidence:\n"
+            + "\n".join(f"  - {p}" for p in plan.evidence_problems),
+            hint=f"collect again (falcoir collect --pod {ref}), or pass --force to delete anyway",
         )
     top = plan.top
     stop_kind: str | None = None
@@ -255,6 +344,13 @@ def delete(
         if on_step is not None:
             on_step(s)
 
+    if plan.bundles and not plan.has_evidence:
+        # Only reached with --force: say why the bundles on record do not count.
+        emit(
+            "evidence",
+            "warning",
+            "--force: no complete, verified bundle: " + "; ".join(plan.evidence_problems),
+        )
     ns = plan.namespace
     scaled: dict[str, Any] | None = None
     if stop_kind is not None and top is not None:
@@ -265,6 +361,7 @@ def delete(
         "uid": plan.pod_uid,
         "owner": [o.kind + "/" + o.name for o in plan.owners],
         "forced_without_evidence": not plan.has_evidence,
+        "evidence_problems": list(plan.evidence_problems),
     }
     try:
         with_retries(
