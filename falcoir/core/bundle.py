@@ -204,9 +204,9 @@ class Artifact:
             name=str(doc["name"]),
             path=str(doc["path"]),
             sha256=str(doc.get("sha256") or ""),
-            bytes=int(doc.get("bytes") or 0),
+            bytes=_count(doc.get("bytes")),
             status=ArtifactStatus(doc.get("status", "ok")),
-            exit_code=doc.get("exit_code"),
+            exit_code=_exit_code(doc.get("exit_code")),
             collector=doc.get("collector"),
             source=str(doc.get("source") or "exec"),
             argv=tuple(str(a) for a in argv) if isinstance(argv, list) else None,
@@ -217,10 +217,24 @@ class Artifact:
             error=doc.get("error"),
             note=doc.get("note"),
             stderr_path=doc.get("stderr_path"),
-            stderr_bytes=int(doc.get("stderr_bytes") or 0),
+            stderr_bytes=_count(doc.get("stderr_bytes")),
             mode=doc.get("mode"),
             extra=dict(doc.get("extra") or {}),
         )
+
+
+def _exit_code(value: object) -> int | None:
+    """An exit code read back from a bundle: an int, or nothing (the file may be forged)."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**32:
+        return value
+    return None
+
+
+def _count(value: object) -> int:
+    """A byte count read back from a bundle: a non-negative int that fits 63 bits, else 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return 0
 
 
 @dataclass(frozen=True)
