@@ -738,7 +738,7 @@ def _load_index(directory: Path) -> list[Artifact]:
         try:
             doc = json.loads(sidecar.read_text(encoding="utf-8"))
             found.append(Artifact.from_dict(doc))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
     return found
 
@@ -851,7 +851,7 @@ def unsealed_state(directory: Path, info: Mapping[str, str] | None = None) -> Un
     if marker.is_file():
         try:
             doc = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return UnsealedState()
         if not isinstance(doc, dict):
             return UnsealedState()
@@ -880,8 +880,9 @@ def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
                 shown, False, (VerifyProblem(".", "unsealed", state.describe()),), sealed=False
             )
         return VerifyReport(shown, False, (VerifyProblem(".", "structure", str(exc)),))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        # A tag file cut short or garbled (the writer died while writing it).
+    except (OSError, UnicodeError, LookupError, TypeError, ValueError) as exc:
+        # A tag file cut short or garbled (the writer died while writing it), or one
+        # naming a bad encoding (LookupError: unknown; TypeError: not a text codec).
         return VerifyReport(
             shown,
             False,
@@ -907,7 +908,7 @@ def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
             problems.extend(_hash_everything(directory, entries))
     except bagit.BagError as exc:
         problems.append(VerifyProblem(".", "structure", str(exc)))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeError, LookupError, TypeError, ValueError) as exc:
         problems.append(VerifyProblem(".", "structure", f"unreadable file: {exc}"))
     for required in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bag-info.txt"):
         if not (directory / required).is_file():
@@ -1107,7 +1108,7 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
         try:
             doc = json.loads(index.read_text(encoding="utf-8"))
             arts = [Artifact.from_dict(a) for a in doc.get("artifacts", [])]
-        except (ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             arts = []
     if not arts:
         arts = _load_index(directory)
@@ -1115,9 +1116,9 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
     log = directory / "data" / ACTIONS_NAME
     if log.is_file():
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                if line.strip():
-                    actions.append(json.loads(line))
+            with contextlib.suppress(ValueError, RecursionError):
+                if line.strip() and isinstance(act := json.loads(line), dict):
+                    actions.append(act)
     names = [str(p.relative_to(directory)) for p in (directory / "data").glob("report*")]
     return BundleSummary(
         shown, dict(report.info), tuple(arts), tuple(actions), report, find_reports(names)
