@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from falcoir.render.output import OutputFormat, write_machine
+from falcoir.core.parse import ParseProblem, iter_parse
+from falcoir.render.output import OutputFormat, to_json, write_machine
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "x\x9b31m\x85 \u202egnp.exe\u2066\u200f\x7f\u2028 ok é日本"
@@ -31,7 +32,45 @@ def test_c1_controls_and_bidi_are_escaped(fmt: OutputFormat) -> None:
     }
 
 
-def test_parse_cli_json_has_no_raw_c1(tmp_path: Path) -> None:
+def test_nan_and_infinity_are_never_written() -> None:
+    with pytest.raises(ValueError):
+        to_json({"n": float("nan")})
+    with pytest.raises(ValueError):
+        to_json({"n": float("inf")})
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ['{"output_fields": {"proc.pid": 1e999}, "output": "x", "rule": "r"}'],
+        ['{"output_fields": {"proc.pid": NaN}, "output": "x", "rule": "r"}'],
+        ['{"output_fields": {"proc.pid": -Infinity}, "output": "x", "rule": "r"}'],
+        ['  {"output_fields": {"proc.pid": Infinity}, "output": "x", "rule": "r"}'],
+        ["{", '  "output_fields": {"proc.pid": NaN},', '  "rule": "r", "output": "x"', "}"],
+    ],
+)
+def test_non_finite_numbers_in_an_alert_are_a_problem(lines: list[str]) -> None:
+    items = list(iter_parse(lines))
+    assert len(items) == 1
+    (item,) = items
+    assert isinstance(item, ParseProblem), item
+    assert "invalid JSON" in item.reason
+
+
+def test_a_full_alert_with_nan_is_not_recovered_from_its_output() -> None:
+    line = json.dumps(
+        {
+            "output": "12:00:00.000000000: Critical Shell (user=root proc.pid=7)",
+            "priority": "Critical",
+            "rule": "Shell",
+            "output_fields": {"proc.pid": 7, "evt.num": 1.5},
+        }
+    ).replace("1.5", "NaN")
+    (item,) = list(iter_parse([line]))
+    assert isinstance(item, ParseProblem), item
+
+
+def test_parse_cli_json_has_no_raw_c1_or_infinity(tmp_path: Path) -> None:
     alert = {
         "output": "12:00:00.000000000: Critical x (proc_exepath=/tmp/\x9b31m)",
         "priority": "Critical",

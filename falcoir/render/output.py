@@ -45,8 +45,8 @@ def _escape(m: re.Match[str]) -> str:
 
 def to_json(doc: Any, *, indent: int | None = 2) -> str:
     """JSON text; control characters, C1 controls and bidi marks in strings are escaped
-    (as ``\\uXXXX``)."""
-    text = json.dumps(doc, indent=indent, default=_default, ensure_ascii=False)
+    (as ``\\uXXXX``); NaN and Infinity are refused (they are not JSON)."""
+    text = json.dumps(doc, indent=indent, default=_default, ensure_ascii=False, allow_nan=False)
     return _UNSAFE.sub(_escape, text)
 
 
