@@ -158,13 +158,14 @@ class _Run:
         *,
         timeout: float | None = None,
         max_bytes: int | None = None,
+        stdin: bytes | None = None,
     ) -> _Attempt:
         """Run one command into one artifact; retried when the stream was dropped."""
-        attempt = self._exec_once(collector, name, argv, timeout, max_bytes)
+        attempt = self._exec_once(collector, name, argv, timeout, max_bytes, stdin)
         for _ in range(self.options.retries):
             if not _dropped(attempt.result):
                 break
-            attempt = self._exec_once(collector, name, argv, timeout, max_bytes)
+            attempt = self._exec_once(collector, name, argv, timeout, max_bytes, stdin)
         return attempt
 
     def _exec_once(
@@ -174,6 +175,7 @@ class _Run:
         argv: Sequence[str],
         timeout: float | None,
         max_bytes: int | None,
+        stdin: bytes | None = None,
     ) -> _Attempt:
         t = min(timeout or self.options.timeout, self.remaining())
         cap = max_bytes or self.options.max_bytes
@@ -188,6 +190,7 @@ class _Run:
                         self.target.pod,
                         self.container,
                         list(argv),
+                        stdin=stdin,
                         timeout=t,
                         max_bytes=cap,
                         stdout_sink=cast(BinaryIO, stream),
@@ -332,8 +335,13 @@ def collect_processes(run: _Run) -> CollectorOutcome:
         ps_side = _side(
             lambda: run.first_ok(name, "processes/ps.txt", (["ps", "auxww"], ["ps", "-ef"], ["ps"]))
         )
+        # The marker goes on stdin: an argument would show in /proc/<sh>/cmdline, and a
+        # process that knows it can end the dump early in its own cwd or exe link.
         dump = run.exec(
-            name, "processes/proc.txt", ["sh", "-c", scripts.PROC_DUMP, "sh", run.marker]
+            name,
+            "processes/proc.txt",
+            ["sh", "-c", scripts.PROC_DUMP, "sh"],
+            stdin=run.marker.encode() + b"\n",
         )
         procs_json: Artifact | None = None
         if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
@@ -379,7 +387,12 @@ def collect_network(run: _Run) -> CollectorOutcome:
             (["netstat", "-tunap"], ["ss", "-tunap"], ["netstat", "-tuna"]),
         )
     )
-    dump = run.exec(name, "network/proc-net.txt", ["sh", "-c", scripts.NET_DUMP, "sh", run.marker])
+    dump = run.exec(
+        name,
+        "network/proc-net.txt",
+        ["sh", "-c", scripts.NET_DUMP, "sh"],
+        stdin=run.marker.encode() + b"\n",
+    )
     tools = tools_side(run.remaining()) or []
     arts = [a.artifact for a in tools] + [dump.artifact]
     if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
