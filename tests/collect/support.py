@@ -297,6 +297,11 @@ class Container:
                 return (b"", b"cat: no such file\n", 1)
             return (data, b"", 0)
         if tool == "sh":
+            if len(argv) > 4 and argv[2] == scripts.CAT_EXECUTABLE:
+                data = self._read(argv[4])
+                if data is None or not data.startswith((b"\x7fELF", b"#!")):
+                    return (b"", b"not an executable file\n", 3)
+                return (data, b"", 0)
             # the dumps read their marker from stdin, as the scripts do
             marker = (stdin or b"").decode().partition("\n")[0]
             if len(argv) < 4 or not marker:

@@ -432,6 +432,15 @@ def _clean_dir(path: str | None) -> str | None:
     return posixpath.normpath(path)
 
 
+# Never copied because an alert names them: credentials and kernel interfaces.
+_NEVER_COPY = ("/var/run/secrets", "/run/secrets", "/proc", "/sys", "/dev")
+
+
+def _never_copy(path: str) -> bool:
+    p = "/" + path.lstrip("/")
+    return any(p == d or p.startswith(d + "/") for d in _NEVER_COPY)
+
+
 def _alert_paths(alert: Alert | None) -> tuple[str | None, str | None]:
     """(executable path, cwd) named by the alert, when absolute."""
     if alert is None:
@@ -554,19 +563,38 @@ def collect_binary(run: _Run) -> CollectorOutcome:
         proc = next((p for p in run.procs if p.pid == vpid), None)
         if proc is not None:
             exe_link, deleted = proc.exe, proc.exe_deleted
+    alert_named = refused = False
     if alert_exe is not None and copied is None:
-        c = run.exec(
-            name,
-            "binary/path.bin",
-            ["cat", run.root + alert_exe],
-            timeout=run.options.binary_timeout,
-            max_bytes=run.options.max_binary_bytes,
+        # The alert's text is the attacker's: its path is copied as is only when a
+        # running process executes it; otherwise only an executable file outside
+        # secrets and kernel paths ("alert-named file"), never e.g. a token.
+        # (not waited for: a dump that hangs must not hold the copy up)
+        running = run.procs_ready.is_set() and any(p.exe == alert_exe for p in run.procs)
+        alert_named = not running
+        refused = alert_named and _never_copy(alert_exe)
+        argv = (
+            ["cat", run.root + alert_exe]
+            if running
+            else ["sh", "-c", scripts.CAT_EXECUTABLE, "sh", run.root + alert_exe]
         )
-        arts.append(c.artifact)
-        statuses.append(c.artifact.status)
-        if c.artifact.status is ArtifactStatus.OK:
-            copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
-            in_pod = in_pod or path_sha
+        path_copy = (
+            None
+            if refused
+            else run.exec(
+                name,
+                "binary/path.bin",
+                argv,
+                timeout=run.options.binary_timeout,
+                max_bytes=run.options.max_binary_bytes,
+            )
+        )
+        if path_copy is not None:
+            c = path_copy
+            arts.append(c.artifact)
+            statuses.append(c.artifact.status)
+            if c.artifact.status is ArtifactStatus.OK:
+                copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
+                in_pod = in_pod or path_sha
     run.binary = BinaryEvidence(
         vpid=vpid,
         path=exe_link or alert_exe,
@@ -585,9 +613,14 @@ def collect_binary(run: _Run) -> CollectorOutcome:
         )
         status = CollectorStatus.SKIPPED if run.alert is None else CollectorStatus.FAILED
         return run.finish(name, status, note, arts)
+    if refused and copied is None:
+        note = "the alert names a secret or kernel path as its executable: not copied"
+        return run.finish(name, CollectorStatus.FAILED, note, arts)
     if copied is None:
         return run.finish(name, _status_of(statuses), "the binary could not be copied", arts)
     notes = [f"pid {vpid} ({how})" if vpid is not None else "copied from the alert's path"]
+    if alert_named:
+        notes = ["alert-named file: no running process executes it; copied from the alert's path"]
     if deleted:
         notes.append("the executable was deleted from disk; copied through /proc/<pid>/exe")
     if in_pod and in_pod != copied:

@@ -37,6 +37,12 @@ printf '\n%s end\n' "$m"
 """
 """The pod network namespace's socket tables, framed by the marker."""
 
+CAT_EXECUTABLE = r"""[ -f "$1" ] && [ -x "$1" ] || { echo "not an executable file" >&2; exit 3; }
+exec cat "$1"
+"""
+"""``$1``'s bytes when it is an executable regular file (a path only an alert named: not
+a secret, a token or a config file the alert's author would like copied)."""
+
 DIR_LIST = r"""d="$1"
 for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
   [ -e "$f" ] || [ -L "$f" ] || continue
