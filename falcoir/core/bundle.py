@@ -82,7 +82,13 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)
 _STDERR_KEEP_IN_META = 64 * 1024
 PROGRESS_STEP = 256 * 1024
 _ARCHIVE_MAX_MEMBERS = 100_000
-_ARCHIVE_MAX_BYTES = 64 * 1024**3
+# A bundle holds at most a few capped artifacts (32 MiB each, 512 MiB for a binary):
+# 4 GiB is far above a real one, and an archive is never expanded past the free disk
+# (less a margin) nor more than _ARCHIVE_MAX_RATIO times its own size (a gzip bomb).
+_ARCHIVE_MAX_BYTES = 4 * 1024**3
+_ARCHIVE_MAX_RATIO = 500
+_ARCHIVE_SMALL = 64 * 1024**2
+_DISK_MARGIN = 256 * 1024**2
 
 # bagit's writer changes the process's working directory while it works: one at a time.
 _BAGIT_LOCK = threading.Lock()
@@ -960,7 +966,7 @@ def _hash_everything(
     return out
 
 
-def _verify_archive(archive: Path) -> VerifyReport:
+def _verify_archive(archive: Path, *, extracted: VerifyReport | None = None) -> VerifyReport:
     problems: list[VerifyProblem] = []
     actual, _ = _sha256_file(archive)
     expected = None
@@ -977,13 +983,15 @@ def _verify_archive(archive: Path) -> VerifyReport:
                     actual,
                 )
             )
-    with tempfile.TemporaryDirectory(prefix="falcoir-verify-") as tmp:
-        try:
-            top = safe_extract(archive, Path(tmp))
-        except BundleError as exc:
-            problems.append(VerifyProblem(archive.name, "archive", exc.message))
-            return VerifyReport(archive, False, tuple(problems), archive_sha256=actual)
-        report = _verify_dir(Path(tmp) / top, archive)
+    report = extracted
+    if report is None:
+        with tempfile.TemporaryDirectory(prefix="falcoir-verify-") as tmp:
+            try:
+                top = safe_extract(archive, Path(tmp))
+            except BundleError as exc:
+                problems.append(VerifyProblem(archive.name, "archive", exc.message))
+                return VerifyReport(archive, False, tuple(problems), archive_sha256=actual)
+            report = _verify_dir(Path(tmp) / top, archive)
     all_problems = tuple(problems) + report.problems
     return replace(
         report,
@@ -1025,6 +1033,12 @@ def safe_extract(
     top: str | None = None
     total = 0
     count = 0
+    why = "the size cap"
+    with contextlib.suppress(OSError):
+        room = shutil.disk_usage(dest).free - _DISK_MARGIN
+        if room < max_bytes:
+            max_bytes, why = max(0, room), "free disk space, less 256 MiB"
+    ratio_cap = max(_ARCHIVE_SMALL, archive.stat().st_size * _ARCHIVE_MAX_RATIO)
     with tar:
         try:
             for member in tar:
@@ -1045,7 +1059,11 @@ def safe_extract(
                     raise BundleError(f"member {name!r} is not a regular file or directory")
                 total += member.size
                 if total > max_bytes:
-                    raise BundleError(f"more than {max_bytes} bytes")
+                    raise BundleError(f"more than {max_bytes} bytes ({why})")
+                if total > ratio_cap:
+                    raise BundleError(
+                        f"expands to more than {_ARCHIVE_MAX_RATIO} times its size (a gzip bomb?)"
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
                 if src is None:
@@ -1096,7 +1114,8 @@ def summarize(path: Path) -> BundleSummary:
     with tempfile.TemporaryDirectory(prefix="falcoir-show-") as tmp:
         top = safe_extract(path, Path(tmp))
         summary = _summarize_dir(Path(tmp) / top, path)
-        report = verify(path)
+        # the archive's own checks on the copy just made (not a second extraction)
+        report = _verify_archive(path, extracted=summary.verify)
         return replace(summary, verify=report)
 
 
