@@ -82,7 +82,13 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)
 _STDERR_KEEP_IN_META = 64 * 1024
 PROGRESS_STEP = 256 * 1024
 _ARCHIVE_MAX_MEMBERS = 100_000
-_ARCHIVE_MAX_BYTES = 64 * 1024**3
+# A bundle holds at most a few capped artifacts (32 MiB each, 512 MiB for a binary):
+# 4 GiB is far above a real one, and an archive is never expanded past the free disk
+# (less a margin) nor more than _ARCHIVE_MAX_RATIO times its own size (a gzip bomb).
+_ARCHIVE_MAX_BYTES = 4 * 1024**3
+_ARCHIVE_MAX_RATIO = 500
+_ARCHIVE_SMALL = 64 * 1024**2
+_DISK_MARGIN = 256 * 1024**2
 
 # bagit's writer changes the process's working directory while it works: one at a time.
 _BAGIT_LOCK = threading.Lock()
@@ -204,9 +210,9 @@ class Artifact:
             name=str(doc["name"]),
             path=str(doc["path"]),
             sha256=str(doc.get("sha256") or ""),
-            bytes=int(doc.get("bytes") or 0),
+            bytes=_count(doc.get("bytes")),
             status=ArtifactStatus(doc.get("status", "ok")),
-            exit_code=doc.get("exit_code"),
+            exit_code=_exit_code(doc.get("exit_code")),
             collector=doc.get("collector"),
             source=str(doc.get("source") or "exec"),
             argv=tuple(str(a) for a in argv) if isinstance(argv, list) else None,
@@ -217,10 +223,24 @@ class Artifact:
             error=doc.get("error"),
             note=doc.get("note"),
             stderr_path=doc.get("stderr_path"),
-            stderr_bytes=int(doc.get("stderr_bytes") or 0),
+            stderr_bytes=_count(doc.get("stderr_bytes")),
             mode=doc.get("mode"),
             extra=dict(doc.get("extra") or {}),
         )
+
+
+def _exit_code(value: object) -> int | None:
+    """An exit code read back from a bundle: an int, or nothing (the file may be forged)."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**32:
+        return value
+    return None
+
+
+def _count(value: object) -> int:
+    """A byte count read back from a bundle: a non-negative int that fits 63 bits, else 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return 0
 
 
 @dataclass(frozen=True)
@@ -724,7 +744,7 @@ def _load_index(directory: Path) -> list[Artifact]:
         try:
             doc = json.loads(sidecar.read_text(encoding="utf-8"))
             found.append(Artifact.from_dict(doc))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
     return found
 
@@ -837,7 +857,7 @@ def unsealed_state(directory: Path, info: Mapping[str, str] | None = None) -> Un
     if marker.is_file():
         try:
             doc = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return UnsealedState()
         if not isinstance(doc, dict):
             return UnsealedState()
@@ -866,8 +886,9 @@ def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
                 shown, False, (VerifyProblem(".", "unsealed", state.describe()),), sealed=False
             )
         return VerifyReport(shown, False, (VerifyProblem(".", "structure", str(exc)),))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        # A tag file cut short or garbled (the writer died while writing it).
+    except (OSError, UnicodeError, LookupError, TypeError, ValueError) as exc:
+        # A tag file cut short or garbled (the writer died while writing it), or one
+        # naming a bad encoding (LookupError: unknown; TypeError: not a text codec).
         return VerifyReport(
             shown,
             False,
@@ -893,7 +914,7 @@ def _verify_dir(directory: Path, shown: Path) -> VerifyReport:
             problems.extend(_hash_everything(directory, entries))
     except bagit.BagError as exc:
         problems.append(VerifyProblem(".", "structure", str(exc)))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeError, LookupError, TypeError, ValueError) as exc:
         problems.append(VerifyProblem(".", "structure", f"unreadable file: {exc}"))
     for required in ("manifest-sha256.txt", "tagmanifest-sha256.txt", "bag-info.txt"):
         if not (directory / required).is_file():
@@ -945,7 +966,7 @@ def _hash_everything(
     return out
 
 
-def _verify_archive(archive: Path) -> VerifyReport:
+def _verify_archive(archive: Path, *, extracted: VerifyReport | None = None) -> VerifyReport:
     problems: list[VerifyProblem] = []
     actual, _ = _sha256_file(archive)
     expected = None
@@ -962,13 +983,15 @@ def _verify_archive(archive: Path) -> VerifyReport:
                     actual,
                 )
             )
-    with tempfile.TemporaryDirectory(prefix="falcoir-verify-") as tmp:
-        try:
-            top = safe_extract(archive, Path(tmp))
-        except BundleError as exc:
-            problems.append(VerifyProblem(archive.name, "archive", exc.message))
-            return VerifyReport(archive, False, tuple(problems), archive_sha256=actual)
-        report = _verify_dir(Path(tmp) / top, archive)
+    report = extracted
+    if report is None:
+        with tempfile.TemporaryDirectory(prefix="falcoir-verify-") as tmp:
+            try:
+                top = safe_extract(archive, Path(tmp))
+            except BundleError as exc:
+                problems.append(VerifyProblem(archive.name, "archive", exc.message))
+                return VerifyReport(archive, False, tuple(problems), archive_sha256=actual)
+            report = _verify_dir(Path(tmp) / top, archive)
     all_problems = tuple(problems) + report.problems
     return replace(
         report,
@@ -1010,6 +1033,12 @@ def safe_extract(
     top: str | None = None
     total = 0
     count = 0
+    why = "the size cap"
+    with contextlib.suppress(OSError):
+        room = shutil.disk_usage(dest).free - _DISK_MARGIN
+        if room < max_bytes:
+            max_bytes, why = max(0, room), "free disk space, less 256 MiB"
+    ratio_cap = max(_ARCHIVE_SMALL, archive.stat().st_size * _ARCHIVE_MAX_RATIO)
     with tar:
         try:
             for member in tar:
@@ -1030,7 +1059,11 @@ def safe_extract(
                     raise BundleError(f"member {name!r} is not a regular file or directory")
                 total += member.size
                 if total > max_bytes:
-                    raise BundleError(f"more than {max_bytes} bytes")
+                    raise BundleError(f"more than {max_bytes} bytes ({why})")
+                if total > ratio_cap:
+                    raise BundleError(
+                        f"expands to more than {_ARCHIVE_MAX_RATIO} times its size (a gzip bomb?)"
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
                 if src is None:
@@ -1081,7 +1114,8 @@ def summarize(path: Path) -> BundleSummary:
     with tempfile.TemporaryDirectory(prefix="falcoir-show-") as tmp:
         top = safe_extract(path, Path(tmp))
         summary = _summarize_dir(Path(tmp) / top, path)
-        report = verify(path)
+        # the archive's own checks on the copy just made (not a second extraction)
+        report = _verify_archive(path, extracted=summary.verify)
         return replace(summary, verify=report)
 
 
@@ -1093,7 +1127,7 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
         try:
             doc = json.loads(index.read_text(encoding="utf-8"))
             arts = [Artifact.from_dict(a) for a in doc.get("artifacts", [])]
-        except (ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             arts = []
     if not arts:
         arts = _load_index(directory)
@@ -1101,9 +1135,9 @@ def _summarize_dir(directory: Path, shown: Path) -> BundleSummary:
     log = directory / "data" / ACTIONS_NAME
     if log.is_file():
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                if line.strip():
-                    actions.append(json.loads(line))
+            with contextlib.suppress(ValueError, RecursionError):
+                if line.strip() and isinstance(act := json.loads(line), dict):
+                    actions.append(act)
     names = [str(p.relative_to(directory)) for p in (directory / "data").glob("report*")]
     return BundleSummary(
         shown, dict(report.info), tuple(arts), tuple(actions), report, find_reports(names)

@@ -13,6 +13,7 @@ The store lives under ``$FALCOIR_HOME`` (default ``$XDG_STATE_HOME/falcoir``, el
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 _ID_RE = re.compile(r"^inc-\d{8}-\d{6}-[0-9a-f]{6}$")
 
@@ -53,6 +54,22 @@ def default_home() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "state"
     return base / "falcoir"
+
+
+def _restrict(path: Path | int, mode: int) -> None:
+    """Tighten an existing path (written 0644/0755 by earlier versions) when we own it."""
+    with contextlib.suppress(OSError):
+        if isinstance(path, int):
+            os.fchmod(path, mode)
+        else:
+            os.chmod(path, mode)
+
+
+def _private_file(path: Path, flag: int) -> TextIO:
+    """``path`` opened for writing (``flag``: ``os.O_APPEND`` or ``os.O_TRUNC``), mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o600)
+    _restrict(fd, 0o600)
+    return os.fdopen(fd, "a" if flag == os.O_APPEND else "w", encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -111,8 +128,8 @@ class ActionLog:
         )
         line = json.dumps(asdict(record), ensure_ascii=False, default=str) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with _private_file(self.path, os.O_APPEND) as fh:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -176,7 +193,10 @@ class IncidentStore:
         )
 
     def _save(self, inc: Incident) -> None:
-        inc.dir.mkdir(parents=True, exist_ok=True)
+        # The record holds the alert and the log what was done: readable by the owner only.
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        inc.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _restrict(inc.dir, 0o700)
         doc = {
             "id": inc.id,
             "created": inc.created,
@@ -188,7 +208,8 @@ class IncidentStore:
             "alert_raw": inc.alert_raw,
         }
         tmp = inc.dir / "incident.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+        with _private_file(tmp, os.O_TRUNC) as fh:
+            fh.write(json.dumps(doc, indent=2, ensure_ascii=False))
         tmp.replace(inc.dir / "incident.json")
 
     def all(self) -> list[Incident]:

@@ -236,7 +236,7 @@ def print_show(summary: BundleSummary) -> None:
             safe(a.name),
             _status(a.status.value),
             human_bytes(a.bytes),
-            "" if a.exit_code is None else str(a.exit_code),
+            "" if a.exit_code is None else safe(a.exit_code),
             safe(shorten(how, 90)),
         )
     console.print(table)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def stderr_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def safe(value: object, *, keep_newlines: bool = False) -> str:

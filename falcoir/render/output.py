@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from enum import Enum, StrEnum
@@ -33,9 +34,20 @@ def _default(obj: object) -> Any:
     return str(obj)
 
 
+# Characters a terminal acts on that json.dumps(ensure_ascii=False) leaves raw: DEL and
+# the C1 controls (U+009B is a CSI), bidi overrides and isolates, line/paragraph separators.
+_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
 def to_json(doc: Any, *, indent: int | None = 2) -> str:
-    """JSON text; control characters in strings are escaped by the encoder."""
-    return json.dumps(doc, indent=indent, default=_default, ensure_ascii=False)
+    """JSON text; control characters, C1 controls and bidi marks in strings are escaped
+    (as ``\\uXXXX``); NaN and Infinity are refused (they are not JSON)."""
+    text = json.dumps(doc, indent=indent, default=_default, ensure_ascii=False, allow_nan=False)
+    return _UNSAFE.sub(_escape, text)
 
 
 def to_yaml(doc: Any) -> str:

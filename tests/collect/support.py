@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import threading
@@ -127,7 +128,10 @@ class LocalExecCluster(FakeCluster):
         started = datetime.now(UTC)
         try:
             proc = subprocess.Popen(
-                list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             )
         except FileNotFoundError:
             return ExecResult(
@@ -166,6 +170,11 @@ class LocalExecCluster(FakeCluster):
         threads = [threading.Thread(target=pump_out), threading.Thread(target=pump_err)]
         for t in threads:
             t.start()
+        if proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(stdin or b"")
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
         timed_out = False
         try:
             code: int | None = proc.wait(timeout)
@@ -242,7 +251,7 @@ class Container:
     """Path prefix under which this container sees the suspect's files (debug)."""
     overrides: dict[tuple[str, ...], Callable[[], Reply]] = field(default_factory=dict)
 
-    def reply(self, argv: Sequence[str]) -> Reply:
+    def reply(self, argv: Sequence[str], stdin: bytes | None = None) -> Reply:
         for k, fn in self.overrides.items():
             if tuple(argv[: len(k)]) == k:
                 return fn()
@@ -288,9 +297,16 @@ class Container:
                 return (b"", b"cat: no such file\n", 1)
             return (data, b"", 0)
         if tool == "sh":
-            if len(argv) < 5:
+            if len(argv) > 4 and argv[2] == scripts.CAT_EXECUTABLE:
+                data = self._read(argv[4])
+                if data is None or not data.startswith((b"\x7fELF", b"#!")):
+                    return (b"", b"not an executable file\n", 3)
+                return (data, b"", 0)
+            # the dumps read their marker from stdin, as the scripts do
+            marker = (stdin or b"").decode().partition("\n")[0]
+            if len(argv) < 4 or not marker:
                 return (b"", b"", 2)
-            script, marker = argv[2], argv[4]
+            script = argv[2]
             if script == scripts.PROC_DUMP:
                 return (self._proc_dump(marker), b"", 0)
             if script == scripts.NET_DUMP:
@@ -366,7 +382,7 @@ class ScriptedCluster(FakeCluster):
         self.calls.pop()
         started = datetime.now(UTC)
         box = self.containers.get(container) or self.containers.get(None)
-        reply: Reply = (b"", b"", None) if box is None else box.reply(argv)
+        reply: Reply = (b"", b"", None) if box is None else box.reply(argv, stdin)
 
         def result(**kw: Any) -> ExecResult:
             base: dict[str, Any] = dict(

@@ -17,6 +17,7 @@ from falcoir.core.collect import (
     CollectorEvent,
     CollectorStatus,
     run_collect,
+    scripts,
     snapshot,
     target_from_pod,
 )
@@ -284,7 +285,8 @@ def test_flood_is_capped_and_marked(tmp_path: Path) -> None:
 def test_command_that_never_ends_times_out_and_the_rest_is_there(tmp_path: Path) -> None:
     box = miner_container()
     box.overrides[("netstat",)] = Hang
-    box.overrides[("sh", "-c")] = Hang  # both /proc dumps hang too
+    box.overrides[("sh", "-c", scripts.PROC_DUMP)] = Hang  # both /proc dumps hang too
+    box.overrides[("sh", "-c", scripts.NET_DUMP)] = Hang
     t0 = time.monotonic()
     res = go(tmp_path, cluster_with(box), timeout=1.0)
     assert time.monotonic() - t0 < 20

@@ -158,13 +158,14 @@ class _Run:
         *,
         timeout: float | None = None,
         max_bytes: int | None = None,
+        stdin: bytes | None = None,
     ) -> _Attempt:
         """Run one command into one artifact; retried when the stream was dropped."""
-        attempt = self._exec_once(collector, name, argv, timeout, max_bytes)
+        attempt = self._exec_once(collector, name, argv, timeout, max_bytes, stdin)
         for _ in range(self.options.retries):
             if not _dropped(attempt.result):
                 break
-            attempt = self._exec_once(collector, name, argv, timeout, max_bytes)
+            attempt = self._exec_once(collector, name, argv, timeout, max_bytes, stdin)
         return attempt
 
     def _exec_once(
@@ -174,6 +175,7 @@ class _Run:
         argv: Sequence[str],
         timeout: float | None,
         max_bytes: int | None,
+        stdin: bytes | None = None,
     ) -> _Attempt:
         t = min(timeout or self.options.timeout, self.remaining())
         cap = max_bytes or self.options.max_bytes
@@ -188,6 +190,7 @@ class _Run:
                         self.target.pod,
                         self.container,
                         list(argv),
+                        stdin=stdin,
                         timeout=t,
                         max_bytes=cap,
                         stdout_sink=cast(BinaryIO, stream),
@@ -332,8 +335,13 @@ def collect_processes(run: _Run) -> CollectorOutcome:
         ps_side = _side(
             lambda: run.first_ok(name, "processes/ps.txt", (["ps", "auxww"], ["ps", "-ef"], ["ps"]))
         )
+        # The marker goes on stdin: an argument would show in /proc/<sh>/cmdline, and a
+        # process that knows it can end the dump early in its own cwd or exe link.
         dump = run.exec(
-            name, "processes/proc.txt", ["sh", "-c", scripts.PROC_DUMP, "sh", run.marker]
+            name,
+            "processes/proc.txt",
+            ["sh", "-c", scripts.PROC_DUMP, "sh"],
+            stdin=run.marker.encode() + b"\n",
         )
         procs_json: Artifact | None = None
         if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
@@ -379,7 +387,12 @@ def collect_network(run: _Run) -> CollectorOutcome:
             (["netstat", "-tunap"], ["ss", "-tunap"], ["netstat", "-tuna"]),
         )
     )
-    dump = run.exec(name, "network/proc-net.txt", ["sh", "-c", scripts.NET_DUMP, "sh", run.marker])
+    dump = run.exec(
+        name,
+        "network/proc-net.txt",
+        ["sh", "-c", scripts.NET_DUMP, "sh"],
+        stdin=run.marker.encode() + b"\n",
+    )
     tools = tools_side(run.remaining()) or []
     arts = [a.artifact for a in tools] + [dump.artifact]
     if dump.artifact.status in (ArtifactStatus.OK, ArtifactStatus.TRUNCATED):
@@ -417,6 +430,15 @@ def _clean_dir(path: str | None) -> str | None:
     if not path or not path.startswith("/") or "\x00" in path or len(path) > 4096:
         return None
     return posixpath.normpath(path)
+
+
+# Never copied because an alert names them: credentials and kernel interfaces.
+_NEVER_COPY = ("/var/run/secrets", "/run/secrets", "/proc", "/sys", "/dev")
+
+
+def _never_copy(path: str) -> bool:
+    p = "/" + path.lstrip("/")
+    return any(p == d or p.startswith(d + "/") for d in _NEVER_COPY)
 
 
 def _alert_paths(alert: Alert | None) -> tuple[str | None, str | None]:
@@ -541,19 +563,38 @@ def collect_binary(run: _Run) -> CollectorOutcome:
         proc = next((p for p in run.procs if p.pid == vpid), None)
         if proc is not None:
             exe_link, deleted = proc.exe, proc.exe_deleted
+    alert_named = refused = False
     if alert_exe is not None and copied is None:
-        c = run.exec(
-            name,
-            "binary/path.bin",
-            ["cat", run.root + alert_exe],
-            timeout=run.options.binary_timeout,
-            max_bytes=run.options.max_binary_bytes,
+        # The alert's text is the attacker's: its path is copied as is only when a
+        # running process executes it; otherwise only an executable file outside
+        # secrets and kernel paths ("alert-named file"), never e.g. a token.
+        # (not waited for: a dump that hangs must not hold the copy up)
+        running = run.procs_ready.is_set() and any(p.exe == alert_exe for p in run.procs)
+        alert_named = not running
+        refused = alert_named and _never_copy(alert_exe)
+        argv = (
+            ["cat", run.root + alert_exe]
+            if running
+            else ["sh", "-c", scripts.CAT_EXECUTABLE, "sh", run.root + alert_exe]
         )
-        arts.append(c.artifact)
-        statuses.append(c.artifact.status)
-        if c.artifact.status is ArtifactStatus.OK:
-            copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
-            in_pod = in_pod or path_sha
+        path_copy = (
+            None
+            if refused
+            else run.exec(
+                name,
+                "binary/path.bin",
+                argv,
+                timeout=run.options.binary_timeout,
+                max_bytes=run.options.max_binary_bytes,
+            )
+        )
+        if path_copy is not None:
+            c = path_copy
+            arts.append(c.artifact)
+            statuses.append(c.artifact.status)
+            if c.artifact.status is ArtifactStatus.OK:
+                copy_art, copied, size = c.artifact, c.artifact.sha256, c.artifact.bytes
+                in_pod = in_pod or path_sha
     run.binary = BinaryEvidence(
         vpid=vpid,
         path=exe_link or alert_exe,
@@ -572,9 +613,14 @@ def collect_binary(run: _Run) -> CollectorOutcome:
         )
         status = CollectorStatus.SKIPPED if run.alert is None else CollectorStatus.FAILED
         return run.finish(name, status, note, arts)
+    if refused and copied is None:
+        note = "the alert names a secret or kernel path as its executable: not copied"
+        return run.finish(name, CollectorStatus.FAILED, note, arts)
     if copied is None:
         return run.finish(name, _status_of(statuses), "the binary could not be copied", arts)
     notes = [f"pid {vpid} ({how})" if vpid is not None else "copied from the alert's path"]
+    if alert_named:
+        notes = ["alert-named file: no running process executes it; copied from the alert's path"]
     if deleted:
         notes.append("the executable was deleted from disk; copied through /proc/<pid>/exe")
     if in_pod and in_pod != copied:

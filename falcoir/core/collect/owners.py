@@ -7,6 +7,7 @@ save its full object.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -75,6 +76,27 @@ def owner_objects(
     return objects, problems
 
 
+# Kinds that control pods: the only owners whose objects are read for a reference.
+_CONTROLLERS = frozenset(
+    {"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "ReplicationController", "Job"}
+    | {"CronJob"}
+)
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _refused(ref: OwnerRef, resource: Resource) -> bool:
+    """A reference the pod's author may have forged to pull another object (another
+    pod's spec, a node...) into the bundle: the guards of ``owner_chain``, and more."""
+    group = (ref.api_version or "").split("/")[0] if "/" in (ref.api_version or "") else ""
+    expected = resource.group_version.split("/")[0] if "/" in resource.group_version else ""
+    return (
+        ref.kind not in _CONTROLLERS
+        or not resource.namespaced
+        or not _NAME_RE.match(ref.name)
+        or bool(ref.api_version and group != expected)
+    )
+
+
 def objects_for_refs(
     gateway: ClusterGateway,
     namespace: str,
@@ -91,10 +113,15 @@ def objects_for_refs(
         if resource is None:
             results[i] = _placeholder(ref, "a kind falcoir does not read")
             return
+        if _refused(ref, resource):
+            results[i] = _placeholder(ref, "not a controller reference: not read")
+            return
         try:
-            results[i] = call(
-                lambda: gateway.get(resource, ref.name, namespace if resource.namespaced else None)
-            )
+            got = call(lambda: gateway.get(resource, ref.name, namespace))
+            uid = (got.get("metadata") or {}).get("uid") if isinstance(got, dict) else None
+            if ref.uid and uid and uid != ref.uid:
+                got = _placeholder(ref, "recreated since (another uid): not read")
+            results[i] = got
         except ApiNotFound:
             results[i] = _placeholder(ref, "not found: deleted since")
         except FalcoirError as exc:

@@ -139,16 +139,26 @@ def parse_proc_dump(data: bytes, marker: str) -> list[ProcInfo]:
         if pid is not None:
             procs.append(_proc_from_sections(pid, current))
 
-    for header, content in split_sections(data, marker):
+    # A process that learnt the marker could frame its own text (a cwd or exe link) as
+    # sections: "end" counts only as the very last section, a pid seen before is not
+    # taken again, and the first of a process's sections of one kind wins.
+    sections = split_sections(data, marker)
+    seen: set[int] = set()
+    for i, (header, content) in enumerate(sections):
         kind, _, arg = header.partition(" ")
         if kind == "pid":
             flush()
             current = {}
             pid = int(arg) if arg.isdigit() else None
+            if pid in seen:
+                pid = None
+            elif pid is not None:
+                seen.add(pid)
         elif kind == "end":
-            break
+            if i == len(sections) - 1:
+                break
         else:
-            current[kind] = content
+            current.setdefault(kind, content)
     flush()
     return sorted(procs, key=lambda p: p.pid)
 

@@ -1,16 +1,17 @@
-"""Constant shell scripts run in the container as ``sh -c SCRIPT sh MARKER [ROOT]``.
+"""Constant shell scripts run in the container as ``sh -c SCRIPT sh [ARG]``.
 
 Nothing from an alert or a pod is ever pasted into these texts: the only inputs are
-positional arguments (a random section marker, and a ``/proc`` root prefix chosen by
-falcoir). They need only ``sh``, ``cat`` and ``readlink`` (busybox or coreutils), and
-read ``/proc`` when ``ps``/``netstat``/``ss`` are missing.
+positional arguments chosen by falcoir and, for the dumps, a random section marker read
+from stdin (one line), so that it is in no command line a process in the pod can
+read while the dump runs. They need only ``sh``, ``cat`` and ``readlink`` (busybox or
+coreutils), and read ``/proc`` when ``ps``/``netstat``/``ss`` are missing.
 """
 
 from __future__ import annotations
 
 import secrets
 
-PROC_DUMP = r"""m="$1"
+PROC_DUMP = r"""IFS= read -r m; [ -n "$m" ] || exit 2
 for p in /proc/[0-9]*; do
   [ -d "$p" ] || continue
   printf '\n%s pid %s\n' "$m" "${p#/proc/}"
@@ -24,9 +25,9 @@ for p in /proc/[0-9]*; do
 done
 printf '\n%s end\n' "$m"
 """
-"""Every process's stat, status, cmdline, exe, cwd and fd links, framed by ``$1``."""
+"""Every process's stat, status, cmdline, exe, cwd and fd links, framed by the marker."""
 
-NET_DUMP = r"""m="$1"
+NET_DUMP = r"""IFS= read -r m; [ -n "$m" ] || exit 2
 for t in tcp tcp6 udp udp6; do
   if [ -r "/proc/net/$t" ]; then
     printf '\n%s %s\n' "$m" "$t"; cat "/proc/net/$t"
@@ -34,7 +35,13 @@ for t in tcp tcp6 udp udp6; do
 done
 printf '\n%s end\n' "$m"
 """
-"""The pod network namespace's socket tables, framed by ``$1``."""
+"""The pod network namespace's socket tables, framed by the marker."""
+
+CAT_EXECUTABLE = r"""[ -f "$1" ] && [ -x "$1" ] || { echo "not an executable file" >&2; exit 3; }
+exec cat "$1"
+"""
+"""``$1``'s bytes when it is an executable regular file (a path only an alert named: not
+a secret, a token or a config file the alert's author would like copied)."""
 
 DIR_LIST = r"""d="$1"
 for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do

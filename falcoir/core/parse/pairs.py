@@ -119,9 +119,9 @@ KNOWN_KEYS = frozenset(
     }
 )
 
-_CONTAINER_INFO_TAIL = re.compile(
-    r"^(.*?)\s*(\S+ \(id=(?:[0-9a-f]{12}|[0-9a-f]{64}|host)\))$", re.S
-)
+# The "(id=...)" suffix alone; the name before it is found by scanning back (a regex
+# "^(.*?)\s*(\S+ \(id=...\))$" backtracks quadratically on a long hostile value).
+_CONTAINER_ID_SUFFIX = re.compile(r"\(id=(?:[0-9a-f]{12}|[0-9a-f]{64}|host)\)")
 _NESTED_KEY = re.compile(r"^([A-Za-z_][\w]*\.[\w.]*)=(.*)$", re.S)
 _COMMA_SPLIT = re.compile(r",\s+(?=[A-Za-z_][\w .\[\]-]{0,60}?=)")
 _SPACED_KEY = re.compile(r"\s[a-z_][\w.]*(?:\[[^\]\s=]*\])?=")
@@ -251,6 +251,19 @@ def _split_pairs_regex(text: str) -> tuple[str, list[Pair]]:
     return lead, pairs
 
 
+def _container_info_tail(value: str) -> tuple[str, str] | None:
+    """``(head, "name (id=...)")`` when ``value`` ends with a container info, in linear time."""
+    mark = value.rfind(" (id=")
+    if mark <= 0 or _CONTAINER_ID_SUFFIX.fullmatch(value, mark + 1) is None:
+        return None
+    start = mark
+    while start > 0 and not value[start - 1].isspace():
+        start -= 1
+    if start == mark:
+        return None
+    return value[:start], value[start:]
+
+
 def _append_value(pairs: list[Pair], key: str, value: str) -> None:
     # "container=k8s.ns=x k8s.pod=y container=id": %container.info under -pk printed
     # after a label; the label's own value is empty.
@@ -261,9 +274,9 @@ def _append_value(pairs: list[Pair], key: str, value: str) -> None:
             pairs.append((nested.group(1), nested.group(2).strip()))
             return
     if value.endswith(")") and "(id=" in value:
-        info = _CONTAINER_INFO_TAIL.match(value)
+        info = _container_info_tail(value)
         if info is not None:
-            pairs.append((key, info.group(1).strip()))
-            pairs.append(("%container.info", info.group(2)))
+            pairs.append((key, info[0].strip()))
+            pairs.append(("%container.info", info[1]))
             return
     pairs.append((key, value))

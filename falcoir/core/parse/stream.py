@@ -46,7 +46,25 @@ _FALCO_STATS = re.compile(
 )
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_CONT = re.compile(r'^(?:\s|[}\]"])')
-_DECODER = json.JSONDecoder()
+
+
+class _NotFinite(ValueError):
+    """NaN, Infinity or an overflowing float in an alert: not JSON, and not re-emittable."""
+
+
+def _reject_constant(name: str) -> float:
+    raise _NotFinite(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0:  # inf (NaN comes as a constant)
+        raise _NotFinite(f"{text} is out of range")
+    return value
+
+
+# Floats are rare in alerts (the hook runs only for them); integers stay on the C path.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _trim(text: str) -> str:
@@ -107,9 +125,11 @@ class _Parser:
     ) -> Alert | ParseProblem:
         if doc is None:
             try:
-                doc = json.loads(text)
+                doc = _DECODER.decode(text)
             except (ValueError, RecursionError) as exc:
-                partial = self._partial(text, start, end, prefix)
+                partial = (
+                    None if isinstance(exc, _NotFinite) else self._partial(text, start, end, prefix)
+                )
                 if partial is not None:
                     return partial
                 return ParseProblem(
@@ -199,7 +219,7 @@ class _Parser:
             fragment = line[jpos:]
             prefix = line[:jpos]
             try:
-                doc = json.loads(fragment)
+                doc = _DECODER.decode(fragment)
             except (ValueError, RecursionError):
                 doc = None
             else:
