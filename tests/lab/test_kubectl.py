@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -210,6 +212,7 @@ def test_wrong_token_gets_401(lab: Lab, tmp_path: Path) -> None:
 
 def test_get_pods_watch_sees_events(lab: Lab, fresh_namespace: str) -> None:
     ns = fresh_namespace
+    ok(lab.kubectl("run", "anchor", "-n", ns, "--image=busybox"))
     proc = subprocess.Popen(
         [
             KUBECTL,
@@ -226,19 +229,35 @@ def test_get_pods_watch_sees_events(lab: Lab, fresh_namespace: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+
+    def rows() -> list[list[str]]:
+        return [line.split() for line in list(lines) if line.startswith("watched")]
+
+    def until(pred: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not pred():
+            assert time.monotonic() < deadline, f"{what}: {lines}"
+            time.sleep(0.05)
+
     try:
-        time.sleep(0.8)
+        # The anchor's row means kubectl's initial list is done (its watch starts from
+        # that list); fixed sleeps raced with a slow kubectl start and a slow event.
+        until(lambda: any(line.startswith("anchor") for line in lines), "anchor listed")
         ok(lab.kubectl("run", "watched", "-n", ns, "--image=busybox"))
         ok(lab.kubectl("wait", "--for=condition=Ready", "pod/watched", "-n", ns, "--timeout=20s"))
         ok(lab.kubectl("delete", "pod", "watched", "-n", ns, "--grace-period=0", "--force"))
-        time.sleep(0.8)
+        until(lambda: any(r[2] == "Terminating" for r in rows()), "Terminating seen")
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    rows = [line.split() for line in out.splitlines() if line.startswith("watched")]
-    statuses = [r[2] for r in rows]
-    assert "Running" in statuses, out
-    assert statuses[-1] == "Terminating", out
+        proc.communicate(timeout=10)
+        reader.join(10)
+    statuses = [r[2] for r in rows()]
+    assert "Running" in statuses, lines
+    assert statuses[-1] == "Terminating", lines
 
 
 def test_dry_run_creates_nothing(lab: Lab, fresh_namespace: str) -> None:
