@@ -562,9 +562,12 @@ class LabServer:
         auth = request.headers.get("Authorization", "")
         if not auth:
             return None
-        if not auth.startswith("Bearer "):
+        # As the real API server: the scheme is case-insensitive (the Python client's
+        # in-cluster loader sends "bearer"), the token is what follows one space.
+        parts = auth.split(" ", 2)
+        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1].strip():
             raise unauthorized()
-        ident = self.identities.get(auth[7:].strip())
+        ident = self.identities.get(parts[1].strip())
         if ident is None:
             raise unauthorized()
         return ident

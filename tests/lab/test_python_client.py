@@ -352,6 +352,38 @@ def test_wrong_token_401_status_json(lab: Lab) -> None:
     assert exc.value.status == 401
 
 
+def test_bearer_scheme_is_case_insensitive(lab: Lab, tmp_path: Path) -> None:
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    token = json.loads((lab.state_dir / "tokens.json").read_text())["admin"]
+    ca = (lab.state_dir / "ca.crt").read_text()
+    server = json.loads(lab.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    ctx = ssl.create_default_context(cadata=ca)
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        req = urllib.request.Request(
+            server + "/api/v1/namespaces", headers={"Authorization": f"{scheme} {token}"}
+        )
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert json.loads(resp.read())["kind"] == "NamespaceList"
+    # The official client's in-cluster loader, as in a pod: token file, "bearer <token>".
+    (tmp_path / "token").write_text(token)
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    cfg = k8s.Configuration()
+    InClusterConfigLoader(
+        token_filename=str(tmp_path / "token"),
+        cert_filename=str(lab.state_dir / "ca.crt"),
+        environ={"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
+    ).load_and_set(cfg)
+    assert cfg.api_key["BearerToken"].startswith("bearer ")
+    names = {n.metadata.name for n in k8s.CoreV1Api(k8s.ApiClient(cfg)).list_namespace().items}
+    assert "default" in names
+    # Still no way in without a token after the scheme.
+    req = urllib.request.Request(server + "/api/v1/pods", headers={"Authorization": "bearer "})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, context=ctx, timeout=10)
+    assert err.value.code == 401
+
+
 def test_spdy_exec_answered_with_status(lab: Lab) -> None:
     lab.client.create(
         "pods",
