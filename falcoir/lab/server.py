@@ -1496,6 +1496,11 @@ class LabServer:
             self.mark_dirty()
         if rtype is NETPOLS:
             self._np_dirty.set()
+        if rtype is NAMESPACES and (
+            old is None or old["metadata"].get("labels") != new["metadata"].get("labels")
+        ):
+            # namespaceSelector peers match namespace labels: re-resolve them.
+            self._np_dirty.set()
         if rtype is PODS:
             if old is None:
                 self._start_pod(new)
@@ -1976,8 +1981,12 @@ class LabServer:
                 and not p["metadata"].get("deletionTimestamp")
             ]
             policies = list(self.store.items(NETPOLS))
+            namespaces = {
+                ns["metadata"]["name"]: dict(ns["metadata"].get("labels") or {})
+                for ns in self.store.items(NAMESPACES)
+            }
             try:
-                await self.runtime.apply_network_policies(pods, policies)
+                await self.runtime.apply_network_policies(pods, policies, namespaces)
             except Exception:
                 log.exception("applying network policies failed")
 

@@ -4,6 +4,7 @@ processes (tests/lab/hostruntime.py), driven by kubectl and by the official clie
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -177,6 +178,31 @@ def test_network_policies_reach_the_runtime(host_lab: Lab) -> None:
     last = calls.read_text().splitlines()[-1].split()
     assert int(last[1]) >= 1  # the runtime saw the policy
     assert int(last[0]) >= 1  # and the lab node's pods
+
+
+def test_namespace_labels_reach_the_runtime_and_changes_reapply(host_lab: Lab) -> None:
+    seen = host_lab.state_dir / "policy-namespaces.json"
+
+    def labels_of(ns: str) -> dict[str, str] | None:
+        if not seen.exists():
+            return None
+        try:
+            doc = json.loads(seen.read_text())
+        except ValueError:
+            return None
+        got: dict[str, str] | None = (doc or {}).get(ns)
+        return got
+
+    name = f"nsl-{secrets.token_hex(3)}"
+    host_lab.client.create("namespaces", {"metadata": {"name": name, "labels": {"team": "a"}}})
+    try:
+        host_lab.client.wait_until(lambda: (labels_of(name) or {}).get("team") == "a")
+        assert labels_of(name) == {"kubernetes.io/metadata.name": name, "team": "a"}
+        # Relabelling the namespace alone (no pod or policy change) re-applies.
+        host_lab.client.patch("namespaces", name, {"metadata": {"labels": {"team": "b"}}})
+        host_lab.client.wait_until(lambda: (labels_of(name) or {}).get("team") == "b")
+    finally:
+        host_lab.client.delete("namespaces", name)
 
 
 # --- the official Python client ----------------------------------------------------------

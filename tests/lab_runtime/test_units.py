@@ -247,3 +247,39 @@ def test_scenario_refuses_a_lab_without_isolation(tmp_path: Path) -> None:
     (tmp_path / "runtime" / "lab-abcdef.json").write_text('{"lab_id": "abcdef", "pid": 1}')
     with pytest.raises(LabError, match="does not run isolated pods"):
         play_cryptominer(None, tmp_path)  # type: ignore[arg-type]
+
+
+def test_namespace_selector_matches_namespace_labels() -> None:
+    mon = {
+        "metadata": {"name": "prom", "namespace": "monitoring", "labels": {"app": "prom"}},
+        "status": {"podIP": "10.213.9.7"},
+    }
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]}],
+    }
+    allowed = "ip daddr 10.213.9.7/32 accept"
+    pods = [POD, mon]
+    labelled = {"monitoring": {"team": "obs"}, "default": {}}
+    assert allowed in chain(policy.ruleset_for(POD, pods, [pol(spec)], labelled), "egress")
+    # Without the namespaces' labels (or with other ones) the peer matches nothing.
+    assert allowed not in chain(policy.ruleset_for(POD, pods, [pol(spec)]), "egress")
+    other = {"monitoring": {"team": "web"}}
+    assert allowed not in chain(policy.ruleset_for(POD, pods, [pol(spec)], other), "egress")
+    # kubernetes.io/metadata.name is always there, whatever the labels passed.
+    by_name = {
+        **spec,
+        "egress": [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                        }
+                    }
+                ]
+            }
+        ],
+    }
+    assert allowed in chain(policy.ruleset_for(POD, pods, [pol(by_name)], labelled), "egress")

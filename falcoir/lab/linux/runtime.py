@@ -211,6 +211,7 @@ class LinuxRuntime:
         self._idle: Path | None = None
         self._policies: list[JSON] = []
         self._all_pods: list[JSON] = []
+        self._namespaces: dict[str, dict[str, str]] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned_nft = False
@@ -1064,8 +1065,14 @@ class LinuxRuntime:
 
     # ----------------------------------------------------------------- policies
 
-    async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
+    async def apply_network_policies(
+        self,
+        pods: list[JSON],
+        policies: list[JSON],
+        namespaces: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self._policies = list(policies)
+        self._namespaces = dict(namespaces or {})
         self._all_pods = list(pods)
         # Pods the server no longer lists and that run nothing (Succeeded/Failed pods are
         # deleted without kill_pod): release their netns and records.
@@ -1094,7 +1101,7 @@ class LinuxRuntime:
         if current is not None:
             p.pod = {**current, "status": {**(current.get("status") or {}), "podIP": p.ip}}
         pods = self._all_pods or [p.pod]
-        ruleset = policy.ruleset_for(p.pod, pods, self._policies)
+        ruleset = policy.ruleset_for(p.pod, pods, self._policies, self._namespaces)
         if p.netns and Path(p.netns).exists():
             try:
                 await asyncio.to_thread(net.nft_apply, p.netns, ruleset)
