@@ -136,9 +136,13 @@ class Identity:
 
 
 class Faults:
-    """Fault injection, read from ``DIR/faults.json`` whenever the file changes."""
+    """Fault injection, read from ``DIR/faults.json`` whenever the file changes.
 
-    KEYS = ("latency_ms", "rate_429", "rate_500", "rate_503", "rate_drop")
+    ``rate_*`` apply to each API request (``rate_drop`` cuts plain responses and watches);
+    ``exec_drop`` is the fraction of exec streams cut mid-way (after the first output,
+    or before the exit status when there is none): no status, no close frame."""
+
+    KEYS = ("latency_ms", "rate_429", "rate_500", "rate_503", "rate_drop", "exec_drop")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -172,6 +176,12 @@ class Faults:
             if r < acc:
                 return key[5:]
         return None
+
+    def drop_exec(self) -> bool:
+        """Whether to cut this exec stream (drawn with ``exec_drop``)."""
+        self.refresh()
+        rate = self.values["exec_drop"]
+        return rate > 0 and self._rng.random() < rate
 
 
 def write_faults(state_dir: Path, values: dict[str, float]) -> Path:

@@ -114,15 +114,33 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
     b64 = proto == "base64.channel.k8s.io"
     json_status = proto in ("v4.channel.k8s.io", "v5.channel.k8s.io")
 
+    # Fault injection: cut the stream mid-way, as a dropped connection would (no status
+    # on channel 3, no close frame).
+    drop = server.faults.drop_exec()
+
+    def cut() -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        raise ConnectionResetError("exec stream dropped by the lab's exec_drop fault")
+
     async def send(channel: int, data: bytes) -> None:
         if ws.closed:
             return
+        if drop and data and channel in (STDOUT, STDERR):
+            await ws.send_bytes(bytes([channel]) + data[: max(1, len(data) // 2)])
+            await asyncio.sleep(0.05)  # let the half frame leave before the cut
+            cut()
         if b64:
             await ws.send_str(chr(ord("0") + channel) + base64.b64encode(data).decode())
         else:
             await ws.send_bytes(bytes([channel]) + data)
 
     async def finish(status: JSON) -> None:
+        if drop:
+            with contextlib.suppress(ConnectionResetError):
+                cut()
+            return
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             if json_status:
                 await send(ERROR, json.dumps(status).encode())
@@ -206,6 +224,11 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
     )
     try:
         done, _ = await asyncio.wait({client, pumps}, return_when=asyncio.FIRST_COMPLETED)
+        if pumps in done and pumps.exception() is not None:
+            proc.kill()  # the stream is gone (cut by a fault, or the client vanished)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+            return ws
         if client in done and pumps not in done:
             # The client went away (or only closed its side): wait briefly for output.
             if ws.closed:
