@@ -207,7 +207,12 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
         elif channel == RESIZE:
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 size = json.loads(payload)
-                proc.resize(int(size["Width"]), int(size["Height"]))
+                width, height = int(size["Width"]), int(size["Height"])
+                # As the kubelet (HandleResizing): a size with a zero side is ignored.
+                # kubectl sends {"Width":0,"Height":0} when its own terminal has no size
+                # (under `script` with no terminal), which would squash the command's.
+                if width >= 1 and height >= 1:
+                    proc.resize(width, height)
         return True
 
     async def read_client() -> None:
