@@ -107,9 +107,16 @@ class PodRuntime(Protocol):
         """Start an ephemeral container sharing ``targetContainerName``'s pid namespace."""
         ...
 
-    async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
+    async def apply_network_policies(
+        self,
+        pods: list[JSON],
+        policies: list[JSON],
+        namespaces: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         """Enforce the given NetworkPolicies on this node's pods (all of them, every
-        time: the runtime computes the full desired state)."""
+        time: the runtime computes the full desired state). ``namespaces`` maps each
+        namespace to its labels, for ``namespaceSelector`` peers; the server calls again
+        whenever a namespace's labels change."""
         ...
 
     async def shutdown(self) -> None:

@@ -14,7 +14,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -29,9 +31,41 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+@contextlib.contextmanager
+def without_client_ca_loading() -> Iterator[None]:
+    """While aiohttp is imported, give it client SSL contexts without the system CAs.
+
+    ``aiohttp.connector`` builds two client contexts at import time, and loading the CA
+    bundle into them (twice) is the largest single cost of a lab's cold start (60-80 ms). The lab
+    server makes no outgoing TLS connections; should anything in this process ever use
+    those contexts, verification fails closed (no CA is trusted), never open."""
+    import ssl
+
+    if "aiohttp" in sys.modules:
+        yield
+        return
+    real = ssl.create_default_context
+
+    def bare(purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH, **kw: Any) -> ssl.SSLContext:
+        if purpose is ssl.Purpose.SERVER_AUTH and not kw:
+            return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, trusting no CA
+        return real(purpose, **kw)
+
+    real_paths = ssl.SSLContext.set_default_verify_paths
+    ssl.create_default_context = bare
+    ssl.SSLContext.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ssl.create_default_context = real
+        ssl.SSLContext.set_default_verify_paths = real_paths  # type: ignore[method-assign]
+
+
 async def run(args: argparse.Namespace, ready: asyncio.Event | None = None) -> None:
     from falcoir.lab import pki
-    from falcoir.lab.server import LabServer
+
+    with without_client_ca_loading():
+        from falcoir.lab.server import LabServer
 
     state_dir: Path = args.state_dir
     server = LabServer(

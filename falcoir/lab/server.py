@@ -136,9 +136,13 @@ class Identity:
 
 
 class Faults:
-    """Fault injection, read from ``DIR/faults.json`` whenever the file changes."""
+    """Fault injection, read from ``DIR/faults.json`` whenever the file changes.
 
-    KEYS = ("latency_ms", "rate_429", "rate_500", "rate_503", "rate_drop")
+    ``rate_*`` apply to each API request (``rate_drop`` cuts plain responses and watches);
+    ``exec_drop`` is the fraction of exec streams cut mid-way (after the first output,
+    or before the exit status when there is none): no status, no close frame."""
+
+    KEYS = ("latency_ms", "rate_429", "rate_500", "rate_503", "rate_drop", "exec_drop")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -172,6 +176,12 @@ class Faults:
             if r < acc:
                 return key[5:]
         return None
+
+    def drop_exec(self) -> bool:
+        """Whether to cut this exec stream (drawn with ``exec_drop``)."""
+        self.refresh()
+        rate = self.values["exec_drop"]
+        return rate > 0 and self._rng.random() < rate
 
 
 def write_faults(state_dir: Path, values: dict[str, float]) -> Path:
@@ -562,9 +572,12 @@ class LabServer:
         auth = request.headers.get("Authorization", "")
         if not auth:
             return None
-        if not auth.startswith("Bearer "):
+        # As the real API server: the scheme is case-insensitive (the Python client's
+        # in-cluster loader sends "bearer"), the token is what follows one space.
+        parts = auth.split(" ", 2)
+        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1].strip():
             raise unauthorized()
-        ident = self.identities.get(auth[7:].strip())
+        ident = self.identities.get(parts[1].strip())
         if ident is None:
             raise unauthorized()
         return ident
@@ -1493,6 +1506,11 @@ class LabServer:
             self.mark_dirty()
         if rtype is NETPOLS:
             self._np_dirty.set()
+        if rtype is NAMESPACES and (
+            old is None or old["metadata"].get("labels") != new["metadata"].get("labels")
+        ):
+            # namespaceSelector peers match namespace labels: re-resolve them.
+            self._np_dirty.set()
         if rtype is PODS:
             if old is None:
                 self._start_pod(new)
@@ -1973,8 +1991,12 @@ class LabServer:
                 and not p["metadata"].get("deletionTimestamp")
             ]
             policies = list(self.store.items(NETPOLS))
+            namespaces = {
+                ns["metadata"]["name"]: dict(ns["metadata"].get("labels") or {})
+                for ns in self.store.items(NAMESPACES)
+            }
             try:
-                await self.runtime.apply_network_policies(pods, policies)
+                await self.runtime.apply_network_policies(pods, policies, namespaces)
             except Exception:
                 log.exception("applying network policies failed")
 

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,15 +114,33 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
     b64 = proto == "base64.channel.k8s.io"
     json_status = proto in ("v4.channel.k8s.io", "v5.channel.k8s.io")
 
+    # Fault injection: cut the stream mid-way, as a dropped connection would (no status
+    # on channel 3, no close frame).
+    drop = server.faults.drop_exec()
+
+    def cut() -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        raise ConnectionResetError("exec stream dropped by the lab's exec_drop fault")
+
     async def send(channel: int, data: bytes) -> None:
         if ws.closed:
             return
+        if drop and data and channel in (STDOUT, STDERR):
+            await ws.send_bytes(bytes([channel]) + data[: max(1, len(data) // 2)])
+            await asyncio.sleep(0.05)  # let the half frame leave before the cut
+            cut()
         if b64:
             await ws.send_str(chr(ord("0") + channel) + base64.b64encode(data).decode())
         else:
             await ws.send_bytes(bytes([channel]) + data)
 
     async def finish(status: JSON) -> None:
+        if drop:
+            with contextlib.suppress(ConnectionResetError):
+                cut()
+            return
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             if json_status:
                 await send(ERROR, json.dumps(status).encode())
@@ -189,7 +207,12 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
         elif channel == RESIZE:
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 size = json.loads(payload)
-                proc.resize(int(size["Width"]), int(size["Height"]))
+                width, height = int(size["Width"]), int(size["Height"])
+                # As the kubelet (HandleResizing): a size with a zero side is ignored.
+                # kubectl sends {"Width":0,"Height":0} when its own terminal has no size
+                # (under `script` with no terminal), which would squash the command's.
+                if width >= 1 and height >= 1:
+                    proc.resize(width, height)
         return True
 
     async def read_client() -> None:
@@ -206,6 +229,11 @@ async def handle_exec(server: LabServer, request: web.Request, pod: JSON) -> web
     )
     try:
         done, _ = await asyncio.wait({client, pumps}, return_when=asyncio.FIRST_COMPLETED)
+        if pumps in done and pumps.exception() is not None:
+            proc.kill()  # the stream is gone (cut by a fault, or the client vanished)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+            return ws
         if client in done and pumps not in done:
             # The client went away (or only closed its side): wait briefly for output.
             if ws.closed:
@@ -232,36 +260,87 @@ CRI_LINE = re.compile(
 )
 
 
-def _parse_log(raw: bytes, fallback_ts: str) -> list[tuple[str, bytes]]:
-    """``(timestamp, line with newline)``: CRI log format when the runtime wrote it,
-    raw bytes otherwise."""
-    out: list[tuple[str, bytes]] = []
-    pending = b""
-    for line in raw.splitlines(keepends=False):
-        m = CRI_LINE.match(line)
-        if m is None:
-            out.append((fallback_ts, line + b"\n"))
-            continue
-        ts, tag, text = m.group(1).decode(), m.group(3), m.group(4)
-        if tag == b"P":
-            pending += text
-            continue
-        out.append((ts, pending + text + b"\n"))
+class LogEntry:
+    """One line (or the unterminated end of one) as ``kubectl logs`` shows it."""
+
+    __slots__ = ("continued", "text", "ts")
+
+    def __init__(self, ts: str, text: bytes, continued: bool = False) -> None:
+        self.ts = ts
+        self.text = text
+        self.continued = continued
+        """The rest of a line already partly sent (no timestamp prefix in front of it)."""
+
+
+class LogParser:
+    """Turns a container log into entries: the CRI format the runtime writes
+    (``<RFC3339Nano> stdout|stderr F|P <text>``: ``P`` records join the next one, an
+    ``F`` ends the line), or raw bytes (stamped with the read time) from runtimes that
+    write those. Stateful, so ``kubectl logs -f`` can feed it chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.partial_ts: str | None = None
+        """Timestamp of a line whose start was already emitted (its ``P`` records)."""
+
+    def feed(self, raw: bytes, fallback_ts: str, *, final: bool) -> list[LogEntry]:
+        out: list[LogEntry] = []
         pending = b""
-    if pending:
-        out.append((fallback_ts, pending))
-    if raw and not raw.endswith(b"\n") and out and CRI_LINE.match(raw.splitlines()[-1]) is None:
-        ts, text = out[-1]
-        out[-1] = (ts, text[:-1])
-    return out
+        pending_ts: str | None = None
+        lines = raw.split(b"\n")
+        tail = lines.pop()  # after the last newline: b"" when raw ends with one
+        for line in lines:
+            m = CRI_LINE.match(line)
+            if m is None:
+                out.append(LogEntry(fallback_ts, line + b"\n"))
+                continue
+            ts, tag, text = m.group(1).decode(), m.group(3), m.group(4)
+            if pending_ts is None:
+                pending_ts = ts
+            if tag == b"P":
+                pending += text
+                continue
+            continued = self.partial_ts is not None
+            out.append(LogEntry(self.partial_ts or pending_ts, pending + text + b"\n", continued))
+            pending, pending_ts, self.partial_ts = b"", None, None
+        if pending and pending_ts is not None:
+            # The start of a line whose end has not been written (yet).
+            continued = self.partial_ts is not None
+            out.append(LogEntry(self.partial_ts or pending_ts, pending, continued))
+            self.partial_ts = self.partial_ts or pending_ts
+        if tail and final:
+            out.append(LogEntry(fallback_ts, tail))  # raw bytes without a final newline
+        return out
 
 
-def _ts_to_datetime(ts: str) -> datetime | None:
+def rfc3339nano(ts: str) -> str:
+    """The kubelet's ``--timestamps`` form: RFC3339 with trailing fraction zeros cut."""
+    head, dot, rest = ts.partition(".")
+    if not dot:
+        return ts
+    digits = "".join(ch for ch in rest if ch.isdigit())
+    zone = rest[len(digits) :]
+    digits = digits.rstrip("0")
+    return f"{head}.{digits}{zone}" if digits else f"{head}{zone}"
+
+
+def _ts_to_epoch(ts: str) -> float | None:
+    """Seconds since the epoch of an RFC3339 timestamp (any fraction length)."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", ts)
+    if m is None:
+        return None
     try:
-        head = ts[:19]
-        return datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
+    zone = m.group(3)
+    if zone == "Z":
+        aware = base.replace(tzinfo=UTC)
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
+        aware = base.replace(tzinfo=timezone(offset))
+    frac = float("0." + m.group(2)) if m.group(2) else 0.0
+    return aware.timestamp() + frac
 
 
 def _read_capped(path: Path) -> bytes:
@@ -296,6 +375,7 @@ async def handle_log(server: LabServer, request: web.Request, pod: JSON) -> web.
         tail = int(q["tailLines"]) if "tailLines" in q else None
         limit = int(q["limitBytes"]) if "limitBytes" in q else None
         since = int(q["sinceSeconds"]) if "sinceSeconds" in q else None
+        since_time = q.get("sinceTime")
     except ValueError as exc:
         raise bad_request(f"invalid log option: {exc}") from exc
     if limit is not None and limit < 1:
@@ -320,24 +400,36 @@ async def handle_log(server: LabServer, request: web.Request, pod: JSON) -> web.
                 f'container "{container}" in pod "{name}" is waiting to start: {reason}'
             )
         return web.Response(body=b"", content_type="text/plain")
-    now_ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def now_ts() -> str:
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
     raw = _read_capped(path)
-    lines = _parse_log(raw, now_ts)
+    parser = LogParser()
+    lines = parser.feed(raw, now_ts(), final=not follow)
+    # Where following goes on: the end of the file, less an unterminated last record
+    # (read again once it is whole).
+    offset = path.stat().st_size if len(raw) >= LOG_CAP else len(raw)
+    if follow and raw and not raw.endswith(b"\n"):
+        offset -= len(raw) - (raw.rfind(b"\n") + 1)
+    cutoff: float | None = None
     if since is not None:
         cutoff = datetime.now(UTC).timestamp() - since
-        kept = []
-        for ts, text in lines:
-            when = _ts_to_datetime(ts)
-            if when is None or when.timestamp() >= cutoff:
-                kept.append((ts, text))
-        lines = kept
+    elif since_time is not None:
+        cutoff = _ts_to_epoch(since_time)
+        if cutoff is None:
+            raise bad_request(f"invalid sinceTime: {since_time}")
+    if cutoff is not None:
+        lines = [e for e in lines if (_ts_to_epoch(e.ts) or cutoff) >= cutoff]
     if tail is not None:
         lines = lines[-tail:] if tail > 0 else []
 
-    def render(entries: list[tuple[str, bytes]]) -> bytes:
+    def render(entries: list[LogEntry]) -> bytes:
         if timestamps:
-            return b"".join(f"{ts} ".encode() + text for ts, text in entries)
-        return b"".join(text for _, text in entries)
+            return b"".join(
+                (b"" if e.continued else f"{rfc3339nano(e.ts)} ".encode()) + e.text for e in entries
+            )
+        return b"".join(e.text for e in entries)
 
     body = render(lines)
     if limit is not None:
@@ -349,7 +441,6 @@ async def handle_log(server: LabServer, request: web.Request, pod: JSON) -> web.
     await resp.prepare(request)
     sent = len(body)
     await resp.write(body)
-    offset = len(raw) if len(raw) < LOG_CAP else path.stat().st_size
     uid = pod["metadata"]["uid"]
     ns = pod["metadata"]["namespace"]
     idle_after_gone = 0
@@ -366,16 +457,16 @@ async def handle_log(server: LabServer, request: web.Request, pod: JSON) -> web.
                 with path.open("rb") as fh:
                     fh.seek(offset)
                     chunk = fh.read(min(size - offset, 1024 * 1024))
-                # Only whole lines (CRI) are parsed; keep a partial tail for later.
-                cut = chunk.rfind(b"\n") + 1 if b"\n" in chunk else 0
-                if cut == 0 and CRI_LINE.match(chunk) is not None:
+                # Only whole records are parsed; a partial tail is read again later
+                # (the runtime writes whole CRI records; raw output is sent as it comes).
+                cut = chunk.rfind(b"\n") + 1
+                raw_tail = cut == 0 and CRI_LINE.match(chunk) is None
+                if cut == 0 and not raw_tail:
                     continue
-                if cut == 0:
+                if raw_tail:
                     cut = len(chunk)
                 offset += cut
-                out = render(
-                    _parse_log(chunk[:cut], datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-                )
+                out = render(parser.feed(chunk[:cut], now_ts(), final=raw_tail))
                 if limit is not None:
                     out = out[: limit - sent]
                 sent += len(out)

@@ -145,7 +145,12 @@ class VirtualRuntime:
     async def add_ephemeral_container(self, pod: JSON, container: JSON) -> None:
         await self.run_pod(pod)
 
-    async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
+    async def apply_network_policies(
+        self,
+        pods: list[JSON],
+        policies: list[JSON],
+        namespaces: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         return None
 
     async def shutdown(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import shutil
@@ -224,11 +225,18 @@ class HostRuntime:
                 running_status(pod, "10.88.0.2", "127.0.0.1"),
             )
 
-    async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
+    async def apply_network_policies(
+        self,
+        pods: list[JSON],
+        policies: list[JSON],
+        namespaces: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.policy_calls.append((len(pods), len(policies)))
         (self.state_dir / "policy-calls.txt").write_text(
             "\n".join(f"{p} {q}" for p, q in self.policy_calls)
         )
+        # What the runtime was told about namespaces, for tests of namespaceSelector.
+        (self.state_dir / "policy-namespaces.json").write_text(json.dumps(namespaces))
 
     async def shutdown(self) -> None:
         for proc in self._procs.values():

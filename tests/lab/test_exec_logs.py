@@ -4,6 +4,9 @@ processes (tests/lab/hostruntime.py), driven by kubectl and by the official clie
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -179,6 +182,31 @@ def test_network_policies_reach_the_runtime(host_lab: Lab) -> None:
     assert int(last[0]) >= 1  # and the lab node's pods
 
 
+def test_namespace_labels_reach_the_runtime_and_changes_reapply(host_lab: Lab) -> None:
+    seen = host_lab.state_dir / "policy-namespaces.json"
+
+    def labels_of(ns: str) -> dict[str, str] | None:
+        if not seen.exists():
+            return None
+        try:
+            doc = json.loads(seen.read_text())
+        except ValueError:
+            return None
+        got: dict[str, str] | None = (doc or {}).get(ns)
+        return got
+
+    name = f"nsl-{secrets.token_hex(3)}"
+    host_lab.client.create("namespaces", {"metadata": {"name": name, "labels": {"team": "a"}}})
+    try:
+        host_lab.client.wait_until(lambda: (labels_of(name) or {}).get("team") == "a")
+        assert labels_of(name) == {"kubernetes.io/metadata.name": name, "team": "a"}
+        # Relabelling the namespace alone (no pod or policy change) re-applies.
+        host_lab.client.patch("namespaces", name, {"metadata": {"labels": {"team": "b"}}})
+        host_lab.client.wait_until(lambda: (labels_of(name) or {}).get("team") == "b")
+    finally:
+        host_lab.client.delete("namespaces", name)
+
+
 # --- the official Python client ----------------------------------------------------------
 
 
@@ -352,6 +380,8 @@ def test_python_client_tty_resize(host_lab: Lab) -> None:
         _preload_content=False,
     )
     ws.write_channel(4, json.dumps({"Width": 91, "Height": 17}))
+    # A zero-sized terminal (kubectl under `script` with no terminal) changes nothing.
+    ws.write_channel(4, json.dumps({"Width": 0, "Height": 0}))
     out = ""
     deadline = time.monotonic() + 5
     while ws.is_open() and time.monotonic() < deadline:
@@ -359,3 +389,31 @@ def test_python_client_tty_resize(host_lab: Lab) -> None:
         out += ws.read_stdout() or ""
     ws.close()
     assert out.strip() == "17 91"
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) from util-linux")
+def test_kubectl_exec_it_under_script_sends_the_command_nothing(host_lab: Lab) -> None:
+    """kubectl exec -it on a pseudo-terminal (script) whose input stays open: the
+    command's terminal gets no byte from the lab (no NUL from the hello frame, the
+    resize or the stdin channel). (A NUL does reach it when script's own stdin is at
+    EOF: script then types its EOF character into kubectl's terminal before kubectl
+    switches it to raw mode, and Linux hands that over as a NUL byte. That comes from
+    the client side; a real API server passes it on just the same.)"""
+    cmd = (
+        f"{KUBECTL} --kubeconfig {host_lab.kubeconfig} exec -it talker -- "
+        "sh -c 'stty raw -echo; timeout 2 od -An -c; stty size'"
+    )
+    feeder = subprocess.Popen(["sleep", "6"], stdout=subprocess.PIPE)
+    try:
+        res = subprocess.run(
+            ["script", "-q", "-e", "-c", cmd, "/dev/null"],
+            stdin=feeder.stdout, capture_output=True, timeout=30, check=False,
+            env={**os.environ, "KUBECACHEDIR": str(host_lab.state_dir / "kube-cache")},
+        )  # fmt: skip
+    finally:
+        feeder.kill()
+        feeder.wait()
+    out = res.stdout.replace(b"\r", b"")
+    assert b"^@" not in out and b"\\0" not in out, out
+    # od read nothing; the zero-sized resize kubectl sent was ignored (size stays unset).
+    assert out.strip().splitlines()[-1] == b"0 0", out

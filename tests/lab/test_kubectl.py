@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -210,6 +215,7 @@ def test_wrong_token_gets_401(lab: Lab, tmp_path: Path) -> None:
 
 def test_get_pods_watch_sees_events(lab: Lab, fresh_namespace: str) -> None:
     ns = fresh_namespace
+    ok(lab.kubectl("run", "anchor", "-n", ns, "--image=busybox"))
     proc = subprocess.Popen(
         [
             KUBECTL,
@@ -226,19 +232,35 @@ def test_get_pods_watch_sees_events(lab: Lab, fresh_namespace: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+
+    def rows() -> list[list[str]]:
+        return [line.split() for line in list(lines) if line.startswith("watched")]
+
+    def until(pred: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not pred():
+            assert time.monotonic() < deadline, f"{what}: {lines}"
+            time.sleep(0.05)
+
     try:
-        time.sleep(0.8)
+        # The anchor's row means kubectl's initial list is done (its watch starts from
+        # that list); fixed sleeps raced with a slow kubectl start and a slow event.
+        until(lambda: any(line.startswith("anchor") for line in lines), "anchor listed")
         ok(lab.kubectl("run", "watched", "-n", ns, "--image=busybox"))
         ok(lab.kubectl("wait", "--for=condition=Ready", "pod/watched", "-n", ns, "--timeout=20s"))
         ok(lab.kubectl("delete", "pod", "watched", "-n", ns, "--grace-period=0", "--force"))
-        time.sleep(0.8)
+        until(lambda: any(r[2] == "Terminating" for r in rows()), "Terminating seen")
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    rows = [line.split() for line in out.splitlines() if line.startswith("watched")]
-    statuses = [r[2] for r in rows]
-    assert "Running" in statuses, out
-    assert statuses[-1] == "Terminating", out
+        proc.communicate(timeout=10)
+        reader.join(10)
+    statuses = [r[2] for r in rows()]
+    assert "Running" in statuses, lines
+    assert statuses[-1] == "Terminating", lines
 
 
 def test_dry_run_creates_nothing(lab: Lab, fresh_namespace: str) -> None:
@@ -282,3 +304,59 @@ def test_server_side_apply_and_create_namespace(lab: Lab, fresh_namespace: str) 
     assert ok(lab.kubectl("delete", "namespace", name)).strip() == f'namespace "{name}" deleted'
     gone = lab.kubectl("get", "namespace", name)
     assert gone.returncode == 1 and "NotFound" in gone.stderr
+
+
+LOG_SCRIPT = (
+    "echo first; sleep 1.2; printf 'second\\t with  spaces \\r\\n'; echo oops >&2; "
+    "head -c 20000 /dev/zero | tr '\\0' x; echo; printf 'tail-without-newline'"
+)
+LOG_EXPECTED = "first\nsecond\t with  spaces \r\noops\n" + "x" * 20000 + "\ntail-without-newline"
+
+
+def kubectl_bytes(lab: Lab, *args: str) -> bytes:
+    """kubectl's stdout as bytes (text mode would turn \\r\\n into \\n)."""
+    env = {**os.environ, "KUBECACHEDIR": str(lab.state_dir / "kube-cache")}
+    env.pop("KUBECONFIG", None)
+    res = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(lab.kubeconfig), *args],
+        capture_output=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_logs_keep_bytes_and_per_line_timestamps(lab: Lab, fresh_namespace: str) -> None:
+    ns = fresh_namespace
+    lab.client.create(
+        "pods",
+        {
+            "metadata": {"name": "talk"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {"name": "c", "image": "ubuntu:latest", "command": ["sh", "-c", LOG_SCRIPT]}
+                ],
+            },
+        },
+        ns,
+    )
+    lab.client.wait_for(
+        "pods", "talk", ns, lambda p: p["status"].get("phase") == "Succeeded", timeout=30
+    )
+    # Without --timestamps: byte for byte what the container wrote (a line over 16 KiB,
+    # \r, tabs, stderr, and no newline at the very end).
+    assert kubectl_bytes(lab, "logs", "talk", "-n", ns) == LOG_EXPECTED.encode()
+    # With --timestamps: each line stamped when it was written, not when it was read.
+    stamped = kubectl_bytes(lab, "logs", "talk", "-n", ns, "--timestamps").decode()
+    rows = stamped.split("\n")
+    assert len(rows) == 5 and rows[-1].endswith(" tail-without-newline")
+    stamps = [r.split(" ", 1)[0] for r in rows]
+    assert [r.split(" ", 1)[1] for r in rows[:2]] == ["first", "second\t with  spaces \r"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", s) for s in stamps)
+    when = [datetime.fromisoformat(s[:26].rstrip("Z") + "+00:00") for s in stamps]
+    assert when == sorted(when)
+    assert (when[1] - when[0]).total_seconds() >= 1.0  # the sleep between the two lines
+    # sinceTime cuts on those stamps: from the second line on.
+    since = kubectl_bytes(lab, "logs", "talk", "-n", ns, f"--since-time={stamps[1]}")
+    assert since == LOG_EXPECTED[len("first\n") :].encode()
+    assert lab.kubectl("logs", "talk", "-n", ns, "--tail=1").stdout == "tail-without-newline"

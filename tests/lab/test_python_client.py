@@ -54,7 +54,9 @@ def running(core: Any, ns: str, selector: str, count: int, timeout: float = 15) 
         pods = [
             p
             for p in core.list_namespaced_pod(ns, label_selector=selector).items
-            if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+            if p.status.phase == "Running"
+            and p.metadata.deletion_timestamp is None
+            and all(cs.ready for cs in p.status.container_statuses or [])
         ]
         if len(pods) == count or time.monotonic() > deadline:
             return pods
@@ -173,11 +175,14 @@ def test_three_patch_types_and_dry_run(lab: Lab, fresh_namespace: str) -> None:
     )
     # JSON merge patch through LabClient.
     lab.client.patch("pods", "p", {"metadata": {"labels": {"app": None}}}, ns, patch_type="merge")
-    got = core.read_namespaced_pod("p", ns)
+    # The runtime posts the pod's status on its own: read the resourceVersion only once
+    # the pod is Running and ready, or a status write between the reads looks like a
+    # dry run that changed something.
+    (got,) = running(core, ns, "quarantine=true", 1)
     assert got.metadata.labels == {"quarantine": "true"}
     assert got.metadata.annotations == {"falcoir.dev/incident": "i-1"}
+    rv = got.metadata.resource_version
     # dryRun on patch, create and delete changes nothing.
-    # (The pod's runtime may still post status, so compare content, not resourceVersion.)
     dry = core.patch_namespaced_pod("p", ns, {"metadata": {"labels": {"x": "y"}}}, dry_run="All")
     assert dry.metadata.labels == {"quarantine": "true", "x": "y"}  # the would-be result
     core.create_namespaced_pod(
@@ -187,6 +192,7 @@ def test_three_patch_types_and_dry_run(lab: Lab, fresh_namespace: str) -> None:
     )
     core.delete_namespaced_pod("p", ns, dry_run="All")
     after = core.read_namespaced_pod("p", ns)
+    assert after.metadata.resource_version == rv
     assert after.metadata.labels == {"quarantine": "true"}
     assert after.metadata.deletion_timestamp is None
     assert [p.metadata.name for p in core.list_namespaced_pod(ns).items] == ["p"]
@@ -246,13 +252,16 @@ def test_watch_pods(lab: Lab, fresh_namespace: str) -> None:
             {"metadata": {"name": "w"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
             ns,
         )
-        time.sleep(0.3)
+        # Delete only once the runtime has posted Running (a fixed sleep races with it).
+        lab.client.wait_for(
+            "pods", "w", ns, lambda p: p.get("status", {}).get("phase") == "Running", timeout=15
+        )
         lab.client.delete("pods", "w", ns, grace_period=0)
 
     t = threading.Thread(target=creator)
     t.start()
     w = watch.Watch()
-    for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=5):
+    for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=20):
         seen.append((ev["type"], ev["object"].metadata.name, ev["object"].status.phase))
         if ev["type"] == "DELETED":
             w.stop()
@@ -262,16 +271,17 @@ def test_watch_pods(lab: Lab, fresh_namespace: str) -> None:
     assert ("MODIFIED", "w", "Running") in seen
 
 
-def test_watch_resource_version_expired(lab: Lab) -> None:
+def test_watch_resource_version_expired(lab: Lab, fresh_namespace: str) -> None:
+    ns = fresh_namespace
     # resourceVersions start above 1000: "1" is older than any history the lab keeps.
-    events = list(lab.client.watch_events("pods", "default", resourceVersion="1", timeoutSeconds=1))
+    events = list(lab.client.watch_events("pods", ns, resourceVersion="1", timeoutSeconds=1))
     assert [e["type"] for e in events] == ["ERROR"]
     assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
-    # A current resourceVersion streams only what happens after it.
-    rv = lab.client.request("GET", "/api/v1/namespaces/default/pods")["metadata"]["resourceVersion"]
-    assert (
-        list(lab.client.watch_events("pods", "default", resourceVersion=rv, timeoutSeconds=1)) == []
-    )
+    # A current resourceVersion streams only what happens after it. A namespace of the
+    # test's own: in "default" the runtime may still be posting status for other tests'
+    # pods (the scenario's, a pod being killed), which would race with this read.
+    rv = lab.client.request("GET", f"/api/v1/namespaces/{ns}/pods")["metadata"]["resourceVersion"]
+    assert list(lab.client.watch_events("pods", ns, resourceVersion=rv, timeoutSeconds=1)) == []
 
 
 def test_restricted_identity_and_reviews(lab: Lab, fresh_namespace: str) -> None:
@@ -340,6 +350,38 @@ def test_wrong_token_401_status_json(lab: Lab) -> None:
     with pytest.raises(ApiException) as exc:
         k8s.CoreV1Api(k8s.ApiClient(cfg)).list_namespaced_pod("default")
     assert exc.value.status == 401
+
+
+def test_bearer_scheme_is_case_insensitive(lab: Lab, tmp_path: Path) -> None:
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    token = json.loads((lab.state_dir / "tokens.json").read_text())["admin"]
+    ca = (lab.state_dir / "ca.crt").read_text()
+    server = json.loads(lab.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    ctx = ssl.create_default_context(cadata=ca)
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        req = urllib.request.Request(
+            server + "/api/v1/namespaces", headers={"Authorization": f"{scheme} {token}"}
+        )
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert json.loads(resp.read())["kind"] == "NamespaceList"
+    # The official client's in-cluster loader, as in a pod: token file, "bearer <token>".
+    (tmp_path / "token").write_text(token)
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    cfg = k8s.Configuration()
+    InClusterConfigLoader(
+        token_filename=str(tmp_path / "token"),
+        cert_filename=str(lab.state_dir / "ca.crt"),
+        environ={"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
+    ).load_and_set(cfg)
+    assert cfg.api_key["BearerToken"].startswith("bearer ")
+    names = {n.metadata.name for n in k8s.CoreV1Api(k8s.ApiClient(cfg)).list_namespace().items}
+    assert "default" in names
+    # Still no way in without a token after the scheme.
+    req = urllib.request.Request(server + "/api/v1/pods", headers={"Authorization": "bearer "})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, context=ctx, timeout=10)
+    assert err.value.code == 401
 
 
 def test_spdy_exec_answered_with_status(lab: Lab) -> None:

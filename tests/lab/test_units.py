@@ -163,3 +163,46 @@ def test_apply_patch_dispatch() -> None:
 )
 def test_human_duration(seconds: int, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+def test_lab_server_start_skips_aiohttps_client_ca_loading() -> None:
+    """The server process imports aiohttp without loading the CA bundle for client
+    contexts it never uses (a cold-start cost); those contexts fail closed, and the real
+    ssl.create_default_context is back afterwards."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = """
+import json, ssl, time
+from falcoir.lab.serve import without_client_ca_loading
+real = ssl.create_default_context
+t0 = time.perf_counter()
+with without_client_ca_loading():
+    import falcoir.lab.server
+    from aiohttp import connector
+took = time.perf_counter() - t0
+ctx = connector._SSL_CONTEXT_VERIFIED
+print(json.dumps({
+    "cas": ctx.cert_store_stats()["x509_ca"],
+    "unverified_cas": connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()["x509_ca"],
+    "required": ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname,
+    "restored": ssl.create_default_context is real,
+    "after_cas": ssl.create_default_context().cert_store_stats()["x509_ca"],
+}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+    )
+    doc = json.loads(out.stdout)
+    assert doc["cas"] == 0 and doc["unverified_cas"] == 0
+    assert doc["required"] is True and doc["restored"] is True
+    assert doc["after_cas"] > 0  # outside the import, CAs load as usual

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 import threading
@@ -142,3 +143,21 @@ def subprocess_env() -> dict[str, str]:
 
 
 PY = sys.executable
+
+
+CRI_RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) ([FP]) (.*)$", re.DOTALL
+)
+
+
+def log_text(path: Path | None) -> str:
+    """What ``kubectl logs`` shows of a runtime log file (which is in the CRI format:
+    every record is checked to be one)."""
+    if path is None or not path.exists():
+        return ""
+    out = []
+    for record in path.read_text().split("\n")[:-1]:
+        m = CRI_RECORD.match(record)
+        assert m is not None, f"not a CRI log record: {record!r}"
+        out.append(m.group(3) + ("\n" if m.group(2) == "F" else ""))
+    return "".join(out)

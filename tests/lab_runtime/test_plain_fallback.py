@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab_runtime.conftest import Harness
+from tests.lab_runtime.conftest import Harness, log_text
 
 
 class PlainHarness(Harness):
@@ -68,10 +68,7 @@ def test_plain_processes_with_a_clear_warning(
     with pytest.raises(ExecNotFound):
         plain.run(plain.rt.exec(pod, "c", ["no-such-binary-here"], stdin=False, tty=False))
     plain.wait_for(
-        lambda: (
-            (plain.rt.log_path(pod, "c", previous=False) or Path("/nonexistent")).exists()
-            and plain.rt.log_path(pod, "c", previous=False).read_text() == "up\n"
-        ),
+        lambda: log_text(plain.rt.log_path(pod, "c", previous=False)) == "up\n",
         what="the log",
     )
     pid = plain.rt.host_pid(pod, "c")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from falcoir.lab.runtime import ContainerNotRunning, ExecNotFound
-from tests.lab_runtime.conftest import Harness, needs_isolation
+from tests.lab_runtime.conftest import Harness, log_text, needs_isolation
 
 pytestmark = [pytest.mark.root, needs_isolation]
 
@@ -144,7 +144,7 @@ def test_logs_restarts_and_previous(harness: Harness) -> None:
     prev = harness.rt.log_path(pod, "c", previous=True)
     cur = harness.rt.log_path(pod, "c", previous=False)
     assert prev is not None and cur is not None and prev != cur
-    assert prev.read_text().startswith("run ")
+    assert log_text(prev).startswith("run ")
     assert any(r == "BackOff" for _, r, _ in harness.events.events)
 
     done = harness.pod(
@@ -154,7 +154,7 @@ def test_logs_restarts_and_previous(harness: Harness) -> None:
     )
     harness.wait_for(lambda: harness.status(done)["phase"] == "Succeeded", what="Succeeded")
     log = harness.rt.log_path(done, "c", previous=False)
-    assert log is not None and log.read_text() == "bye\n"
+    assert log_text(log) == "bye\n"
     term = harness.status(done)["containerStatuses"][0]["state"]["terminated"]
     assert term["exitCode"] == 0 and term["reason"] == "Completed"
     with pytest.raises(ContainerNotRunning):
@@ -242,7 +242,7 @@ def test_init_containers_run_first_and_in_order(harness: Harness) -> None:
     )
     assert next(c for c in st["conditions"] if c["type"] == "Initialized")["status"] == "True"
     one = harness.rt.log_path(pod, "one", previous=False)
-    assert one is not None and one.read_text() == "one\n"
+    assert log_text(one) == "one\n"
 
 
 def test_interactive_shell_on_a_tty_has_its_own_session(harness: Harness) -> None:

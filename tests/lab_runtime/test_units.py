@@ -247,3 +247,77 @@ def test_scenario_refuses_a_lab_without_isolation(tmp_path: Path) -> None:
     (tmp_path / "runtime" / "lab-abcdef.json").write_text('{"lab_id": "abcdef", "pid": 1}')
     with pytest.raises(LabError, match="does not run isolated pods"):
         play_cryptominer(None, tmp_path)  # type: ignore[arg-type]
+
+
+def test_namespace_selector_matches_namespace_labels() -> None:
+    mon = {
+        "metadata": {"name": "prom", "namespace": "monitoring", "labels": {"app": "prom"}},
+        "status": {"podIP": "10.213.9.7"},
+    }
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]}],
+    }
+    allowed = "ip daddr 10.213.9.7/32 accept"
+    pods = [POD, mon]
+    labelled = {"monitoring": {"team": "obs"}, "default": {}}
+    assert allowed in chain(policy.ruleset_for(POD, pods, [pol(spec)], labelled), "egress")
+    # Without the namespaces' labels (or with other ones) the peer matches nothing.
+    assert allowed not in chain(policy.ruleset_for(POD, pods, [pol(spec)]), "egress")
+    other = {"monitoring": {"team": "web"}}
+    assert allowed not in chain(policy.ruleset_for(POD, pods, [pol(spec)], other), "egress")
+    # kubernetes.io/metadata.name is always there, whatever the labels passed.
+    by_name = {
+        **spec,
+        "egress": [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                        }
+                    }
+                ]
+            }
+        ],
+    }
+    assert allowed in chain(policy.ruleset_for(POD, pods, [pol(by_name)], labelled), "egress")
+
+
+def test_cri_log_round_trip_is_byte_exact(tmp_path: Path) -> None:
+    import os
+
+    from falcoir.lab.linux.shim import MAX_LINE, CriLog
+    from falcoir.lab.streams import LogParser, rfc3339nano
+
+    path = tmp_path / "0.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    log = CriLog(fd)
+    chunks = [
+        ("stdout", b"one\ntw"),
+        ("stdout", b"o\r\n"),
+        ("stderr", b"err\n"),
+        ("stdout", b"y" * (MAX_LINE * 2 + 5) + b"\n"),
+        ("stdout", b"\n\xff\xfe raw\n"),
+        ("stdout", b"no newline"),
+    ]
+    for stream, data in chunks:
+        log.feed(stream, data)
+    log.close()
+    os.close(fd)
+    records = path.read_bytes().split(b"\n")[:-1]
+    assert records[0].split(b" ", 3)[1:] == [b"stdout", b"F", b"one"]
+    assert [r.split(b" ")[2] for r in records[3:6]] == [b"P", b"P", b"F"]  # over 16 KiB
+    assert records[-1].split(b" ", 3)[1:] == [b"stdout", b"P", b"no newline"]
+    entries = LogParser().feed(path.read_bytes(), "unused", final=True)
+    expected = b"one\ntwo\r\nerr\n" + b"y" * (MAX_LINE * 2 + 5) + b"\n\n\xff\xfe raw\nno newline"
+    assert b"".join(e.text for e in entries) == expected
+    assert entries[-1].ts != "unused" and not entries[-1].continued
+    # Fed in pieces (kubectl logs -f), a partial line's rest carries no new timestamp.
+    parser = LogParser()
+    first = parser.feed(b"2026-01-01T00:00:00.100000000Z stdout P abc\n", "x", final=False)
+    rest = parser.feed(b"2026-01-01T00:00:01.000000000Z stdout F def\n", "x", final=False)
+    assert [(e.text, e.continued) for e in first + rest] == [(b"abc", False), (b"def\n", True)]
+    assert rfc3339nano("2026-01-01T00:00:00.100000000Z") == "2026-01-01T00:00:00.1Z"
+    assert rfc3339nano("2026-01-01T00:00:00.000000000Z") == "2026-01-01T00:00:00Z"

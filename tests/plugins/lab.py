@@ -113,7 +113,7 @@ class Lab:
 
     def set_faults(self, **values: float) -> None:
         """Change fault injection while the lab runs (``latency_ms``, ``rate_429``,
-        ``rate_500``, ``rate_503``, ``rate_drop``); unspecified values are zero."""
+        ``rate_500``, ``rate_503``, ``rate_drop``, ``exec_drop``); unspecified values are zero."""
         from falcoir.lab.server import write_faults
 
         write_faults(self.state_dir, values)

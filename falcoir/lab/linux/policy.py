@@ -12,9 +12,10 @@ What is enforced (in the pod's own network namespace, table ``inet falcoir``):
 - A rule allows traffic matching any of its peers and any of its ports; a rule with no
   peers matches every address, with no ports every port; ``[{}]`` allows all.
 - Peers: ``ipBlock`` (``cidr`` minus ``except``, IPv4 and IPv6), ``podSelector`` (same
-  namespace), ``namespaceSelector`` (+ ``podSelector``), resolved to the pod IPs known
-  now. Namespace labels other than ``kubernetes.io/metadata.name`` are not known to the
-  runtime and match nothing. Ports: numbers, ``endPort`` ranges, protocols TCP/UDP/SCTP;
+  namespace), ``namespaceSelector`` (+ ``podSelector``) over the namespaces' labels
+  (the server passes them, and calls again when they change; a namespace it did not
+  pass has only ``kubernetes.io/metadata.name``), resolved to the pod IPs known now.
+  Ports: numbers, ``endPort`` ranges, protocols TCP/UDP/SCTP;
   named ports match nothing.
 - Loopback traffic is never filtered.
 """
@@ -81,7 +82,20 @@ def _pod_ips(pod: JSON) -> list[str]:
     return ips
 
 
-def _peer_addrs(peer: JSON, policy_ns: str, pods: list[JSON]) -> list[tuple[str, list[str]]]:
+def namespace_labels(ns: str, namespaces: dict[str, dict[str, str]] | None) -> dict[str, str]:
+    """A namespace's labels; ``kubernetes.io/metadata.name`` is always there (the API
+    server sets it and refuses to change it)."""
+    labels = dict((namespaces or {}).get(ns) or {})
+    labels["kubernetes.io/metadata.name"] = ns
+    return labels
+
+
+def _peer_addrs(
+    peer: JSON,
+    policy_ns: str,
+    pods: list[JSON],
+    namespaces: dict[str, dict[str, str]] | None = None,
+) -> list[tuple[str, list[str]]]:
     """``(cidr, excepts)`` pairs a peer stands for."""
     block = peer.get("ipBlock")
     if block:
@@ -98,7 +112,7 @@ def _peer_addrs(peer: JSON, policy_ns: str, pods: list[JSON]) -> list[tuple[str,
         if ns_sel is None:
             if ns != policy_ns:
                 continue
-        elif not selector_matches(ns_sel, {"kubernetes.io/metadata.name": ns}):
+        elif not selector_matches(ns_sel, namespace_labels(ns, namespaces)):
             continue
         if not selector_matches(pod_sel or {}, _labels(p)):
             continue
@@ -145,7 +159,13 @@ def _port_matches(ports: list[JSON] | None) -> list[str] | None:
     return out
 
 
-def _rule_lines(rules: list[JSON], direction: str, policy_ns: str, pods: list[JSON]) -> list[str]:
+def _rule_lines(
+    rules: list[JSON],
+    direction: str,
+    policy_ns: str,
+    pods: list[JSON],
+    namespaces: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
     addr_key = "daddr" if direction == "egress" else "saddr"
     peers_key = "to" if direction == "egress" else "from"
     lines = []
@@ -157,7 +177,7 @@ def _rule_lines(rules: list[JSON], direction: str, policy_ns: str, pods: list[JS
         if peers:
             addr_frags = []
             for peer in peers:
-                for cidr, excepts in _peer_addrs(peer, policy_ns, pods):
+                for cidr, excepts in _peer_addrs(peer, policy_ns, pods, namespaces):
                     fam = _family(cidr)
                     frag = f"{fam} {addr_key} {cidr}"
                     for ex in excepts:
@@ -171,7 +191,12 @@ def _rule_lines(rules: list[JSON], direction: str, policy_ns: str, pods: list[JS
     return lines
 
 
-def ruleset_for(pod: JSON, pods: list[JSON], policies: list[JSON]) -> str:
+def ruleset_for(
+    pod: JSON,
+    pods: list[JSON],
+    policies: list[JSON],
+    namespaces: dict[str, dict[str, str]] | None = None,
+) -> str:
     """The nft script (one atomic transaction) that enforces ``policies`` on ``pod``."""
     egress: list[str] | None = None
     ingress: list[str] | None = None
@@ -182,9 +207,13 @@ def ruleset_for(pod: JSON, pods: list[JSON], policies: list[JSON]) -> str:
         ns = (pol.get("metadata") or {}).get("namespace", "default")
         types = policy_types(pol)
         if "Egress" in types:
-            egress = (egress or []) + _rule_lines(spec.get("egress") or [], "egress", ns, pods)
+            egress = (egress or []) + _rule_lines(
+                spec.get("egress") or [], "egress", ns, pods, namespaces
+            )
         if "Ingress" in types:
-            ingress = (ingress or []) + _rule_lines(spec.get("ingress") or [], "ingress", ns, pods)
+            ingress = (ingress or []) + _rule_lines(
+                spec.get("ingress") or [], "ingress", ns, pods, namespaces
+            )
     chains = []
     if egress is not None:
         body = ['oifname "lo" accept', "ct direction reply accept", *egress, "counter drop"]

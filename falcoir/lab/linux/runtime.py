@@ -45,7 +45,7 @@ from typing import Any
 
 from falcoir.lab import images
 from falcoir.lab.assets import asset, compile_c
-from falcoir.lab.linux import cgroups, net, policy
+from falcoir.lab.linux import cgroups, net, policy, shim
 from falcoir.lab.linux.pool import StratumPool
 from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, RuntimeEvents
 
@@ -211,6 +211,7 @@ class LinuxRuntime:
         self._idle: Path | None = None
         self._policies: list[JSON] = []
         self._all_pods: list[JSON] = []
+        self._namespaces: dict[str, dict[str, str]] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned_nft = False
@@ -692,22 +693,37 @@ class LinuxRuntime:
     async def _start_plain(
         self, c: Container, argv: list[str], env: dict[str, str], logf: Path, exitfile: Path
     ) -> tuple[int, str]:
-        with open(logf, "ab") as out:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                    env={**os.environ, **env, "PATH": os.environ.get("PATH", images.DEFAULT_PATH)},
-                    start_new_session=True,
-                )
-            except OSError as e:
-                return 0, f'exec: "{argv[0] if argv else ""}": {e.strerror}'
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, **env, "PATH": os.environ.get("PATH", images.DEFAULT_PATH)},
+                start_new_session=True,
+            )
+        except OSError as e:
+            return 0, f'exec: "{argv[0] if argv else ""}": {e.strerror}'
         c.shim = proc
+        # The same CRI-format log as the shim writes (per-line timestamps).
+        log_fd = os.open(logf, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        cri = shim.CriLog(log_fd)
+
+        async def copy(reader: asyncio.StreamReader | None, stream: str) -> None:
+            if reader is None:
+                return
+            while data := await reader.read(65536):
+                cri.feed(stream, data)
+            cri.close(stream)
+
+        copying = asyncio.gather(copy(proc.stdout, "stdout"), copy(proc.stderr, "stderr"))
 
         async def waiter() -> None:
             rc = await proc.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(copying), 0.5)
+            cri.close()
+            os.close(log_fd)
             code = 128 - rc if rc < 0 else rc
             _write_json(exitfile, {"exitCode": code, "signal": -rc if rc < 0 else 0})
 
@@ -717,7 +733,7 @@ class LinuxRuntime:
     async def _reap(self, p: Pod, c: Container, exitfile: Path) -> None:
         if c.shim is not None:
             await c.shim.wait()
-        for _ in range(50):
+        for _ in range(100):
             if exitfile.exists():
                 break
             await asyncio.sleep(0.02)
@@ -1064,8 +1080,14 @@ class LinuxRuntime:
 
     # ----------------------------------------------------------------- policies
 
-    async def apply_network_policies(self, pods: list[JSON], policies: list[JSON]) -> None:
+    async def apply_network_policies(
+        self,
+        pods: list[JSON],
+        policies: list[JSON],
+        namespaces: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self._policies = list(policies)
+        self._namespaces = dict(namespaces or {})
         self._all_pods = list(pods)
         # Pods the server no longer lists and that run nothing (Succeeded/Failed pods are
         # deleted without kill_pod): release their netns and records.
@@ -1094,7 +1116,7 @@ class LinuxRuntime:
         if current is not None:
             p.pod = {**current, "status": {**(current.get("status") or {}), "podIP": p.ip}}
         pods = self._all_pods or [p.pod]
-        ruleset = policy.ruleset_for(p.pod, pods, self._policies)
+        ruleset = policy.ruleset_for(p.pod, pods, self._policies, self._namespaces)
         if p.netns and Path(p.netns).exists():
             try:
                 await asyncio.to_thread(net.nft_apply, p.netns, ruleset)

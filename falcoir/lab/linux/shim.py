@@ -9,8 +9,10 @@ Run by :class:`falcoir.lab.linux.LinuxRuntime` as ``python -I -S shim.py SPEC.js
    cgroups, builds a root (a tmpfs with read-only binds of the host's /usr, /etc, /var,
    the image profile's bin dirs, a private /tmp, /etc/hosts, volumes), pivots into it
    and execs the entrypoint,
-4. prints ``ok <host pid>`` (or ``err <host pid> <message>``) on stdout, waits, and
-   writes the exit status to ``exitfile``.
+4. prints ``ok <host pid>`` (or ``err <host pid> <message>``) on stdout, copies the
+   container's stdout and stderr to its log in the kubelet's CRI format
+   (``<RFC3339Nano> stdout|stderr F|P <text>``, one record per line, stamped when the
+   line was read, as containerd does), waits, and writes the exit status to ``exitfile``.
 
 The runtime talks to the container's process directly (signals, /proc/<pid>/ns/*): the
 shim is only a waiter, like containerd's.
@@ -18,11 +20,13 @@ shim is only a waiter, like containerd's.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
 import os
 import platform
+import select
 import signal
 import sys
 import time
@@ -51,6 +55,112 @@ _libc.mount.argtypes = [
     ctypes.c_ulong,
     ctypes.c_char_p,
 ]
+
+
+MAX_LINE = 16 * 1024
+"""A line longer than this is written in ``P`` (partial) records, as containerd does."""
+DRAIN_AFTER_EXIT = 1.0
+"""How long output still left in the pipes is copied after the container's process
+exited (its children may hold them open; the runtime kills them next)."""
+
+
+def cri_timestamp(ns: int | None = None) -> str:
+    """RFC3339 with 9 fraction digits, UTC (containerd's log timestamp)."""
+    ns = time.time_ns() if ns is None else ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+class CriLog:
+    """Writes a container's output to its log file in the CRI format.
+
+    ``feed`` takes raw bytes of one stream; every complete line becomes an ``F`` record,
+    over-long ones ``P`` records; ``close`` writes what is left without a newline as a
+    ``P`` record (so a reader reproduces the bytes exactly: no newline is added)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def _write(self, stream: str, tag: str, text: bytes) -> None:
+        record = f"{cri_timestamp()} {stream} {tag} ".encode() + text + b"\n"
+        view = memoryview(record)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except InterruptedError:
+                continue
+
+    def feed(self, stream: str, data: bytes) -> None:
+        buf = self.pending[stream] + data
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0 or nl > MAX_LINE:
+                break
+            self._write(stream, "F", buf[:nl])
+            buf = buf[nl + 1 :]
+        while len(buf) > MAX_LINE and buf.find(b"\n", 0, MAX_LINE + 1) < 0:
+            self._write(stream, "P", buf[:MAX_LINE])
+            buf = buf[MAX_LINE:]
+        if b"\n" in buf:
+            self.pending[stream] = b""
+            self.feed(stream, buf)
+            return
+        self.pending[stream] = buf
+
+    def close(self, stream: str | None = None) -> None:
+        for name in [stream] if stream else list(self.pending):
+            if self.pending[name]:
+                self._write(name, "P", self.pending[name])
+                self.pending[name] = b""
+
+
+def copy_output(log: CriLog, pipes: dict[int, str], pid: int) -> int:
+    """Copy the container's pipes into ``log`` until it exits and the pipes are drained
+    (or ``DRAIN_AFTER_EXIT`` passed); return its wait status."""
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    status: int | None = None
+    deadline = 0.0
+    try:
+        while True:
+            if status is None:
+                try:
+                    done, st = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, st = pid, 0
+                if done == pid:
+                    status, deadline = st, time.monotonic() + DRAIN_AFTER_EXIT
+            if status is not None and (not pipes or time.monotonic() >= deadline):
+                break
+            wait = 1.0 if status is None else max(0.0, deadline - time.monotonic())
+            try:
+                ready, _, _ = select.select([*pipes, wake_r], [], [], wait)
+            except InterruptedError:
+                continue
+            if wake_r in ready:
+                with contextlib.suppress(OSError):
+                    os.read(wake_r, 4096)
+            for fd in ready:
+                if fd not in pipes:
+                    continue
+                try:
+                    data = os.read(fd, 65536)
+                except InterruptedError:
+                    continue
+                if data:
+                    log.feed(pipes[fd], data)
+                else:
+                    log.close(pipes.pop(fd))
+                    os.close(fd)
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
+    log.close()
+    assert status is not None
+    return status
 
 
 def _check(rc: int, what: str) -> None:
@@ -203,14 +313,18 @@ def main() -> int:
         out.flush()
         return 128
     errr, errw = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(errr)
         os.dup2(null_fd, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
         child(spec, errw)
     os.close(errw)
+    os.close(out_w)
+    os.close(err_w)
     chunks = []
     while True:
         data = os.read(errr, 4096)
@@ -222,15 +336,7 @@ def main() -> int:
     out.write(f"err {pid} {err}\n" if err else f"ok {pid}\n")
     out.flush()
     os.close(1)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except ChildProcessError:
-            status = 0
-            break
-        except InterruptedError:
-            continue
+    status = copy_output(CriLog(log_fd), {out_r: "stdout", err_r: "stderr"}, pid)
     if os.WIFSIGNALED(status):
         code, sig = 128 + os.WTERMSIG(status), os.WTERMSIG(status)
     else:
