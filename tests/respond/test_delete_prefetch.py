@@ -72,3 +72,22 @@ def test_no_plan_is_read_ahead_without_a_delete(tmp_path: Path) -> None:
     store = IncidentStore(tmp_path / "home")
     backend, *_ = _contain(cluster, store, delete=False)
     assert backend._delete_plans == {}
+
+
+def test_a_bundle_sealed_after_the_read_ahead_counts_as_evidence(tmp_path: Path) -> None:
+    """respond reads the delete plan while containment is verified, before the full
+    collection seals the bundle: the evidence is judged when deleting, not then."""
+    cluster = make_cluster()
+    store = IncidentStore(tmp_path / "home")
+    backend = RealBackend(cluster, store, verify_seconds=0.5)  # type: ignore[arg-type]
+    t = target(cluster)
+    inc = store.open(NS, POD, t.pod_uid)
+    backend.check(t, _plan(t))
+    log = inc.action_log("tester")
+    result = backend.quarantine(t, miner_alert(), inc, log, ActionOptions(), False, lambda _: None)
+    assert result["verified"]["egress_blocked"] is True
+    # the plan read ahead saw no bundle; now collection seals one for the incident
+    sealed_bundle(store, tmp_path, t.pod_uid, complete=True)
+    doc = backend.delete(t, inc, log, ActionOptions(), False, lambda _: None)
+    assert doc["deleted"] is True
+    assert (NS, POD) not in {(ns, n) for (p, ns, n) in cluster.objects if p == "pods"}

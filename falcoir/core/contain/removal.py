@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -253,11 +253,9 @@ def plan_delete(
             replicas = int(value) if isinstance(value, int) else 1
         except ApiNotFound:
             pass
-    inc = store.for_pod(ns, name, uid) if store else None
-    bundles = tuple(b for b in (inc.bundles if inc else ()) if Path(b).exists())
     from falcoir.core.contain.policy import LABEL_KEY
 
-    return DeletePlan(
+    plan = DeletePlan(
         namespace=ns,
         pod=name,
         pod_uid=uid,
@@ -265,11 +263,25 @@ def plan_delete(
         consequence=consequence,
         recreates=recreates,
         top_replicas=replicas,
+        quarantined=LABEL_KEY in (meta.get("labels") or {}),
+        terminating=bool(meta.get("deletionTimestamp")),
+    )
+    return with_current_evidence(plan, store)
+
+
+def with_current_evidence(plan: DeletePlan, store: IncidentStore | None) -> DeletePlan:
+    """``plan`` with its evidence read from the incident store now.
+
+    The cluster half of a plan (owners, what they will do) may be read ahead; the
+    evidence half is local state that changes when a bundle is sealed, so whoever
+    deletes on a plan read earlier refreshes it first."""
+    inc = store.for_pod(plan.namespace, plan.pod, plan.pod_uid) if store else None
+    bundles = tuple(b for b in (inc.bundles if inc else ()) if Path(b).exists())
+    return replace(
+        plan,
         incident=inc.id if inc else None,
         bundles=bundles,
         evidence=_check_bundles(bundles),
-        quarantined=LABEL_KEY in (meta.get("labels") or {}),
-        terminating=bool(meta.get("deletionTimestamp")),
     )
 
 

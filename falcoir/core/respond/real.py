@@ -24,6 +24,7 @@ from falcoir.core.contain import (
 )
 from falcoir.core.contain.common import Step as ContainStep
 from falcoir.core.contain.isolation import Prepared, prepare
+from falcoir.core.contain.removal import with_current_evidence
 from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
@@ -317,8 +318,12 @@ class RealBackend:
         def on_step(step: ContainStep) -> None:
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
 
-        plan = self._prefetched_delete_plan(target) or plan_delete(
-            self.gateway, target, store=self.store
+        prefetched = self._prefetched_delete_plan(target)
+        # The bundle was sealed after the plan was read ahead: its evidence is read now.
+        plan = (
+            with_current_evidence(prefetched, self.store)
+            if prefetched is not None
+            else plan_delete(self.gateway, target, store=self.store)
         )
         result = delete(
             self.gateway,
