@@ -9,7 +9,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from falcoir.core.alert import Alert
-from falcoir.core.parse.normalize import ABSENT, collect, normalize, present
+from falcoir.core.parse.normalize import ABSENT, Normalized, collect, normalize, present
 from falcoir.core.parse.textline import (
     ANCHOR,
     PRIORITY_WORDS,
@@ -98,39 +98,21 @@ def text_alert(line: str, m: re.Match[str], lineno: int) -> Alert:
         vpid_from_pid=bool(appended) and _gvisor_pid(tuple(appended)),
         clean=True,
     )
-    alert = _new(Alert)
-    _setattr(
-        alert,
-        "__dict__",
-        {
-            "raw": line.rstrip("\r\n"),
-            "source_format": "text",
-            "time": time,
-            "priority": PRIORITY_WORDS[prio],
-            "rule": None,
-            "message": message,
-            "output": line[start:].rstrip("\r\n"),
-            "output_style": style,
-            "fields": all_fields,
-            "process": norm.process,
-            "container": norm.container,
-            "k8s": norm.k8s,
-            "node": None,
-            "connection": norm.connection,
-            "tags": (),
-            "source": source,
-            "uuid": None,
-            "event_time_ns": None,
-            "line": lineno,
-            "end_line": lineno,
-            "file": norm.file,
-            "exec_command": norm.exec_command,
-            "output_fields": (),
-            "truncated": truncated,
-            "wrapper": wrapper_of(line[:start]) if start else (),
-        },
+    return _text_alert(
+        line,
+        time=time,
+        priority=PRIORITY_WORDS[prio],
+        rule=None,
+        message=message,
+        output=line[start:].rstrip("\r\n"),
+        style=style,
+        fields=all_fields,
+        norm=norm,
+        source=source,
+        lineno=lineno,
+        truncated=truncated,
+        wrapper=wrapper_of(line[:start]) if start else (),
     )
-    return alert
 
 
 def _assemble_text(
@@ -159,21 +141,55 @@ def _assemble_text(
     norm = normalize(
         d, source=source, vpid_from_pid=bool(appended) and _gvisor_pid(appended), clean=True
     )
+    return _text_alert(
+        line,
+        time=parts.time,
+        priority=parts.priority,
+        rule=rule,
+        message=message,
+        output=parts.output,
+        style=style,
+        fields=all_fields,
+        norm=norm,
+        source=source,
+        lineno=lineno,
+        truncated=parts.truncated,
+        wrapper=wrapper_of(parts.prefix),
+    )
+
+
+def _text_alert(
+    line: str,
+    *,
+    time: str | None,
+    priority: str | None,
+    rule: str | None,
+    message: str,
+    output: str,
+    style: str,
+    fields: tuple[tuple[str, str], ...],
+    norm: Normalized,
+    source: str | None,
+    lineno: int | None,
+    truncated: bool,
+    wrapper: Any,
+) -> Alert:
+    """A text line's Alert, every field in order: equal to ``Alert(...)`` (tests
+    check), without the cost of the frozen dataclass's constructor."""
     alert = _new(Alert)
-    # Every field, in order: equal to Alert(...) (tests check), without its cost.
     _setattr(
         alert,
         "__dict__",
         {
             "raw": line.rstrip("\r\n"),
             "source_format": "text",
-            "time": parts.time,
-            "priority": parts.priority,
+            "time": time,
+            "priority": priority,
             "rule": rule,
             "message": message,
-            "output": parts.output,
+            "output": output,
             "output_style": style,
-            "fields": all_fields,
+            "fields": fields,
             "process": norm.process,
             "container": norm.container,
             "k8s": norm.k8s,
@@ -188,8 +204,8 @@ def _assemble_text(
             "file": norm.file,
             "exec_command": norm.exec_command,
             "output_fields": (),
-            "truncated": parts.truncated,
-            "wrapper": wrapper_of(parts.prefix),
+            "truncated": truncated,
+            "wrapper": wrapper,
         },
     )
     return alert
