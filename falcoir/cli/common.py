@@ -126,9 +126,15 @@ def connect(kubeconfig: str | None, context: str | None) -> ClusterGateway:
 
 
 def confirm(question: str, *, yes: bool) -> None:
-    """Ask before a change; with no terminal and no ``--yes``, refuse clearly."""
+    """Ask before a change; with no terminal and no ``--yes``, refuse clearly.
+
+    ``question`` names pods and incidents, so it is neutralised here: typer writes it
+    to the terminal as is."""
     if yes:
         return
+    from falcoir.core.text import neutralize
+
+    question = neutralize(question)
     if not sys.stdin.isatty():
         raise ConfirmationRefused(
             f"{question} needs confirmation, and there is no terminal to ask on",
