@@ -21,7 +21,7 @@ from falcoir.cli.common import (
     OutputOpt,
     guarded,
 )
-from falcoir.errors import EvidenceIncomplete, InputError
+from falcoir.errors import EvidenceIncomplete
 from falcoir.render.output import OutputFormat
 
 PodOpt = Annotated[
@@ -93,18 +93,9 @@ def collect_command(
     from falcoir.cli import common
     from falcoir.core.collect import CollectOptions, run_collect
     from falcoir.core.locate import LocateOptions, locate
-    from falcoir.core.target import PodRef
     from falcoir.render.console import info, safe
 
-    pod_ref = None
-    if pod is not None:
-        try:
-            pod_ref = PodRef.parse(pod)
-        except ValueError as exc:
-            raise InputError(str(exc), hint="--pod NAMESPACE/NAME") from None
-    parsed = None
-    if pod_ref is None or alert is not None or file is not None:
-        parsed = common.read_one_alert(alert, file)
+    parsed, pod_ref = common.alert_or_pod(alert, file, pod)
     gateway = common.connect(kubeconfig, context)
     quiet = output.is_machine
 

@@ -20,6 +20,7 @@ from falcoir.render.output import OutputFormat
 if TYPE_CHECKING:
     from falcoir.core.alert import Alert
     from falcoir.core.gateway import ClusterGateway
+    from falcoir.core.target import PodRef
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,6 +119,37 @@ def read_one_alert(alert: str | None, file: Path | None) -> Alert:
     return report.alerts[-1]
 
 
+def parse_pod_ref(text: str | None) -> PodRef | None:
+    """``--pod NAMESPACE/NAME`` (or ``NAME``, in namespace ``default``), checked as
+    Kubernetes names so a typo is a usage error rather than a pod not found."""
+    if text is None:
+        return None
+    from falcoir.core.contain.policy import validate_namespace, validate_pod_name
+    from falcoir.core.target import PodRef
+
+    try:
+        ref = PodRef.parse(text)
+    except ValueError as exc:
+        raise InputError(f"--pod: {exc}", hint="--pod NAMESPACE/NAME") from None
+    validate_namespace(ref.namespace)
+    validate_pod_name(ref.name)
+    return ref
+
+
+def alert_or_pod(
+    alert: str | None, file: Path | None, pod: str | None
+) -> tuple[Alert | None, PodRef | None]:
+    """The target a command was given: the alert (argument or ``-f``), ``--pod``, or
+    both (the pod names the target, the alert says which process)."""
+    ref = parse_pod_ref(pod)
+    if ref is None and alert is None and file is None:
+        raise InputError(
+            "no target given", hint="pass the Falco alert, -f FILE, or --pod NAMESPACE/NAME"
+        )
+    parsed = read_one_alert(alert, file) if (alert is not None or file is not None) else None
+    return parsed, ref
+
+
 def connect(kubeconfig: str | None, context: str | None) -> ClusterGateway:
     """A gateway to the cluster (imports the ``kubernetes`` client only now)."""
     from falcoir.cluster import connect as cluster_connect
@@ -126,9 +158,15 @@ def connect(kubeconfig: str | None, context: str | None) -> ClusterGateway:
 
 
 def confirm(question: str, *, yes: bool) -> None:
-    """Ask before a change; with no terminal and no ``--yes``, refuse clearly."""
+    """Ask before a change; with no terminal and no ``--yes``, refuse clearly.
+
+    ``question`` names pods and incidents, so it is neutralised here: typer writes it
+    to the terminal as is."""
     if yes:
         return
+    from falcoir.core.text import neutralize
+
+    question = neutralize(question)
     if not sys.stdin.isatty():
         raise ConfirmationRefused(
             f"{question} needs confirmation, and there is no terminal to ask on",

@@ -64,36 +64,6 @@ def _show_step(step: Step) -> None:
     info(f"{_MARK.get(step.status, '·')} {safe(step.name)}: {safe(step.detail)}")
 
 
-def _pod_ref(text: str | None) -> PodRef | None:
-    from falcoir.core.contain.policy import validate_namespace, validate_pod_name
-    from falcoir.core.target import PodRef
-    from falcoir.errors import InputError
-
-    if text is None:
-        return None
-    try:
-        ref = PodRef.parse(text)
-    except ValueError as exc:
-        raise InputError(f"--pod: {exc}") from None
-    validate_namespace(ref.namespace)
-    validate_pod_name(ref.name)
-    return ref
-
-
-def _alert_and_pod(
-    alert: str | None, file: Any, pod: str | None
-) -> tuple[Alert | None, PodRef | None]:
-    from falcoir.errors import InputError
-
-    ref = _pod_ref(pod)
-    if ref is None and alert is None and file is None:
-        raise InputError(
-            "no target given", hint="pass the Falco alert, -f FILE, or --pod NAMESPACE/NAME"
-        )
-    parsed = common.read_one_alert(alert, file) if (alert is not None or file is not None) else None
-    return parsed, ref
-
-
 def _target(gateway: ClusterGateway, alert: Alert | None, ref: PodRef | None) -> Target:
     from falcoir.core.locate import locate
     from falcoir.render.console import info, safe
@@ -175,7 +145,7 @@ def quarantine_cmd(
 
     cidrs = tuple(dict.fromkeys(validate_cidr(c) for c in allow_cidr or ()))
     probe_at = parse_host_port(probe) if probe is not None else None
-    parsed, ref = _alert_and_pod(alert, file, pod)
+    parsed, ref = common.alert_or_pod(alert, file, pod)
     gateway = common.connect(kubeconfig, context)
     target = _target(gateway, parsed, ref)
     store = IncidentStore()
@@ -310,7 +280,7 @@ def release_cmd(
     from falcoir.errors import InputError
     from falcoir.render.console import info, safe
 
-    ref = _pod_ref(pod)
+    ref = common.parse_pod_ref(pod)
     if (ref is None) == (incident is None):
         raise InputError("give exactly one of --pod NAMESPACE/NAME or --incident ID")
     if incident is not None and not is_incident_id(incident):
@@ -381,7 +351,7 @@ def delete_cmd(
 
     if grace_period is not None and not 0 <= grace_period <= 86400:
         raise InputError("--grace-period must be 0-86400 seconds")
-    parsed, ref = _alert_and_pod(alert, file, pod)
+    parsed, ref = common.alert_or_pod(alert, file, pod)
     gateway = common.connect(kubeconfig, context)
     target = _target(gateway, parsed, ref)
     store = IncidentStore()

@@ -19,7 +19,6 @@ from falcoir.cli.common import (
     OutputOpt,
     guarded,
 )
-from falcoir.errors import InputError
 from falcoir.render.output import OutputFormat
 
 if TYPE_CHECKING:
@@ -124,18 +123,9 @@ def locate_command(
     """
     from falcoir.cli import common
     from falcoir.core.locate import LocateOptions, locate
-    from falcoir.core.target import PodRef
     from falcoir.render.console import info, safe
 
-    pod_ref = None
-    if pod is not None:
-        try:
-            pod_ref = PodRef.parse(pod)
-        except ValueError as exc:
-            raise InputError(str(exc), hint="--pod NAMESPACE/NAME") from None
-    parsed = None
-    if pod_ref is None or alert is not None or file is not None:
-        parsed = common.read_one_alert(alert, file)
+    parsed, pod_ref = common.alert_or_pod(alert, file, pod)
     options = LocateOptions(
         node=node,
         namespace=namespace,

@@ -320,7 +320,7 @@ def _follow(
     from falcoir.core.readlimits import bounded_lines
     from falcoir.core.respond.follow import FollowOptions, follow
     from falcoir.errors import InputError
-    from falcoir.render.console import info, warn
+    from falcoir.render.console import info, safe, warn
     from falcoir.render.output import write_machine
     from falcoir.render.respond import print_follow_line, print_follow_summary
 
@@ -371,7 +371,7 @@ def _follow(
                 out_dir=out, concurrency=concurrency, apply=apply, delete=not no_delete
             ),
             on_incident=on_incident,
-            on_note=warn,
+            on_note=lambda text: warn(safe(text)),
             report_writer=_render_report,
         )
     finally:

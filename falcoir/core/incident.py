@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from falcoir.errors import FalcoirError
+
 _ID_RE = re.compile(r"^inc-\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
@@ -179,18 +181,26 @@ class IncidentStore:
         self._lock = threading.Lock()
 
     def _load(self, path: Path) -> Incident:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return Incident(
-            id=raw["id"],
-            created=raw["created"],
-            namespace=raw["namespace"],
-            pod=raw["pod"],
-            pod_uid=raw.get("pod_uid"),
-            dir=path.parent,
-            bundles=tuple(raw.get("bundles", ())),
-            policy=raw.get("policy"),
-            alert_raw=raw.get("alert_raw"),
-        )
+        # Every contain/respond command reads all records (for_pod): one damaged file
+        # must be a clear error naming it, not a traceback.
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return Incident(
+                id=raw["id"],
+                created=raw["created"],
+                namespace=raw["namespace"],
+                pod=raw["pod"],
+                pod_uid=raw.get("pod_uid"),
+                dir=path.parent,
+                bundles=tuple(raw.get("bundles", ())),
+                policy=raw.get("policy"),
+                alert_raw=raw.get("alert_raw"),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FalcoirError(
+                f"incident record {path} is unreadable ({type(exc).__name__}: {exc})",
+                hint=f"move {path.parent} out of {self.root} to go on without it",
+            ) from exc
 
     def _save(self, inc: Incident) -> None:
         # The record holds the alert and the log what was done: readable by the owner only.

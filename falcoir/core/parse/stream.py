@@ -23,6 +23,7 @@ from falcoir.core.parse.build import (
 )
 from falcoir.core.parse.model import ParseProblem, ParseReport, Skipped
 from falcoir.core.parse.textline import ANCHOR
+from falcoir.core.readlimits import MAX_LINE_CHARS
 
 if TYPE_CHECKING:
     from falcoir.core.parse.rules import RuleSet
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 MAX_DOC_LINES = 10_000
 MAX_DOC_CHARS = 4 * 1024 * 1024
 MAX_PROBLEM_TEXT = 500
-MAX_LINE_CHARS = 1024 * 1024
 
 # Falco's own log lines: asctime or second-precision ISO prefix, shutdown statistics,
 # kubectl's chatter. Searched anywhere in the line (wrappers come first).
