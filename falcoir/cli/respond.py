@@ -285,6 +285,14 @@ def _exit(result: RespondResult) -> None:
         exc = failed.exception
         if isinstance(exc, FalcoirError):
             raise exc
+        # Not one of ours (a bug, or an error a layer failed to map): still say which
+        # step failed and why, on stderr, with the run's exit code.
+        from falcoir.render.console import error, safe
+
+        error(
+            f"step {safe(failed.name)} failed: {safe(type(exc).__name__)}: {safe(exc)}",
+            "the bundle and the action log keep what was saved before it",
+        )
         raise typer.Exit(int(result.exit_code))
     if result.interrupted:
         raise KeyboardInterrupt

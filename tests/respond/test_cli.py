@@ -140,3 +140,14 @@ def test_follow_without_yes_only_plans(backend: FakeBackend, tmp_path: Path) -> 
     doc = json.loads(res.stdout)
     assert doc["incidents"][0]["status"] == "dry-run"
     assert backend.dry_runs == {"quarantine": True, "delete": True}
+
+
+def test_an_unmapped_exception_still_names_the_step_on_stderr(
+    backend: FakeBackend, tmp_path: Path
+) -> None:
+    backend.fail["collect"] = RuntimeError("boom \x1b[2J")
+    res = invoke(ALERT, "--yes", "-o", "json", "--out", str(tmp_path / "out"))
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["failed_step"] == "collect"
+    assert "step collect failed: RuntimeError: boom" in res.stderr
+    assert "\x1b[2J" not in res.stderr
