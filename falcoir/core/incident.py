@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -141,13 +141,29 @@ class ActionLog:
         return list(read_actions(self.path))
 
 
+_ACTION_KEYS = frozenset(f.name for f in fields(ActionRecord))
+
+
 def read_actions(path: Path) -> Iterator[ActionRecord]:
+    """The log's records. A line that is not a record (torn by a crash or a full disk,
+    or edited) is skipped rather than stopping every reader; keys a later falcoir
+    added are ignored. The file itself is kept as it is, as evidence."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            if line.strip():
-                yield ActionRecord(**json.loads(line))
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(doc, dict):
+                continue
+            try:
+                yield ActionRecord(**{k: v for k, v in doc.items() if k in _ACTION_KEYS})
+            except TypeError:
+                continue
 
 
 @dataclass(frozen=True)
