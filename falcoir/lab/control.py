@@ -149,7 +149,11 @@ def up(
             child.wait()
         except KeyboardInterrupt:
             child.terminate()
-            child.wait(timeout)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()  # never leave a server running behind a Ctrl-C
+                child.wait()
         finally:
             signal.signal(signal.SIGTERM, previous)
         return status(state_dir)
