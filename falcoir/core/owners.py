@@ -44,10 +44,13 @@ def followable(ref: OwnerRef) -> Resource | None:
     return resource
 
 
-def controller_ref(obj: Mapping[str, Any]) -> OwnerRef | None:
-    """The object's controlling owner (``controller: true``), else its first owner."""
+def controller_ref(obj: Mapping[str, Any], *, strict: bool = False) -> OwnerRef | None:
+    """The object's controlling owner (``controller: true``), else its first owner;
+    with ``strict``, only the controlling owner (the one that adopts and replaces it)."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     refs = [r for r in refs if isinstance(r, dict) and r.get("kind") and r.get("name")]
+    if strict:
+        refs = [r for r in refs if r.get("controller") is True]
     if not refs:
         return None
     chosen = next((r for r in refs if r.get("controller") is True), refs[0])

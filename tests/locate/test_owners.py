@@ -170,3 +170,15 @@ def test_a_forged_reference_to_a_non_controller_is_reported_not_read() -> None:
         chain = owner_chain(fc, _pod(ref))
         assert [(o.kind, o.name) for o in chain] == [(ref["kind"], ref["name"])]
     assert fc.calls == []
+
+
+def test_controller_ref_strict_wants_the_controlling_owner_only() -> None:
+    # detaching a pod from its owner concerns the controller that would replace it,
+    # never a mere (non-controller) owner
+    plain = {"metadata": {"ownerReferences": [_ref("ConfigMap", "cm", "u0", "v1", False)]}}
+    assert controller_ref(plain) is not None
+    assert controller_ref(plain, strict=True) is None
+    both = {"metadata": {"ownerReferences": [*plain["metadata"]["ownerReferences"]]}}
+    both["metadata"]["ownerReferences"].append(_ref("ReplicaSet", "rs", "u1"))
+    ref = controller_ref(both, strict=True)
+    assert ref is not None and (ref.kind, ref.name, ref.uid) == ("ReplicaSet", "rs", "u1")
