@@ -12,18 +12,45 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from falcoir.core.gateway import JSON, RESOURCES_BY_KIND, ClusterGateway
+from falcoir.core.gateway import JSON, RESOURCES_BY_KIND, ClusterGateway, Resource
 from falcoir.core.target import OwnerRef
 from falcoir.errors import ApiNotFound, Forbidden
 
 MAX_DEPTH = 8
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+CONTROLLER_KINDS = frozenset(
+    {"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "ReplicationController", "Job"}
+    | {"CronJob"}
+)
+"""Kinds that control pods: the only owners whose objects are ever read."""
 
 
-def controller_ref(obj: Mapping[str, Any]) -> OwnerRef | None:
-    """The object's controlling owner (``controller: true``), else its first owner."""
+def followable(ref: OwnerRef) -> Resource | None:
+    """The resource to read for this owner reference, or None when it must not be read.
+
+    The pod's author writes its ``ownerReferences``: a forged one must not pull another
+    object (a NetworkPolicy, an Event, a node, another pod) into the chain or the bundle.
+    Only namespaced controller kinds of their own API group, with a valid name, are read.
+    """
+    resource = RESOURCES_BY_KIND.get(ref.kind)
+    if resource is None or ref.kind not in CONTROLLER_KINDS or not resource.namespaced:
+        return None
+    if not _NAME_RE.match(ref.name):
+        return None
+    group = (ref.api_version or "").split("/")[0] if "/" in (ref.api_version or "") else ""
+    expected = resource.group_version.split("/")[0] if "/" in resource.group_version else ""
+    if ref.api_version and group != expected:
+        return None
+    return resource
+
+
+def controller_ref(obj: Mapping[str, Any], *, strict: bool = False) -> OwnerRef | None:
+    """The object's controlling owner (``controller: true``), else its first owner;
+    with ``strict``, only the controlling owner (the one that adopts and replaces it)."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     refs = [r for r in refs if isinstance(r, dict) and r.get("kind") and r.get("name")]
+    if strict:
+        refs = [r for r in refs if r.get("controller") is True]
     if not refs:
         return None
     chosen = next((r for r in refs if r.get("controller") is True), refs[0])
@@ -58,19 +85,11 @@ def owner_chain(
             break
         seen.add((ref.kind, ref.name))
         chain.append(ref)
-        resource = RESOURCES_BY_KIND.get(ref.kind)
-        api_group = (ref.api_version or "").split("/")[0] if "/" in (ref.api_version or "") else ""
-        expected_group = resource.group_version.split("/")[0] if resource else ""
-        if (
-            resource is None
-            or resource.kind == "Pod"
-            or not resource.namespaced  # a mirror pod's Node: not a controller
-            or not _NAME_RE.match(ref.name)
-            or (ref.api_version and "/" in resource.group_version and api_group != expected_group)
-        ):
+        resource = followable(ref)
+        if resource is None:
             break
         try:
-            owner = gateway.get(resource, ref.name, namespace if resource.namespaced else None)
+            owner = gateway.get(resource, ref.name, namespace)
         except ApiNotFound:
             break
         except Forbidden as exc:

@@ -145,12 +145,20 @@ LOCATE_PERMISSIONS: tuple[Permission, ...] = tuple(
 exec into the Falco pod to read the node's ``/proc``, the owner chain; the opt-in node
 debug pod needs ``create``/``delete pods`` in the Falco namespace on top)."""
 
+COLLECT_IN_NAMESPACE: tuple[Permission, ...] = (
+    _p("get", "pods"),
+    *PROBE,
+    _p("get", "pods", "", "log"),
+    _p("list", "events"),
+)
+"""What the evidence collection needs in the pod's namespace (``respond`` checks these
+up front, before it acts)."""
+
 COLLECT_PERMISSIONS: tuple[Permission, ...] = tuple(
     sorted(
         {
             *LOCATE_PERMISSIONS,
-            _p("get", "pods", "", "log"),
-            _p("list", "events"),
+            *COLLECT_IN_NAMESPACE,
             _p("patch", "pods", "", "ephemeralcontainers"),
         }
     )

@@ -3,8 +3,8 @@ for them, never another pod, a node or an event (finding 16)."""
 
 from __future__ import annotations
 
-from falcoir.core.collect.owners import objects_for_refs
-from falcoir.core.gateway import EVENTS, PODS
+from falcoir.core.collect.owners import objects_for_refs, owner_objects
+from falcoir.core.gateway import EVENTS, NETWORK_POLICIES, PODS
 from falcoir.core.target import OwnerRef
 from tests.collect.support import NS, add_workload
 from tests.fakes import FakeCluster
@@ -57,3 +57,34 @@ def test_a_controller_reference_with_another_uid_or_group_is_not_kept() -> None:
     )
     objects, _ = objects_for_refs(cluster(), NS, refs)
     assert all("falcoirNote" in o for o in objects), objects
+
+
+def test_a_forged_non_controller_owner_is_not_saved_from_the_chain() -> None:
+    c = cluster()
+    c.add(NETWORK_POLICIES, {"metadata": {"name": "allow-db", "namespace": NS, "uid": "np-1"}})
+    pod = {
+        "metadata": {
+            "name": "p",
+            "namespace": NS,
+            "ownerReferences": [
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "name": "allow-db",
+                    "uid": "np-1",
+                    "controller": True,
+                }
+            ],
+        }
+    }
+    objects, problems = owner_objects(c, pod)
+    assert problems == []
+    assert objects == [
+        {
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-db", "uid": "np-1"},
+            "apiVersion": "networking.k8s.io/v1",
+            "falcoirNote": "owner reference only: not a controller reference: not read",
+        }
+    ]
+    assert not [x for x in c.calls if x[0] == "get"]

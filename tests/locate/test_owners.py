@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from falcoir.core.gateway import CRON_JOBS, DAEMON_SETS, JOBS, PODS, STATEFUL_SETS
+from falcoir.core.gateway import (
+    CRON_JOBS,
+    DAEMON_SETS,
+    EVENTS,
+    JOBS,
+    NETWORK_POLICIES,
+    PODS,
+    STATEFUL_SETS,
+)
 from falcoir.core.owners import controller_ref, owner_chain
 from falcoir.errors import Forbidden
 from tests.fakes import FakeCluster
@@ -146,3 +154,31 @@ def test_pods_resource_constant_unused_guard() -> None:
     chain = owner_chain(fc, _pod(_ref("Node", "n1", "u", "v1")))
     assert [(o.kind, o.name) for o in chain] == [("Node", "n1")]
     assert PODS.kind == "Pod"
+
+
+def test_a_forged_reference_to_a_non_controller_is_reported_not_read() -> None:
+    # ownerReferences are the pod author's text: a NetworkPolicy or an Event named as
+    # the owner must not be read (and so not land in the bundle as an "owner").
+    fc = FakeCluster()
+    fc.add(NETWORK_POLICIES, {"metadata": {"name": "deny-all", "namespace": "ns", "uid": "np"}})
+    fc.add(EVENTS, {"metadata": {"name": "ev1", "namespace": "ns", "uid": "ev"}})
+    for ref in (
+        _ref("NetworkPolicy", "deny-all", "np", "networking.k8s.io/v1"),
+        _ref("Event", "ev1", "ev", "v1"),
+        _ref("ReplicationController", "rc", "u", "apps/v1"),
+    ):
+        chain = owner_chain(fc, _pod(ref))
+        assert [(o.kind, o.name) for o in chain] == [(ref["kind"], ref["name"])]
+    assert fc.calls == []
+
+
+def test_controller_ref_strict_wants_the_controlling_owner_only() -> None:
+    # detaching a pod from its owner concerns the controller that would replace it,
+    # never a mere (non-controller) owner
+    plain = {"metadata": {"ownerReferences": [_ref("ConfigMap", "cm", "u0", "v1", False)]}}
+    assert controller_ref(plain) is not None
+    assert controller_ref(plain, strict=True) is None
+    both = {"metadata": {"ownerReferences": [*plain["metadata"]["ownerReferences"]]}}
+    both["metadata"]["ownerReferences"].append(_ref("ReplicaSet", "rs", "u1"))
+    ref = controller_ref(both, strict=True)
+    assert ref is not None and (ref.kind, ref.name, ref.uid) == ("ReplicaSet", "rs", "u1")

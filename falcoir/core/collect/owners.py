@@ -7,13 +7,12 @@ save its full object.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from falcoir.core.gateway import JSON, RESOURCES_BY_KIND, ClusterGateway, Resource
-from falcoir.core.owners import owner_chain
+from falcoir.core.owners import followable, owner_chain
 from falcoir.core.target import OwnerRef
 from falcoir.errors import ApiNotFound, FalcoirError
 
@@ -70,31 +69,12 @@ def owner_objects(
         elif ref.kind not in RESOURCES_BY_KIND:
             # A custom controller (Argo Rollout...): its reference is what we can keep.
             objects.append(_placeholder(ref, "a kind falcoir does not read"))
+        elif followable(ref) is None:
+            objects.append(_placeholder(ref, "not a controller reference: not read"))
         else:
             # The chain stopped here: forbidden (in ``problems``), gone, or recreated.
             objects.append(_placeholder(ref, "not readable (forbidden, gone or recreated)"))
     return objects, problems
-
-
-# Kinds that control pods: the only owners whose objects are read for a reference.
-_CONTROLLERS = frozenset(
-    {"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "ReplicationController", "Job"}
-    | {"CronJob"}
-)
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-
-
-def _refused(ref: OwnerRef, resource: Resource) -> bool:
-    """A reference the pod's author may have forged to pull another object (another
-    pod's spec, a node...) into the bundle: the guards of ``owner_chain``, and more."""
-    group = (ref.api_version or "").split("/")[0] if "/" in (ref.api_version or "") else ""
-    expected = resource.group_version.split("/")[0] if "/" in resource.group_version else ""
-    return (
-        ref.kind not in _CONTROLLERS
-        or not resource.namespaced
-        or not _NAME_RE.match(ref.name)
-        or bool(ref.api_version and group != expected)
-    )
 
 
 def objects_for_refs(
@@ -109,12 +89,10 @@ def objects_for_refs(
     results: list[JSON | str | None] = [None] * len(refs)
 
     def read(i: int, ref: OwnerRef) -> None:
-        resource = RESOURCES_BY_KIND.get(ref.kind)
+        resource = followable(ref)
         if resource is None:
-            results[i] = _placeholder(ref, "a kind falcoir does not read")
-            return
-        if _refused(ref, resource):
-            results[i] = _placeholder(ref, "not a controller reference: not read")
+            why = "a kind falcoir does not read" if ref.kind not in RESOURCES_BY_KIND else ""
+            results[i] = _placeholder(ref, why or "not a controller reference: not read")
             return
         try:
             got = call(lambda: gateway.get(resource, ref.name, namespace))

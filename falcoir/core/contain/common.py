@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from falcoir.core.gateway import JSON, ClusterGateway
+from falcoir.core.gateway import ClusterGateway
 from falcoir.core.owners import owner_chain
-from falcoir.core.target import OwnerRef
 from falcoir.errors import ApiConflict, FalcoirError
 
 T = TypeVar("T")
@@ -70,16 +69,4 @@ def actor(gateway: ClusterGateway) -> str:
         return "unknown"
 
 
-def controller_ref(obj: JSON) -> OwnerRef | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return OwnerRef(
-                kind=str(ref.get("kind")),
-                name=str(ref.get("name")),
-                uid=ref.get("uid"),
-                api_version=ref.get("apiVersion"),
-            )
-    return None
-
-
-__all__ = ["Step", "StepCallback", "actor", "controller_ref", "owner_chain", "with_retries"]
+__all__ = ["Step", "StepCallback", "actor", "owner_chain", "with_retries"]

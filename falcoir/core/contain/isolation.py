@@ -23,7 +23,6 @@ from falcoir.core.contain.common import (
     Step,
     StepCallback,
     actor,
-    controller_ref,
     with_retries,
 )
 from falcoir.core.contain.probe import (
@@ -41,6 +40,7 @@ from falcoir.core.gateway import (
     ClusterGateway,
 )
 from falcoir.core.incident import ActionLog, Incident, IncidentStore, is_incident_id, iso, utc_now
+from falcoir.core.owners import controller_ref
 from falcoir.core.rbac import check_permissions, quarantine_permissions, release_permissions
 from falcoir.core.target import PodRef, Target
 from falcoir.errors import (
@@ -333,7 +333,7 @@ def quarantine(
                 f"{inc_id}",
             )
 
-        owner = controller_ref(pod) if options.detach_from_owner else None
+        owner = controller_ref(pod, strict=True) if options.detach_from_owner else None
         owner_obj: JSON | None = None
         if options.check_permissions:
             perms = quarantine_permissions(

@@ -29,19 +29,15 @@ from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.policy import ActionOptions
-from falcoir.core.rbac import Permission, delete_permissions, quarantine_permissions
+from falcoir.core.rbac import (
+    COLLECT_IN_NAMESPACE,
+    Permission,
+    delete_permissions,
+    quarantine_permissions,
+)
 from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
 from falcoir.core.target import Target
 from falcoir.errors import FalcoirError, Forbidden
-
-COLLECT_PERMISSIONS: tuple[Permission, ...] = (
-    Permission("get", "pods"),
-    Permission("create", "pods", "", "exec"),
-    Permission("get", "pods", "", "exec"),
-    Permission("get", "pods", "", "log"),
-    Permission("list", "events"),
-)
-"""What the evidence collection needs in the pod's namespace (checked up front)."""
 
 
 def _sealed(result: BundleResult) -> JSONDict:
@@ -122,7 +118,7 @@ class RealBackend:
                 cached = self._checked.get(key)
             if cached is not None:
                 return {**cached, "cached": True}
-        perms: set[Permission] = set(COLLECT_PERMISSIONS) if plan.collect else set()
+        perms: set[Permission] = set(COLLECT_IN_NAMESPACE) if plan.collect else set()
         if plan.quarantine:
             perms.update(quarantine_permissions(probe=not plan.dry_run))
         if plan.delete:
