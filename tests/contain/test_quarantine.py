@@ -464,3 +464,105 @@ def test_policy_created_meanwhile_is_compared_not_duplicated(store: IncidentStor
     assert result.label_status == "applied"
     assert len(policies(cluster)) == 1
     assert ("create", "networkpolicies", NS, f"falcoir-quarantine-{inc.id}") in cluster.calls
+
+
+class Slow(ContainCluster):
+    """Each create and pod patch takes ``delay`` seconds; records when each ran."""
+
+    delay: float = 0.3
+    timed: list[tuple[str, float, float]]
+
+    def create(self, resource: Resource, body: JSON, *, dry_run: bool = False) -> JSON:
+        if resource is not NETWORK_POLICIES:
+            return super().create(resource, body, dry_run=dry_run)
+        t = time.monotonic()
+        time.sleep(self.delay)
+        out = super().create(resource, body, dry_run=dry_run)
+        self.timed.append(("create", t, time.monotonic()))
+        return out
+
+    def patch(self, resource, name, patch, namespace=None, **kw):  # type: ignore[no-untyped-def]
+        t = time.monotonic()
+        if resource is PODS:
+            time.sleep(self.delay)
+        out = super().patch(resource, name, patch, namespace, **kw)
+        if resource is PODS:
+            self.timed.append(("patch", t, time.monotonic()))
+        return out
+
+
+def test_policy_and_label_go_out_together_once_the_probe_has_answered(
+    store: IncidentStore,
+) -> None:
+    # Containment is one round trip: the label is sent while the policy is still being
+    # created (the baseline probe has seen the way out by then), not after it.
+    cluster = Slow()
+    cluster.timed = []
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    result, inc, steps = run(cluster, store)
+    creates = [c for c in cluster.timed if c[0] == "create"]
+    assert len(creates) == 1, cluster.timed
+    create = creates[0]
+    label = next(c for c in cluster.timed if c[0] == "patch")
+    assert label[1] < create[2], "the label waited for the policy to be created"
+    assert result.policy_status == "created" and result.label_status == "applied"
+    # Told and logged in the order they mean: policy, then label.
+    names = [s.name for s in steps if s.name in ("policy", "label")]
+    assert names == ["policy", "label"]
+    outcomes = [(a.kind, a.outcome) for a in read_actions(inc.actions_path)]
+    assert outcomes[:2] == [("NetworkPolicy", "ok"), ("Pod", "ok")]
+
+
+class PolicyRefused(ContainCluster):
+    """Every NetworkPolicy create fails with a 500 (after the label went out)."""
+
+    fail_undo: bool = False
+    pod_patches: int = 0
+
+    def create(self, resource: Resource, body: JSON, *, dry_run: bool = False) -> JSON:
+        if resource is NETWORK_POLICIES:
+            time.sleep(0.1)  # the label goes out meanwhile
+            raise ApiError("internal error", status=500, reason="InternalError")
+        return super().create(resource, body, dry_run=dry_run)
+
+    def patch(self, resource, name, patch, namespace=None, **kw):  # type: ignore[no-untyped-def]
+        if resource is PODS:
+            self.pod_patches += 1
+            if self.fail_undo and self.pod_patches > 1:
+                raise ApiError("internal error", status=500, reason="InternalError")
+        return super().patch(resource, name, patch, namespace, **kw)
+
+
+def test_a_failed_policy_takes_the_early_label_back(store: IncidentStore) -> None:
+    cluster = PolicyRefused()
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    with pytest.raises(ApiError, match="internal error"):
+        run(cluster, store)
+    assert cluster.pod_patches == 2  # the label, then taking it back
+    assert policies(cluster) == []
+    assert LABEL_KEY not in cluster.get(PODS, POD, NS)["metadata"]["labels"]
+    inc = store.for_pod(NS, POD, None)
+    assert inc is not None
+    acts = [(a.kind, a.outcome, a.detail) for a in read_actions(inc.actions_path)]
+    assert [(k, o) for k, o, _ in acts] == [
+        ("NetworkPolicy", "failed"),
+        ("Pod", "ok"),
+        ("Pod", "ok"),
+    ]
+    assert "taken back" in acts[2][2]
+
+
+def test_a_label_that_cannot_be_taken_back_is_reported_half_applied(
+    store: IncidentStore,
+) -> None:
+    cluster = PolicyRefused()
+    cluster.fail_undo = True
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    with pytest.raises(ClusterError, match="half-applied") as err:
+        run(cluster, store)
+    assert "NOT isolated" in str(err.value)
+    assert "falcoir release --incident" in (err.value.hint or "")
+    assert cluster.get(PODS, POD, NS)["metadata"]["labels"].get(LABEL_KEY)

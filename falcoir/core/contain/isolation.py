@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from falcoir.core.alert import Alert
 from falcoir.core.contain import policy as pol
@@ -51,6 +51,8 @@ from falcoir.errors import (
     InputError,
     TargetNotFound,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ def quarantine(
     rec = _Recorder(log, on_step, options.dry_run)
     pname = pol.policy_name(inc_id)
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="falcoir-quarantine") as pool:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="falcoir-quarantine") as pool:
         # The pod and any policy already in place are read in one round trip.
         ready = prepared if prepared is not None and prepared.usable(target, inc_id) else None
         existing_f: Future[JSON | None] = (
@@ -380,14 +382,40 @@ def quarantine(
                 timeout=options.probe_timeout,
             )
 
-        # 1. the policy (its progress is told after the probe's, in the order they mean)
+        # 1. the policy and 2. the label. The policy is created while the baseline probe
+        # runs; the label, which makes the policy select the pod, goes on once the probe
+        # has seen the way out, concurrently with the create when that is still under
+        # way (containment is one round trip, not two). Either alone isolates nothing:
+        # a failure of one is reported as a half-applied quarantine, and a re-run (the
+        # whole is idempotent) completes it. Progress is told in the order they mean.
         differences: tuple[str, ...] = ()
+        policy_status = "unchanged"
+        created: Future[str] | None = None
+        labelled: Future[None] | None = None
         with rec.held():
             if existing is None:
-                policy_status = _create_policy(gateway, body, rec, options.dry_run)
+                created = pool.submit(_send_policy, gateway, body, options.dry_run)
+            baseline = _baseline(baseline_f, endpoint, rec)
+            if current != inc_id and created is not None:
+                labelled = pool.submit(_send_label, gateway, ns, name, inc_id, options.dry_run)
+            if created is not None:
+                try:
+                    policy_status = _record_policy(rec, body, created, options.dry_run)
+                except FalcoirError as exc:
+                    raise _undo_early_label(
+                        gateway,
+                        rec,
+                        exc,
+                        ns=ns,
+                        pname=pname,
+                        pod=name,
+                        inc_id=inc_id,
+                        current=current,
+                        labelled=labelled,
+                        dry_run=options.dry_run,
+                    ) from exc
                 if policy_status == "exists":
                     existing = with_retries(lambda: gateway.get(NETWORK_POLICIES, pname, ns))
-            baseline = _baseline(baseline_f, endpoint, rec)
         if existing is not None:
             differences = tuple(pol.spec_differences(existing.get("spec") or {}, body["spec"]))
             if not pol.is_falcoir_policy(existing):
@@ -403,21 +431,25 @@ def quarantine(
             else:
                 policy_status = "unchanged"
                 rec.step("policy", "unchanged", f"NetworkPolicy {ns}/{pname} already in place")
-    if store is not None and not options.dry_run:
-        store.set_policy(incident, pname)
+        if store is not None and not options.dry_run:
+            store.set_policy(incident, pname)
 
-    # 2. the label
-    try:
-        label_status = _apply_label(gateway, ns, name, inc_id, current, rec, options.dry_run)
-    except FalcoirError as exc:
-        if not options.dry_run:
-            raise ClusterError(
-                f"quarantine half-applied: NetworkPolicy {ns}/{pname} is in place but "
-                f"labelling pod {ns}/{name} failed ({exc}); the pod is NOT isolated yet",
-                hint="re-run the same command (it is idempotent), or undo with "
-                f"falcoir release --incident {inc_id}",
-            ) from exc
-        raise
+        # 2. the label (sent above, or now when the policy was already in place)
+        if labelled is None and current != inc_id:
+            labelled = _done_or_raised(
+                partial(_send_label, gateway, ns, name, inc_id, options.dry_run)
+            )
+        try:
+            label_status = _record_label(rec, ns, name, inc_id, current, labelled, options.dry_run)
+        except FalcoirError as exc:
+            if not options.dry_run:
+                raise ClusterError(
+                    f"quarantine half-applied: NetworkPolicy {ns}/{pname} is in place but "
+                    f"labelling pod {ns}/{name} failed ({exc}); the pod is NOT isolated yet",
+                    hint="re-run the same command (it is idempotent), or undo with "
+                    f"falcoir release --incident {inc_id}",
+                ) from exc
+            raise
 
     # 3. detaching from the owner
     detach: dict[str, Any] | None = None
@@ -502,28 +534,40 @@ def prepare(
     options: QuarantineOptions,
 ) -> Prepared:
     """Read ahead what :func:`quarantine` needs before its first change (reads and a
-    probe from inside the pod only; nothing changes). Raises what the reads raise."""
+    probe from inside the pod only; nothing changes). Raises what the reads raise.
+
+    The baseline probe starts with the reads, not after them: it is read-only, and its
+    exec is the longest of the three. When the reads show a quarantine already in place
+    its answer is not used (it runs to its own timeout and is dropped)."""
     options = _validated(options)
     ns, name = target.namespace, target.pod
     inc_id = pol.validate_label_value(incident_id)
     pname = pol.policy_name(inc_id)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-prepare") as pool:
+    endpoint = probe_endpoint(alert, options.probe) if options.verify else None
+    speculative: Future[ProbeOutcome] | None = None
+    workers = 2 if endpoint and not options.dry_run else 1
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="falcoir-prepare")
+    try:
+        if endpoint and not options.dry_run:
+            speculative = pool.submit(
+                run_probe,
+                gateway,
+                ns,
+                name,
+                target.container,
+                endpoint,
+                timeout=options.probe_timeout,
+            )
         existing_f = pool.submit(
             _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
         )
         pod = with_retries(lambda: gateway.get(PODS, name, ns))
         existing = existing_f.result()
+    finally:
+        pool.shutdown(wait=False)  # the probe runs to its end; the thread then exits
     at = time.monotonic()
-    endpoint = probe_endpoint(alert, options.probe) if options.verify else None
-    baseline: Future[ProbeOutcome] | None = None
     current = pol.pod_labels(pod).get(pol.LABEL_KEY)
-    if endpoint and not options.dry_run and existing is None and current != inc_id:
-        probing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-baseline")
-        baseline = probing.submit(
-            run_probe, gateway, ns, name, target.container, endpoint, timeout=options.probe_timeout
-        )
-        probing.shutdown(wait=False)  # the probe runs to its end; the thread then exits
-        probing.shutdown(wait=False)
+    baseline = speculative if existing is None and current != inc_id else None
     return Prepared(ns, name, inc_id, pod, existing, endpoint, baseline, at)
 
 
@@ -543,49 +587,62 @@ def _baseline(
     return baseline
 
 
-def _create_policy(gateway: ClusterGateway, body: JSON, rec: _Recorder, dry_run: bool) -> str:
-    ns, pname = body["metadata"]["namespace"], body["metadata"]["name"]
-    attempts = 0
-
-    def create() -> JSON:
-        nonlocal attempts
-        attempts += 1
-        return gateway.create(NETWORK_POLICIES, body, dry_run=dry_run)
-
+def _send_policy(gateway: ClusterGateway, body: JSON, dry_run: bool) -> str:
+    """Create the policy: ``created``, or ``exists`` (created meanwhile, or by our own
+    earlier attempt whose answer was lost; the caller compares it with the plan)."""
     try:
-        with_retries(create)
+        with_retries(lambda: gateway.create(NETWORK_POLICIES, body, dry_run=dry_run))
     except ApiConflict:
-        # It exists: created meanwhile, or by our own earlier attempt whose answer was
-        # lost (attempts > 1). The caller compares it with the plan.
         return "exists"
+    return "created"
+
+
+def _record_policy(rec: _Recorder, body: JSON, outcome: Future[str], dry_run: bool) -> str:
+    """Record what :func:`_send_policy` did (in the caller's thread, in order)."""
+    ns, pname = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        status = outcome.result()
     except FalcoirError as exc:
         rec.action("create", "NetworkPolicy", ns, pname, "failed", str(exc), {"object": body})
         rec.step("policy", "failed", str(exc))
         raise
+    if status == "exists":
+        return status
     rec.action("create", "NetworkPolicy", ns, pname, "ok", "quarantine policy", {"object": body})
     rec.step(
         "policy",
         "dry-run" if dry_run else "ok",
         f"NetworkPolicy {ns}/{pname}: " + "; ".join(pol.describe_rules(body["spec"])),
     )
-    return "created"
+    return status
 
 
-def _apply_label(
-    gateway: ClusterGateway,
+def _label_patch(inc_id: str) -> JSON:
+    return {"metadata": {"labels": {pol.LABEL_KEY: inc_id}}}
+
+
+def _send_label(gateway: ClusterGateway, ns: str, name: str, inc_id: str, dry_run: bool) -> None:
+    patch = _label_patch(inc_id)
+    with_retries(lambda: gateway.patch(PODS, name, patch, ns, dry_run=dry_run))
+
+
+def _record_label(
+    rec: _Recorder,
     ns: str,
     name: str,
     inc_id: str,
     current: str | None,
-    rec: _Recorder,
+    outcome: Future[None] | None,
     dry_run: bool,
 ) -> str:
-    if current == inc_id:
+    """Record what :func:`_send_label` did (``outcome`` None: nothing was sent, the pod
+    already carries the label)."""
+    if outcome is None:
         rec.step("label", "unchanged", f"pod {ns}/{name} already labelled")
         return "unchanged"
-    patch = {"metadata": {"labels": {pol.LABEL_KEY: inc_id}}}
+    patch = _label_patch(inc_id)
     try:
-        with_retries(lambda: gateway.patch(PODS, name, patch, ns, dry_run=dry_run))
+        outcome.result()
     except FalcoirError as exc:
         rec.action("patch", "Pod", ns, name, "failed", f"label: {exc}", {"patch": patch})
         rec.step("label", "failed", str(exc))
@@ -604,6 +661,66 @@ def _apply_label(
         )
     rec.step("label", "dry-run" if dry_run else "ok", f"pod {ns}/{name}: {pol.LABEL_KEY}={inc_id}")
     return "dry-run" if dry_run else "applied"
+
+
+def _undo_early_label(
+    gateway: ClusterGateway,
+    rec: _Recorder,
+    exc: FalcoirError,
+    *,
+    ns: str,
+    pname: str,
+    pod: str,
+    inc_id: str,
+    current: str | None,
+    labelled: Future[None] | None,
+    dry_run: bool,
+) -> FalcoirError:
+    """Creating the policy failed after the label was sent alongside it: take the label
+    back off (restoring any value it replaced), so a failed quarantine leaves nothing
+    half-applied. Returns the error to raise: the policy's, or a half-applied one when
+    the label cannot be taken back."""
+    if labelled is None:
+        return exc
+    try:
+        _record_label(rec, ns, pod, inc_id, current, labelled, dry_run)
+    except FalcoirError:
+        return exc  # the label did not go on either: nothing changed
+    if dry_run:
+        return exc
+    undo = {"metadata": {"labels": {pol.LABEL_KEY: current}}}
+    try:
+        with_retries(lambda: gateway.patch(PODS, pod, undo, ns))
+    except FalcoirError as undo_exc:
+        rec.action("patch", "Pod", ns, pod, "failed", f"label removal: {undo_exc}", {"patch": undo})
+        return ClusterError(
+            f"quarantine half-applied: pod {ns}/{pod} is labelled {pol.LABEL_KEY}={inc_id} "
+            f"but creating NetworkPolicy {ns}/{pname} failed ({exc}) and the label could "
+            f"not be taken back ({undo_exc}); the pod is NOT isolated",
+            hint="re-run the same command (it is idempotent), or undo with "
+            f"falcoir release --incident {inc_id}",
+        )
+    rec.action(
+        "patch",
+        "Pod",
+        ns,
+        pod,
+        "ok",
+        "quarantine label taken back: the policy could not be created",
+        {"patch": undo},
+    )
+    rec.step("label", "undone", f"pod {ns}/{pod}: the policy could not be created")
+    return exc
+
+
+def _done_or_raised(fn: Callable[[], T]) -> Future[T]:
+    """``fn()`` called now, in this thread, as a finished future."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(fn())
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
 
 
 def _detach(
