@@ -120,8 +120,10 @@ class FakeCluster:
         self.exec_handlers[(namespace, pod, container)] = handler
 
     def _allowed(self, verb: str, res: str, namespace: str | None) -> bool:
+        # A question about every namespace (``namespace`` None) is denied by any denial.
         return not any(
-            v == verb and r == res and (n is None or n == namespace) for v, r, n in self.denied
+            v == verb and r == res and (n is None or namespace is None or n == namespace)
+            for v, r, n in self.denied
         )
 
     def _check(self, verb: str, res: str, namespace: str | None) -> None:

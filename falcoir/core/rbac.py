@@ -252,6 +252,26 @@ def check_permissions(
         )
 
 
+def granted(
+    gateway: ClusterGateway, perms: Iterable[Permission], namespace: str | None = None
+) -> frozenset[Permission]:
+    """Which of ``perms`` the API server grants (``namespace`` None: in every namespace,
+    which only a ClusterRoleBinding gives), asked all at once. Changes nothing; raises
+    what the gateway raises."""
+    wanted = sorted(set(perms))
+    if not wanted:
+        return frozenset()
+
+    def ask(p: Permission) -> bool:
+        return gateway.access_review(
+            p.verb, p.resource, namespace=namespace, group=p.group, subresource=p.subresource
+        )
+
+    with ThreadPoolExecutor(max_workers=min(16, len(wanted))) as pool:
+        answers = list(pool.map(ask, wanted))
+    return frozenset(p for p, ok in zip(wanted, answers, strict=True) if ok)
+
+
 RBAC_HEADER = """\
 # Least-privilege ClusterRoles for falcoir, one per command (respond = all of them).
 # Generated from falcoir/core/rbac.py (tests/contain/test_rbac.py keeps them in step):

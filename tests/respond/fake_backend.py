@@ -118,13 +118,19 @@ class FakeBackend:
                 return c[1], c[2]
         raise KeyError(name)
 
+    warmed: int = 0
+
+    def warm(self) -> None:
+        with self.lock:
+            self.warmed += 1
+
     def operator(self) -> str:
         return "tester"
 
     def context(self) -> str:
         return "fake"
 
-    def locate(self, alert: Alert, progress: Progress) -> Target:
+    def locate(self, alert: Alert, progress: Progress, ahead: object = None) -> Target:
         s = self._enter("locate")
         progress("via the Falco pod's /proc")
         key = alert.k8s.pod or f"pid:{alert.process.pid}"

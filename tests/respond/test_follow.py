@@ -55,7 +55,7 @@ class CountingBackend(FakeBackend):
             self.active -= 1
         return super().check(target, plan)
 
-    def locate(self, alert: Alert, progress: Progress) -> Target:
+    def locate(self, alert: Alert, progress: Progress, ahead: object = None) -> Target:
         return super().locate(alert, progress)
 
 
@@ -193,7 +193,7 @@ def test_locate_failure_is_reported_and_others_go_on(tmp_path: Path) -> None:
     from falcoir.errors import TargetNotFound
 
     class Flaky(FakeBackend):
-        def locate(self, alert: Alert, progress: Progress) -> Target:
+        def locate(self, alert: Alert, progress: Progress, ahead: object = None) -> Target:
             if alert.k8s.pod == "miner-01":
                 raise TargetNotFound("pod default/miner-01 not found")
             return super().locate(alert, progress)

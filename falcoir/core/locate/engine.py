@@ -67,6 +67,8 @@ from falcoir.core.target import LocateMethod, PodRef, Target
 from falcoir.errors import ApiNotFound, Forbidden, InputError, TargetAmbiguous, TargetNotFound
 
 Step = Callable[[str], None]
+PodFound = Callable[[JSON, "str | None"], None]
+"""Told the pod (its JSON) and the container name as soon as locate knows them."""
 
 MAX_PARALLEL = 16
 MAX_SCAN_CONTAINERS = 64
@@ -107,6 +109,7 @@ class _Ctx:
     """Why each strategy could not answer: the not-found message is made of these."""
     node_pods: dict[str, list[JSON]] = field(default_factory=dict)
     no_falco_on_node: bool = False
+    on_pod: PodFound | None = None
 
     def pods_on_node(self, node: str) -> list[JSON]:
         if node not in self.node_pods:
@@ -128,11 +131,14 @@ def locate(
     pod: PodRef | None = None,
     options: LocateOptions = LocateOptions(),  # noqa: B008 - frozen dataclass
     on_step: Step | None = None,
+    on_pod: PodFound | None = None,
 ) -> Target:
     """Find the pod, container and process an alert (or ``--pod``) is about.
 
-    Raises ``TargetNotFound`` (saying which flag or field would help),
-    ``TargetAmbiguous`` (with the candidates), ``Forbidden``, ``ClusterUnreachable``.
+    ``on_pod(pod, container)`` is told as soon as the pod is known, before its owner
+    chain is read (``respond`` starts its read-ahead there). Raises ``TargetNotFound``
+    (saying which flag or field would help), ``TargetAmbiguous`` (with the
+    candidates), ``Forbidden``, ``ClusterUnreachable``.
     """
     ctx = _Ctx(
         gateway=gateway,
@@ -140,6 +146,7 @@ def locate(
         options=options,
         step=on_step or _noop,
         host_proc=validate_host_proc(options.host_proc),
+        on_pod=on_pod,
     )
     if pod is not None:
         return _by_pod_flag(ctx, pod)
@@ -176,6 +183,8 @@ def _make_target(
         ctx.notes.append(f"pod phase is {pod_phase(pod)}: its containers have stopped")
     if meta.get("deletionTimestamp"):
         ctx.notes.append(f"pod is being deleted (since {meta.get('deletionTimestamp')})")
+    if ctx.on_pod is not None:
+        ctx.on_pod(pod, container.name if container else None)
     if container is not None and ctx.alert is not None and vpid is None:
         host_pid, vpid = _enrich_pids(ctx, pod, container, host_pid)
     chain = owner_chain(

@@ -94,11 +94,20 @@ class Bundle(Protocol):
 class Backend(Protocol):
     """Everything respond does to a cluster and to a bundle, one method per step."""
 
+    def warm(self) -> None:
+        """Start, in the background, what can be asked before the pod is known."""
+        ...
+
     def operator(self) -> str: ...
 
     def context(self) -> str: ...
 
-    def locate(self, alert: Alert, progress: Progress) -> Target: ...
+    def locate(
+        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+    ) -> Target:
+        """``ahead``: the quarantine will follow unasked, with these options (the
+        backend may start its reads as soon as the pod is known)."""
+        ...
 
     def check(self, target: Target, plan: Plan) -> JSONDict:
         """Permissions for the whole plan (raise ``Forbidden`` naming each missing one)

@@ -23,7 +23,7 @@ from typing import Any
 from falcoir.core.alert import Alert
 from falcoir.core.clock import Clock
 from falcoir.core.incident import IncidentStore
-from falcoir.core.policy import Decision, Policy
+from falcoir.core.policy import ActionOptions, Decision, Policy
 from falcoir.core.respond.backend import Backend, Progress
 from falcoir.core.respond.graph import error_info
 from falcoir.core.respond.orchestrator import RespondRequest, RespondResult, respond
@@ -109,7 +109,9 @@ class _Prelocated:
         self._backend = backend
         self._target = target
 
-    def locate(self, alert: Alert, progress: Progress) -> Target:
+    def locate(
+        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+    ) -> Target:
         progress("located when the alert arrived")
         return self._target
 
@@ -135,6 +137,7 @@ def follow(
     from falcoir.core.parse import ParseProblem, Skipped, iter_parse
 
     summary = FollowSummary()
+    backend.warm()  # before the first alert: the answers are ready when it comes
     slots: dict[tuple[str, ...], Slot] = {}
     pods: dict[tuple[str, ...], Slot] = {}
     lock = threading.Lock()
@@ -152,7 +155,10 @@ def follow(
         wall = time.time() - (time.monotonic() - slot.received_mono)
         clock = Clock(slot.received_mono, wall, "alert")
         try:
-            target = backend.locate(slot.first, lambda _t: None)
+            acting = options.apply and "quarantine" in slot.decision.actions
+            target = backend.locate(
+                slot.first, lambda _t: None, slot.decision.options if acting else None
+            )
         except Exception as exc:
             slot.error = {"step": "locate", **error_info(exc)}
             with lock:

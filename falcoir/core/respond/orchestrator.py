@@ -237,7 +237,11 @@ def respond(
 
     st = _State()
     alert, opts = request.alert, request.options
+    # What can be asked before the pod is known, alongside locate; and, when the quarantine
+    # will go ahead without a question, its reads as soon as locate knows the pod.
     acts = request.actions
+    backend.warm()
+    ahead = opts if "quarantine" in acts and not request.dry_run and confirm is None else None
     # Who we are (one API call) is asked alongside locate, not before it.
     operator_box: list[str] = []
     asker = threading.Thread(
@@ -261,7 +265,7 @@ def respond(
         return emit
 
     def do_locate() -> JSONDict:
-        target = backend.locate(alert, note("locate"))
+        target = backend.locate(alert, note("locate"), ahead)
         st.target = target
         if request.dry_run:
             inc_id = new_incident_id()

@@ -23,21 +23,45 @@ from falcoir.core.contain import (
     quarantine,
 )
 from falcoir.core.contain.common import Step as ContainStep
-from falcoir.core.contain.isolation import Prepared, prepare
+from falcoir.core.contain.isolation import PREPARED_MAX_AGE_S, Prepared, prepare
 from falcoir.core.contain.removal import with_current_evidence
-from falcoir.core.gateway import PODS, ClusterGateway
+from falcoir.core.gateway import JSON, PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.policy import ActionOptions
 from falcoir.core.rbac import (
     COLLECT_IN_NAMESPACE,
+    OWNER_RESOURCES,
     Permission,
     delete_permissions,
+    granted,
     quarantine_permissions,
 )
 from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
-from falcoir.core.target import Target
+from falcoir.core.target import LocateMethod, Target
 from falcoir.errors import FalcoirError, Forbidden
+
+PRECHECK_PERMISSIONS: frozenset[Permission] = frozenset(
+    {
+        *COLLECT_IN_NAMESPACE,
+        *quarantine_permissions(probe=True),
+        *delete_permissions(owner_kinds=OWNER_RESOURCES),
+    }
+)
+"""What the check step may ask about in the pod's namespace (all but ``--scale-owner``'s),
+asked cluster-wide as soon as respond starts: what a ClusterRoleBinding grants need not
+be asked again, on the way to containment, once the namespace is known."""
+PRECHECK_WAIT_S = 5.0
+"""The longest the check step waits for that early answer before asking itself."""
+
+
+def _fresh(reads: Future[Prepared]) -> bool:
+    """Reads still running, or done, without error, and young enough to be used."""
+    if not reads.done():
+        return True
+    if reads.exception() is not None:
+        return False
+    return time.monotonic() - reads.result().at <= PREPARED_MAX_AGE_S
 
 
 def _sealed(result: BundleResult) -> JSONDict:
@@ -74,6 +98,7 @@ class RealBackend:
     )
     _located: dict[tuple[str, str], Alert] = field(default_factory=dict)
     _prepared_reads: dict[tuple[str, str], Future[Prepared]] = field(default_factory=dict)
+    _everywhere: Future[frozenset[Permission]] | None = None
     delete_plan_max_age: float = 10.0
     """Seconds a delete plan read while containment is verified stays good to use."""
 
@@ -90,9 +115,52 @@ class RealBackend:
     def context(self) -> str:
         return self.gateway.context
 
+    def warm(self) -> None:
+        """Start asking, in the background and once, which permissions the check step
+        may need are granted in every namespace (cluster-wide access reviews, sent while
+        the pod is being located)."""
+        with self._lock:
+            if self._everywhere is not None:
+                return
+            future: Future[frozenset[Permission]] = Future()
+            self._everywhere = future
+
+        def run() -> None:
+            try:
+                future.set_result(granted(self.gateway, PRECHECK_PERMISSIONS))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
+
+    def _granted_everywhere(self) -> frozenset[Permission]:
+        future = self._everywhere
+        if future is None:
+            return frozenset()
+        try:
+            return future.result(timeout=PRECHECK_WAIT_S)
+        except Exception:
+            return frozenset()  # asked again in the namespace, where it counts
+
     # -- steps --------------------------------------------------------------------------
-    def locate(self, alert: Alert, progress: Progress) -> Target:
-        target = locate(self.gateway, alert=alert, options=self.locate_options, on_step=progress)
+    def locate(
+        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+    ) -> Target:
+        """``ahead``: the quarantine will go ahead without a question (``--yes``, not a
+        dry run) with these options: its reads and the baseline probe start as soon as
+        the pod is known, while its owner chain is read and the permissions checked."""
+
+        def found(pod: JSON, container: str | None) -> None:
+            if ahead is not None:
+                self._prepare_ahead(alert, pod, container, ahead)
+
+        target = locate(
+            self.gateway,
+            alert=alert,
+            options=self.locate_options,
+            on_step=progress,
+            on_pod=found,
+        )
         with self._lock:
             self._located[(target.namespace, target.pod)] = alert
         return target
@@ -126,8 +194,12 @@ class RealBackend:
             perms.update(
                 delete_permissions(owner_kinds=[o.kind for o in target.owner], scale_owner_kind=top)
             )
-        self._check_all(sorted(perms), target.namespace)
-        info: JSONDict = {"permissions": sorted(p.describe(target.namespace) for p in perms)}
+        everywhere = self._granted_everywhere() & perms
+        self._check_all(sorted(perms - everywhere), target.namespace)
+        info: JSONDict = {
+            "permissions": sorted(p.describe(target.namespace) for p in perms),
+            "granted_cluster_wide": len(everywhere),
+        }
         if plan.delete and plan.ask:
             dplan = plan_delete(self.gateway, target, store=self.store)
             info["owner_effect"] = dplan.consequence
@@ -356,24 +428,59 @@ class RealBackend:
     def _prepare_quarantine(self, target: Target, plan: Plan) -> None:
         """While the permissions are checked: read the pod and any policy already in
         place, and start the baseline probe (reads only; quarantine uses them if they
-        are still fresh when it starts, as with --yes)."""
-        key = (target.namespace, target.pod)
+        are still fresh when it starts, as with --yes). Done already when locate found
+        the pod with :meth:`warm`'s ``ahead``."""
         with self._lock:
-            alert = self._located.get(key)
-            if alert is None or key in self._prepared_reads:
-                return
+            alert = self._located.get((target.namespace, target.pod))
+        if alert is not None:
+            self._start_prepare(
+                target.namespace, target.pod, target.container, alert, plan.incident, plan.options
+            )
+
+    def _prepare_ahead(
+        self, alert: Alert, pod: JSON, container: str | None, options: ActionOptions
+    ) -> None:
+        """Locate has just found the pod (its owner chain is being read): open its
+        incident (as the respond run will right after) and start the read-ahead, so the
+        owner reads, the permission check and the quarantine's reads overlap."""
+        meta = pod.get("metadata") or {}
+        ns, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+        if not (isinstance(ns, str) and isinstance(name, str)):
+            return
+        try:
+            incident = self.store.open(ns, name, uid if isinstance(uid, str) else None,
+                                       alert_raw=alert.raw)  # fmt: skip
+        except (OSError, ValueError):
+            return  # the respond run opens it and says what is wrong
+        self._start_prepare(ns, name, container, alert, incident.id, options)
+
+    def _start_prepare(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        alert: Alert,
+        incident_id: str,
+        action_options: ActionOptions,
+    ) -> None:
+        key = (namespace, pod)
+        with self._lock:
+            running = self._prepared_reads.get(key)
+            if running is not None and _fresh(running):
+                return  # in flight or fresh (started when locate found the pod)
             future: Future[Prepared] = Future()
             self._prepared_reads[key] = future
-        options = self._quarantine_options(plan.options, False)
+        options = self._quarantine_options(action_options, False)
+        where = Target(namespace, pod, container, LocateMethod.POD_FLAG)
 
         def run() -> None:
             try:
                 future.set_result(
                     prepare(
                         self.gateway,
-                        target,
+                        where,
                         alert=alert,
-                        incident_id=plan.incident,
+                        incident_id=incident_id,
                         options=options,
                     )
                 )
