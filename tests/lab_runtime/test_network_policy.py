@@ -255,3 +255,44 @@ def test_ingress_deny_and_allow_by_cidr(harness: Harness) -> None:
     harness.run(harness.rt.apply_network_policies(pods, [deny, allow]))
     harness.wait_for(reach, what="the server again")
     harness.run(harness.rt.kill_pod(pod, 0))
+
+
+@needs_nft
+def test_only_pods_whose_rules_change_are_reloaded(
+    harness: Harness, payload: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A change reaches its pod in one nft load however many pods run: the others keep
+    # their rules untouched (the lab used to reload every pod on every change).
+    from falcoir.lab.linux import net
+
+    a = run_miner(harness, payload, "reload-a")
+    b = harness.pod(
+        "reload-b",
+        [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}],
+        labels={"app": "other"},
+    )
+    pods = [pod_with_status(harness, a), pod_with_status(harness, b)]
+    harness.run(harness.rt.apply_network_policies(pods, []))
+    loads: list[str] = []
+    real = net.nft_apply
+
+    def counting(netns: str, ruleset: str) -> None:
+        loads.append(netns)
+        real(netns, ruleset)
+
+    monkeypatch.setattr(net, "nft_apply", counting)
+    harness.run(harness.rt.apply_network_policies(pods, []))
+    assert loads == []  # nothing changed, nothing reloaded
+    netns = {p.name: p.netns for p in harness.rt._pods.values()}
+    harness.run(harness.rt.apply_network_policies(pods, [deny_egress()]))
+    # Only pods the policy selects (app=cryptominer: this miner, and any an earlier test
+    # of this module left running) are reloaded; the other pod is not.
+    assert netns["reload-a"] in loads and netns["reload-b"] not in loads
+    assert len(loads) == len(set(loads))
+    rc, _, _ = harness.exec(
+        a, "miner", ["timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/pool.example.com/3333"]
+    )
+    assert rc != 0  # and the load is in force
+    loads.clear()
+    harness.run(harness.rt.apply_network_policies(pods, [deny_egress()]))
+    assert loads == []

@@ -165,6 +165,9 @@ class Pod:
     stopping: bool = False
     phase: str = "Pending"
     task: asyncio.Task[None] | None = None
+    applied_rules: str | None = None
+    """The nftables ruleset last loaded into the pod's netns (reloaded only when it
+    changes)."""
 
     sandbox: Container | None = None
     """The pause process holding a shared pid namespace (``shareProcessNamespace``)."""
@@ -1105,9 +1108,10 @@ class LinuxRuntime:
                 self._warned_nft = True
             return
         async with self._lock:
-            for p in list(self._pods.values()):
-                if p.netns:
-                    await self._enforce(p)
+            # Every pod's rules are worked out again (a label or namespace change moves
+            # peers too), but only the pods whose rules changed are reloaded, at once:
+            # a new policy reaches its pod in one nft load, however many pods run.
+            await asyncio.gather(*(self._enforce(p) for p in list(self._pods.values()) if p.netns))
 
     async def _enforce(self, p: Pod) -> None:
         current = next(
@@ -1117,11 +1121,16 @@ class LinuxRuntime:
             p.pod = {**current, "status": {**(current.get("status") or {}), "podIP": p.ip}}
         pods = self._all_pods or [p.pod]
         ruleset = policy.ruleset_for(p.pod, pods, self._policies, self._namespaces)
+        if ruleset == p.applied_rules:
+            return
         if p.netns and Path(p.netns).exists():
             try:
                 await asyncio.to_thread(net.nft_apply, p.netns, ruleset)
             except net.NetError as e:
+                p.applied_rules = None
                 log.error("NetworkPolicy for %s/%s not applied: %s", p.namespace, p.name, e)
+            else:
+                p.applied_rules = ruleset
 
     # ----------------------------------------------------------------- helpers for tests
 
