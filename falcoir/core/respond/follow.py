@@ -26,7 +26,7 @@ from falcoir.core.incident import IncidentStore
 from falcoir.core.policy import ActionOptions, Decision, Policy
 from falcoir.core.respond.backend import Backend, Progress
 from falcoir.core.respond.graph import error_info
-from falcoir.core.respond.orchestrator import RespondRequest, RespondResult, respond
+from falcoir.core.respond.orchestrator import RespondRequest, respond
 from falcoir.core.target import Target
 
 
@@ -69,7 +69,9 @@ class Slot:
     target: Target | None = None
     joined: tuple[str, ...] | None = None
     """The pod key of the incident this source turned out to belong to."""
-    result: RespondResult | None = None
+    status: str | None = None
+    """How its response ended (``ok``, ``failed``...); the full result is not kept: a
+    stream may run for weeks."""
     error: dict[str, Any] | None = None
     locate_s: float | None = None
 
@@ -197,7 +199,7 @@ def follow(
             report_writer=report_writer,
             grace_s=options.grace_s,
         )
-        slot.result = result
+        slot.status = result.status
         doc = result.to_dict()
         doc["follow"] = {
             "alerts": slot.alerts,
@@ -242,6 +244,8 @@ def follow(
                     continue
                 slot = Slot(key, alert, decision, time.monotonic())
                 slots[key] = slot
+            # Finished responses are let go of: a stream may run for weeks.
+            futures[:] = [f for f in futures if not f.done()]
             futures.append(pool.submit(handle, slot))
     except KeyboardInterrupt:
         summary.interrupted = True
