@@ -140,3 +140,36 @@ def test_reads_ahead_start_when_locate_finds_the_pod_and_are_not_repeated(
     other = RealBackend(w, Store(tmp_path / "other"))  # type: ignore[arg-type]
     other.locate(alert, lambda _t: None)
     assert other._prepared_reads == {}
+
+
+def test_warm_imports_the_bundle_library_in_the_background(tmp_path: Path) -> None:
+    # Opening the bundle (right after locate, before the snapshot containment waits for)
+    # must not pay for importing bagit then.
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from falcoir.core.incident import IncidentStore\n"
+        "from falcoir.core.respond.real import RealBackend\n"
+        "from tests.fakes import FakeCluster\n"
+        "assert 'bagit' not in sys.modules\n"
+        f"RealBackend(FakeCluster(), IncidentStore(Path({str(tmp_path)!r}))).warm()\n"
+        "deadline = time.monotonic() + 20\n"
+        "while 'bagit' not in sys.modules and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print('bagit' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

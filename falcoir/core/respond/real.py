@@ -12,6 +12,7 @@ from typing import Any
 
 from falcoir.core.alert import Alert
 from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
+from falcoir.core.bundle import preload as preload_bundle
 from falcoir.core.collect import CollectOptions, CollectorEvent, collect, snapshot
 from falcoir.core.contain import (
     DeleteOptions,
@@ -132,6 +133,9 @@ class RealBackend:
                 future.set_exception(exc)
 
         threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
+        # The bundle is opened right after locate, before the snapshot that containment
+        # waits for: its library is imported now, while locate waits on the network.
+        threading.Thread(target=preload_bundle, name="falcoir-preload", daemon=True).start()
 
     def _granted_everywhere(self) -> frozenset[Permission]:
         future = self._everywhere
