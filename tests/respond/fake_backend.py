@@ -120,7 +120,7 @@ class FakeBackend:
 
     warmed: int = 0
 
-    def warm(self) -> None:
+    def warm(self, *, stream: bool = False) -> None:
         with self.lock:
             self.warmed += 1
 

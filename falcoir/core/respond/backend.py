@@ -94,8 +94,9 @@ class Bundle(Protocol):
 class Backend(Protocol):
     """Everything respond does to a cluster and to a bundle, one method per step."""
 
-    def warm(self) -> None:
-        """Start, in the background, what can be asked before the pod is known."""
+    def warm(self, *, stream: bool = False) -> None:
+        """Start, in the background, what can be asked before the pod is known;
+        ``stream``: alerts will keep coming (``--follow``)."""
         ...
 
     def operator(self) -> str: ...

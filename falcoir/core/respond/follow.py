@@ -139,7 +139,7 @@ def follow(
     from falcoir.core.parse import ParseProblem, Skipped, iter_parse
 
     summary = FollowSummary()
-    backend.warm()  # before the first alert: the answers are ready when it comes
+    backend.warm(stream=True)  # before the first alert: the answers are ready when it comes
     slots: dict[tuple[str, ...], Slot] = {}
     pods: dict[tuple[str, ...], Slot] = {}
     lock = threading.Lock()

@@ -29,6 +29,7 @@ from falcoir.core.contain.removal import with_current_evidence
 from falcoir.core.gateway import JSON, PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
+from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS
 from falcoir.core.policy import ActionOptions
 from falcoir.core.rbac import (
     COLLECT_IN_NAMESPACE,
@@ -39,8 +40,9 @@ from falcoir.core.rbac import (
     quarantine_permissions,
 )
 from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
+from falcoir.core.respond.cache import FalcoPodsCache
 from falcoir.core.target import LocateMethod, Target
-from falcoir.errors import FalcoirError, Forbidden
+from falcoir.errors import FalcoirError, Forbidden, TargetNotFound
 
 PRECHECK_PERMISSIONS: frozenset[Permission] = frozenset(
     {
@@ -100,6 +102,7 @@ class RealBackend:
     _located: dict[tuple[str, str], Alert] = field(default_factory=dict)
     _prepared_reads: dict[tuple[str, str], Future[Prepared]] = field(default_factory=dict)
     _everywhere: Future[frozenset[Permission]] | None = None
+    _falco: FalcoPodsCache | None = None
     delete_plan_max_age: float = 10.0
     """Seconds a delete plan read while containment is verified stays good to use."""
 
@@ -116,11 +119,17 @@ class RealBackend:
     def context(self) -> str:
         return self.gateway.context
 
-    def warm(self) -> None:
+    def warm(self, *, stream: bool = False) -> None:
         """Start asking, in the background and once, which permissions the check step
         may need are granted in every namespace (cluster-wide access reviews, sent while
-        the pod is being located)."""
+        the pod is being located). ``stream``: alerts will keep coming (``--follow``):
+        the Falco pods are remembered between alerts (:class:`FalcoPodsCache`)."""
         with self._lock:
+            if stream and self._falco is None:
+                sel = self.locate_options.falco_selector
+                self._falco = FalcoPodsCache(
+                    self.gateway, selectors=(sel,) if sel else DEFAULT_FALCO_SELECTORS
+                )
             if self._everywhere is not None:
                 return
             future: Future[frozenset[Permission]] = Future()
@@ -158,13 +167,28 @@ class RealBackend:
             if ahead is not None:
                 self._prepare_ahead(alert, pod, container, ahead)
 
-        target = locate(
-            self.gateway,
-            alert=alert,
-            options=self.locate_options,
-            on_step=progress,
-            on_pod=found,
-        )
+        cache = self._falco
+        hits = cache.hits if cache is not None else 0
+        try:
+            target = locate(
+                cache.gateway if cache is not None else self.gateway,
+                alert=alert,
+                options=self.locate_options,
+                on_step=progress,
+                on_pod=found,
+            )
+        except TargetNotFound:
+            if cache is None or cache.hits == hits:
+                raise
+            # The Falco pods remembered may have moved on: once more, freshly listed.
+            cache.forget()
+            target = locate(
+                self.gateway,
+                alert=alert,
+                options=self.locate_options,
+                on_step=progress,
+                on_pod=found,
+            )
         with self._lock:
             self._located[(target.namespace, target.pod)] = alert
         return target
