@@ -1,58 +1,15 @@
-"""Round trips on locate's critical path: independent reads go out together.
-
-Every call to the fake cluster takes ``LATENCY`` seconds and its span is kept; the
-round trips are the longest chain of calls each sent after the previous one was
-answered (:func:`falcoir.cluster.gateway.critical_path`)."""
+"""Round trips on locate's critical path: independent reads go out together (every
+call to the fake cluster takes a while: see :mod:`tests.locate.slow`)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
-
 import pytest
 
-from falcoir.cluster.gateway import Span, critical_path
 from falcoir.core.gateway import CRON_JOBS, DEPLOYMENTS, JOBS, JSON, PODS, REPLICA_SETS
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.target import PodRef
+from tests.locate.slow import Slow
 from tests.locate.world import World, cid, json_alert, scenario, text_alert
-
-LATENCY = 0.08
-
-
-class Slow:
-    """The fake cluster behind an API latency, keeping every call's span."""
-
-    def __init__(self, inner: World) -> None:
-        self.inner = inner
-        self.spans: list[Span] = []
-        self._lock = threading.Lock()
-
-    def _timed(self, verb: str, fn: Any, *a: Any, **kw: Any) -> Any:
-        start = time.monotonic()
-        time.sleep(LATENCY)
-        try:
-            return fn(*a, **kw)
-        finally:
-            with self._lock:
-                self.spans.append(Span(verb, verb, start, time.monotonic()))
-
-    def get(self, *a: Any, **kw: Any) -> JSON:
-        return self._timed("get", self.inner.get, *a, **kw)  # type: ignore[no-any-return]
-
-    def list(self, *a: Any, **kw: Any) -> list[JSON]:
-        return self._timed("list", self.inner.list, *a, **kw)  # type: ignore[no-any-return]
-
-    def exec(self, *a: Any, **kw: Any) -> Any:
-        return self._timed("exec", self.inner.exec, *a, **kw)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    @property
-    def round_trips(self) -> int:
-        return critical_path(self.spans)
 
 
 def _full_cid(world: World, pod: JSON) -> str:

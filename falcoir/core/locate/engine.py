@@ -43,6 +43,7 @@ from falcoir.core.locate.hostproc import (
     reader_for,
     validate_host_proc,
 )
+from falcoir.core.locate.known import Located, remember
 from falcoir.core.locate.options import LocateOptions
 from falcoir.core.locate.pods import (
     ContainerInfo,
@@ -240,11 +241,11 @@ def _make_target(
     chain_read = _background(lambda: _owner_chain(ctx, pod, cut_short))
     if container is not None and ctx.alert is not None and vpid is None:
         host_pid, vpid = _enrich_pids(ctx, pod, container, host_pid)
-    chain = chain_read.result()
+    chain, owners = chain_read.result()
     ctx.notes.extend(f"owner chain cut short: cannot {perm}" for perm in cut_short)
     if chain:
         ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
-    return Target(
+    target = Target(
         namespace=str(meta.get("namespace")),
         pod=str(meta.get("name")),
         container=container.name if container else None,
@@ -259,6 +260,8 @@ def _make_target(
         image=container.image if container else None,
         notes=tuple(ctx.notes),
     )
+    remember(target, Located(pod, owners))
+    return target
 
 
 class _Ahead:
@@ -271,6 +274,8 @@ class _Ahead:
     def __init__(self, gateway: ClusterGateway) -> None:
         self._gateway = gateway
         self._ahead: dict[tuple[str, str, str | None], Future[JSON]] = {}
+        self.objects: dict[tuple[str, str], JSON] = {}
+        """What the chain read, by ``(kind, name)``."""
 
     def start(self, resource: Resource, name: str, namespace: str | None) -> None:
         self._ahead[(resource.plural, name, namespace)] = _background(
@@ -279,9 +284,10 @@ class _Ahead:
 
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
         ahead = self._ahead.pop((resource.plural, name, namespace), None)
-        if ahead is not None:
-            return ahead.result()  # the object, or the very error the read raised
-        return self._gateway.get(resource, name, namespace)
+        # the object, or the very error the read raised
+        obj = ahead.result() if ahead is not None else self._gateway.get(resource, name, namespace)
+        self.objects[(resource.kind, name)] = obj
+        return obj
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._gateway, attr)
@@ -305,13 +311,17 @@ def _guess_owner(pod: JSON) -> tuple[Resource, str] | None:
     return None
 
 
-def _owner_chain(ctx: _Ctx, pod: JSON, cut_short: list[str]) -> tuple[OwnerRef, ...]:
+def _owner_chain(
+    ctx: _Ctx, pod: JSON, cut_short: list[str]
+) -> tuple[tuple[OwnerRef, ...], dict[tuple[str, str], JSON]]:
+    """The chain, and the owner objects read for it."""
     gateway = _Ahead(ctx.gateway)
     guess = _guess_owner(pod)
     namespace = (pod.get("metadata") or {}).get("namespace")
     if guess is not None and isinstance(namespace, str):
         gateway.start(guess[0], guess[1], namespace)
-    return owner_chain(cast(ClusterGateway, gateway), pod, on_forbidden=cut_short.append)
+    chain = owner_chain(cast(ClusterGateway, gateway), pod, on_forbidden=cut_short.append)
+    return chain, gateway.objects
 
 
 def _missing(exc: Forbidden) -> str:
