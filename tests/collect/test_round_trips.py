@@ -100,3 +100,28 @@ def test_a_container_that_restarted_since_locate_has_its_previous_log_read(
     assert read(res, "logs/miner.log") == b"starting web server\n"
     logs = [c for c in cluster.calls if c[0] == "log"]
     assert sorted(c[4] for c in logs) == ["False", "True"]  # each read once
+
+
+def test_every_directory_is_listed_at_once(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cluster = _cluster()
+    box = cluster.containers["miner"]
+    box.files.update({"/opt/miner/xmrig": b"x", "/root/.wallet": b"w"})
+    target = _located(cluster)
+    gw = Slow(cluster)
+    noisy = alert()
+    noisy = replace(noisy, process=replace(noisy.process, exepath="/opt/miner/xmrig", cwd="/root"))
+    res = run_collect(
+        gw,  # type: ignore[arg-type]
+        target,
+        alert=noisy,
+        out_dir=tmp_path / "evidence",
+        store=IncidentStore(tmp_path / "home"),
+    )
+    files = next(c for c in res.collectors if c.name == "files")
+    assert files.status is CollectorStatus.OK, files
+    listed = sorted(a for a in files.artifacts)
+    assert listed == ["files/ls-opt_miner.txt", "files/ls-root.txt", "files/ls-tmp.txt"], listed
+    assert b".wallet" in read(res, "files/ls-root.txt")
+    assert gw.round_trips == 2, gw.verbs()  # the binary still follows the process list

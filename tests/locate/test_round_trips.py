@@ -185,3 +185,40 @@ def test_locate_options_still_scope_the_pid_read() -> None:
     assert target.vpid == 7
     lists = [c for c in world.calls if c[0] == "list"]
     assert lists and all(c[2] == "falco" for c in lists), lists
+
+
+def test_on_found_comes_a_round_trip_before_the_owner_chain() -> None:
+    import time
+
+    from falcoir.core.target import Target
+
+    world, _ = scenario(nodes=1)
+    gw = Slow(world)
+    seen: list[tuple[float, Target]] = []
+    t0 = time.monotonic()
+    target = locate(
+        gw,  # type: ignore[arg-type]
+        alert=text_alert(),
+        on_found=lambda t: seen.append((time.monotonic() - t0, t)),
+    )
+    done = time.monotonic() - t0
+    assert len(seen) == 1
+    at, early = seen[0]
+    assert early.owner == () and target.owner  # the chain came after
+    assert (early.pod, early.container, early.vpid, early.host_pid) == (
+        target.pod,
+        target.container,
+        7,
+        12345,
+    )
+    assert done - at >= 0.9 * gw.latency  # one round trip (the owners) earlier
+
+
+def test_on_found_is_not_called_when_nothing_is_found() -> None:
+    from falcoir.errors import TargetNotFound
+
+    world, _ = scenario(nodes=1)
+    seen: list[object] = []
+    with pytest.raises(TargetNotFound):
+        locate(world, alert=text_alert(pid=999), on_found=seen.append)
+    assert seen == []

@@ -465,10 +465,11 @@ def collect_files(run: _Run) -> CollectorOutcome:
     arts: list[Artifact] = []
     statuses: list[ArtifactStatus] = []
     all_missing = True
-    for d in dirs:
+
+    def listing(d: str) -> list[_Attempt]:
         path = run.root + d if run.root else d
         art_name = f"files/ls-{safe_component(d, fallback='root')}.txt"
-        attempts = run.first_ok(
+        return run.first_ok(
             name,
             art_name,
             (
@@ -478,6 +479,15 @@ def collect_files(run: _Run) -> CollectorOutcome:
                 ["sh", "-c", scripts.DIR_LIST, "sh", path],
             ),
         )
+
+    # Every directory is listed at once (each listing is a round trip or more).
+    others = [_side(lambda d=d: listing(d)) for d in dirs[1:]]  # type: ignore[misc]
+    results = [listing(dirs[0])] + [join(run.remaining()) for join in others]
+    for attempts in results:
+        if attempts is None:
+            statuses.append(ArtifactStatus.TIMEOUT)
+            all_missing = False
+            continue
         arts.extend(a.artifact for a in attempts)
         statuses.append(_best(attempts))
         all_missing = all_missing and _all_missing(attempts)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from falcoir.core.alert import Alert
@@ -135,6 +135,7 @@ class _Ctx:
     """Running Falco pods by node (``None``: every node), read once, maybe ahead."""
     no_falco_on_node: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_found: Callable[[Target], None] | None = None
 
     def prefetch_node_pods(self, node: str) -> None:
         """Start listing the node's pods now (each node's are listed once)."""
@@ -188,8 +189,15 @@ def locate(
     pod: PodRef | None = None,
     options: LocateOptions = LocateOptions(),  # noqa: B008 - frozen dataclass
     on_step: Step | None = None,
+    on_found: Callable[[Target], None] | None = None,
 ) -> Target:
     """Find the pod, container and process an alert (or ``--pod``) is about.
+
+    ``on_found``, when given, is called (in the calling thread: keep it short) with the
+    target as soon as the pod, container and pids are known, before the owner chain
+    has been read (``owner`` is empty then), so that work which does not need the
+    owners (a process snapshot, a quarantine) can start one round trip earlier. Called
+    exactly once when the target is found, never when it is not.
 
     Raises ``TargetNotFound`` (saying which flag or field would help),
     ``TargetAmbiguous`` (with the candidates), ``Forbidden``, ``ClusterUnreachable``.
@@ -199,6 +207,7 @@ def locate(
         alert=alert,
         options=options,
         step=on_step or _noop,
+        on_found=on_found,
         host_proc=validate_host_proc(options.host_proc),
     )
     if pod is not None:
@@ -241,11 +250,7 @@ def _make_target(
     chain_read = _background(lambda: _owner_chain(ctx, pod, cut_short))
     if container is not None and ctx.alert is not None and vpid is None:
         host_pid, vpid = _enrich_pids(ctx, pod, container, host_pid)
-    chain, owners = chain_read.result()
-    ctx.notes.extend(f"owner chain cut short: cannot {perm}" for perm in cut_short)
-    if chain:
-        ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
-    target = Target(
+    found = Target(
         namespace=str(meta.get("namespace")),
         pod=str(meta.get("name")),
         container=container.name if container else None,
@@ -256,10 +261,16 @@ def _make_target(
         container_runtime=(container.runtime if container else None) or runtime,
         vpid=vpid,
         host_pid=host_pid,
-        owner=chain,
         image=container.image if container else None,
         notes=tuple(ctx.notes),
     )
+    if ctx.on_found is not None:
+        ctx.on_found(found)  # the owner chain may still be on its way
+    chain, owners = chain_read.result()
+    ctx.notes.extend(f"owner chain cut short: cannot {perm}" for perm in cut_short)
+    if chain:
+        ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
+    target = replace(found, owner=chain, notes=tuple(ctx.notes))
     remember(target, Located(pod, owners))
     return target
 
