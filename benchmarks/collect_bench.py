@@ -15,7 +15,12 @@ injection, to stand for a remote API server) times, as a person or a runbook wou
 
 Prints a table and the ratio falcoir / manual (goal: at most 0.3), and the collection
 phase alone (``elapsed_s`` of the result: without Python start-up, the ``kubernetes``
-import and locate). Run as root (the lab isolates pods only as root)::
+import and locate). Each falcoir run also records every API request it makes
+(``FALCOIR_API_TRACE``): the table gives the number of requests, the round trips on
+falcoir's critical path (the longest chain of requests each sent after the previous
+one was answered: with an API latency L they alone take at least that many L), and
+the start-up time before the first request. Run as root (the lab isolates pods only
+as root)::
 
     python benchmarks/collect_bench.py [--runs 3] [--latency-ms 0,50] [-o json]
 """
@@ -33,11 +38,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from falcoir.cluster.gateway import TRACE_ENV, Span, critical_path  # noqa: E402
+
 KUBECTL = "/usr/bin/kubectl"
 NS = "bench-collect"
 MINER_POD = {
@@ -161,21 +171,53 @@ def manual(kubeconfig: Path, ns: str, pod: str, *, full: bool, tmp: Path) -> flo
     return sum(kubectl(kubeconfig, *argv, out=out) for argv, out in steps)
 
 
+@dataclass
+class Run:
+    wall: float
+    code: int
+    phase: float
+    """The collection phase (``elapsed_s``)."""
+    requests: int
+    round_trips: int
+    startup: float
+    """From the process start to its first API request."""
+    by_verb: dict[str, int]
+
+
 def run_falcoir(
     kubeconfig: Path, ns: str, pod: str, alert: str | None, out: Path, home: Path
-) -> tuple[float, int, float]:
+) -> Run:
     """One ``falcoir collect``: from Falco's alert (locate included) when there is one."""
     what = [alert] if alert else ["--pod", f"{ns}/{pod}", "-c", "miner"]
+    trace = out.with_name(out.name + ".trace.jsonl")
     t0 = time.perf_counter()
+    started = time.monotonic()  # the same clock as the child's (CLOCK_MONOTONIC)
     r = falcoir(
         "collect", *what, "--out", str(out), "--kubeconfig", str(kubeconfig), "-o", "json",
-        extra_env={"FALCOIR_HOME": str(home)},
+        extra_env={"FALCOIR_HOME": str(home), TRACE_ENV: str(trace)},
     )  # fmt: skip
     wall = time.perf_counter() - t0
     phase = float("nan")
     with contextlib.suppress(ValueError, KeyError, TypeError):
         phase = float(json.loads(r.stdout)["elapsed_s"])
-    return wall, r.returncode, phase
+    spans = read_trace(trace)
+    by_verb: dict[str, int] = {}
+    for sp in spans:
+        by_verb[sp.verb] = by_verb.get(sp.verb, 0) + 1
+    first = min((sp.start for sp in spans), default=float("nan"))
+    return Run(
+        wall, r.returncode, phase, len(spans), critical_path(spans), first - started, by_verb
+    )
+
+
+def read_trace(path: Path) -> list[Span]:
+    spans = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                d = json.loads(line)
+                spans.append(Span(str(d["verb"]), str(d["what"]), d["start"], d["end"]))
+    return spans
 
 
 def set_latency(state_dir: Path | None, ms: float) -> None:
@@ -206,27 +248,34 @@ def main() -> None:
         try:
             for ms in [float(x) for x in args.latency_ms.split(",") if x.strip()]:
                 set_latency(state_dir, ms)
-                f_times, w_times, s_times, codes, phases = [], [], [], [], []
+                runs: list[Run] = []
+                w_times, s_times = [], []
                 for i in range(args.runs):
-                    t, code, phase = run_falcoir(
-                        kubeconfig, ns, pod, alert, work / f"ev-{ms}-{i}", work / "home"
+                    runs.append(
+                        run_falcoir(
+                            kubeconfig, ns, pod, alert, work / f"ev-{ms}-{i}", work / "home"
+                        )
                     )
-                    f_times.append(t)
-                    phases.append(phase)
-                    codes.append(code)
                     w_times.append(manual(kubeconfig, ns, pod, full=False, tmp=work))
                     s_times.append(manual(kubeconfig, ns, pod, full=True, tmp=work))
-                f, w, s = (statistics.median(x) for x in (f_times, w_times, s_times))
+                f = statistics.median(r.wall for r in runs)
+                w, s = statistics.median(w_times), statistics.median(s_times)
                 rows.append(
                     {
                         "latency_ms": ms,
                         "falcoir_s": round(f, 3),
-                        "falcoir_collection_phase_s": round(statistics.median(phases), 3),
+                        "falcoir_collection_phase_s": round(
+                            statistics.median(r.phase for r in runs), 3
+                        ),
+                        "falcoir_startup_s": round(statistics.median(r.startup for r in runs), 3),
+                        "falcoir_requests": max(r.requests for r in runs),
+                        "falcoir_requests_by_verb": runs[-1].by_verb,
+                        "falcoir_round_trips": max(r.round_trips for r in runs),
                         "walkthrough_s": round(w, 3),
                         "same_evidence_s": round(s, 3),
                         "ratio_vs_walkthrough": round(f / w, 3),
                         "ratio_vs_same_evidence": round(f / s, 3),
-                        "falcoir_exit_codes": codes,
+                        "falcoir_exit_codes": [r.code for r in runs],
                     }
                 )
             set_latency(state_dir, 0)
@@ -238,15 +287,20 @@ def main() -> None:
         return
     how = "from Falco's alert (locate included)" if alert else "--pod"
     print(f"target {ns}/{pod}, falcoir {how}, median of {args.runs} runs (goal: ratio <= 0.3)")
-    print(f"{'latency':>8} {'falcoir':>9} {'(collect)':>10} {'walkthrough':>12} "
+    print(f"{'latency':>8} {'falcoir':>9} {'(start-up)':>11} {'(collect)':>10} "
+          f"{'requests':>9} {'round trips':>12} {'walkthrough':>12} "
           f"{'same-evid.':>11} {'ratio/walk':>11} {'ratio/same':>11}")  # fmt: skip
     for r in rows:
         print(
             f"{r['latency_ms']:>6.0f}ms {r['falcoir_s']:>8.3f}s "
-            f"{r['falcoir_collection_phase_s']:>9.3f}s {r['walkthrough_s']:>11.3f}s "
+            f"{r['falcoir_startup_s']:>10.3f}s "
+            f"{r['falcoir_collection_phase_s']:>9.3f}s {r['falcoir_requests']:>9} "
+            f"{r['falcoir_round_trips']:>12} {r['walkthrough_s']:>11.3f}s "
             f"{r['same_evidence_s']:>10.3f}s {r['ratio_vs_walkthrough']:>11.3f} "
             f"{r['ratio_vs_same_evidence']:>11.3f}"
         )
+    print("(start-up: process start to its first API request; round trips: the longest "
+          "chain of requests each sent after the previous one's answer)")  # fmt: skip
 
 
 if __name__ == "__main__":

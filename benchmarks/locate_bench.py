@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -34,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from falcoir.cluster.gateway import Span, critical_path
 from falcoir.core.alert import Alert, Container, K8s, Process
 from falcoir.core.gateway import JSON, PODS, ClusterGateway, ExecResult, Resource
 from falcoir.core.locate import LocateOptions, locate
@@ -41,39 +43,64 @@ from falcoir.core.target import PodRef, Target
 
 XMRIG = ("/tmp/xmrig", "-o", "pool.example.com:3333", "-u", "wallet_address", "-p", "x")
 NS, DEPLOY, RS_HASH = "default", "cryptominer-demo", "7d9f8b6c5"
+DEFAULT_LATENCY = 0.02
+"""Offline: seconds each call takes, so that calls in flight together overlap."""
 
 
 class Counting:
-    """Wraps a gateway; counts requests and the bytes the API would have sent."""
+    """Wraps a gateway; counts requests, the bytes the API would have sent, and the
+    round trips on the critical path: each call takes ``latency`` seconds (a remote
+    API server) and its span is kept (:func:`falcoir.cluster.gateway.critical_path`)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, latency: float = 0.0) -> None:
         self.inner = inner
+        self.latency = latency
         self.requests = 0
         self.bytes = 0
         self.by_verb: dict[str, int] = {}
+        self.spans: list[Span] = []
+        self._lock = threading.Lock()
 
-    def _count(self, verb: str, n: int) -> None:
-        self.requests += 1
-        self.bytes += n
-        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+    def _count(self, verb: str, n: int, start: float) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += n
+            self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+            self.spans.append(Span(verb, verb, start, time.monotonic()))
+
+    def _wait(self) -> float:
+        start = time.monotonic()
+        if self.latency:
+            time.sleep(self.latency)
+        return start
 
     def reset(self) -> None:
-        self.requests = self.bytes = 0
-        self.by_verb = {}
+        with self._lock:
+            self.requests = self.bytes = 0
+            self.by_verb = {}
+            self.spans = []
+
+    @property
+    def round_trips(self) -> int:
+        with self._lock:
+            return critical_path(self.spans)
 
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        start = self._wait()
         out: JSON = self.inner.get(resource, name, namespace)
-        self._count("get", len(json.dumps(out)))
+        self._count("get", len(json.dumps(out)), start)
         return out
 
     def list(self, resource: Resource, namespace: str | None = None, **kw: Any) -> list[JSON]:
+        start = self._wait()
         out: list[JSON] = self.inner.list(resource, namespace, **kw)
-        self._count("list", len(json.dumps({"items": out})))
+        self._count("list", len(json.dumps({"items": out})), start)
         return out
 
     def exec(self, *a: Any, **kw: Any) -> ExecResult:
+        start = self._wait()
         res: ExecResult = self.inner.exec(*a, **kw)
-        self._count("exec", len(res.stdout) + len(res.stderr))
+        self._count("exec", len(res.stdout) + len(res.stderr), start)
         return res
 
     def __getattr__(self, name: str) -> Any:
@@ -165,33 +192,34 @@ def cases(
 def _measure(
     gw: Any,
     reset: Callable[[], None],
-    stats: Callable[[], tuple[int, int]],
+    stats: Callable[[], tuple[int, int, int]],
     fn: Callable[[Any], Target],
 ) -> dict[str, Any]:
     reset()
     t0 = time.perf_counter()
     target = fn(gw)
     elapsed = time.perf_counter() - t0
-    req, nbytes = stats()
+    req, nbytes, round_trips = stats()
     assert target.pod.startswith(f"{DEPLOY}-") and target.container == "miner", target
     return {
         "requests": req,
         "bytes": nbytes,
+        "round_trips": round_trips,
         "seconds": round(elapsed, 4),
         "method": target.method.value,
         "vpid": target.vpid,
     }
 
 
-def run_offline(pods: int, nodes: int) -> dict[str, Any]:
+def run_offline(pods: int, nodes: int, latency: float = DEFAULT_LATENCY) -> dict[str, Any]:
     world, pod = build_cluster(pods, nodes)
-    gw = Counting(world)
+    gw = Counting(world, latency)
 
     def reset() -> None:
         gw.reset()
 
-    def stats() -> tuple[int, int]:
-        return gw.requests, gw.bytes
+    def stats() -> tuple[int, int, int]:
+        return gw.requests, gw.bytes, gw.round_trips
 
     reset()
     gw.list(PODS, None)
@@ -200,6 +228,7 @@ def run_offline(pods: int, nodes: int) -> dict[str, Any]:
     return {
         "pods": pods + nodes + 1,
         "nodes": nodes,
+        "latency_ms": latency * 1000,
         "baseline_list_all": baseline,
         "strategies": results,
     }
@@ -239,13 +268,14 @@ def run_cluster(kubeconfig: str, context: str | None, pid: int | None = None) ->
     def reset() -> None:
         gw.stats.reset()
 
-    def stats() -> tuple[int, int]:
+    def stats() -> tuple[int, int, int]:
         snap = gw.stats.snapshot()
-        return int(snap["requests"]), int(snap["bytes_received"])
+        return int(snap["requests"]), int(snap["bytes_received"]), int(snap["critical_path"])
 
+    gw.stats.record()
     reset()
     everything = gw.list(PODS, None)
-    baseline = dict(zip(("requests", "bytes"), stats(), strict=True))
+    baseline = dict(zip(("requests", "bytes"), stats()[:2], strict=True))
     nodes = {(p.get("spec") or {}).get("nodeName") for p in everything}
     results = {label: _measure(gw, reset, stats, fn) for label, fn in cases(pod, proc)}
     return {
@@ -370,12 +400,16 @@ def _print_table(report: dict[str, Any]) -> None:
         + f"; baseline LIST all pods: {base['requests']} request, {base['bytes']:,} bytes",
         file=err,
     )
-    print(f"{'strategy':38} {'requests':>8} {'bytes':>12} {'vs list-all':>11} {'ms':>8}", file=err)
+    print(
+        f"{'strategy':38} {'requests':>8} {'round trips':>11} {'bytes':>12} {'vs list-all':>11} "
+        f"{'ms':>8}",
+        file=err,
+    )
     for label, r in report["strategies"].items():
         ratio = r["bytes"] / base["bytes"] if base["bytes"] else 0.0
         print(
-            f"{label:38} {r['requests']:>8} {r['bytes']:>12,} {ratio:>10.4f}x "
-            f"{r['seconds'] * 1000:>8.1f}",
+            f"{label:38} {r['requests']:>8} {r['round_trips']:>11} {r['bytes']:>12,} "
+            f"{ratio:>10.4f}x {r['seconds'] * 1000:>8.1f}",
             file=err,
         )
 
@@ -384,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="5000", help="pod counts (comma-separated), offline")
     ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument(
+        "--latency-ms",
+        type=float,
+        default=DEFAULT_LATENCY * 1000,
+        help="offline: the time each call takes (round trips are counted from overlaps)",
+    )
     ap.add_argument("--kubeconfig", help="measure a running cluster holding the scenario")
     ap.add_argument("--context")
     ap.add_argument("--pid", type=int, help="the miner's host pid (default: found locally)")
@@ -399,7 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.lab:
         reports = [run_lab(int(s), args.nodes) for s in args.sizes.split(",")]
     else:
-        reports = [run_offline(int(s), args.nodes) for s in args.sizes.split(",")]
+        reports = [
+            run_offline(int(s), args.nodes, args.latency_ms / 1000) for s in args.sizes.split(",")
+        ]
     for r in reports:
         _print_table(r)
     if args.json:

@@ -359,6 +359,13 @@ class _Session:
             ws.send(bytes([CLOSE_SIGNAL, STDIN]), websocket.ABNF.OPCODE_BINARY)
 
     def run(self) -> ExecResult:
+        t0 = time.monotonic()
+        try:
+            return self._run()
+        finally:
+            self.gw.stats.span("exec", self.op.describe(), t0)
+
+    def _run(self) -> ExecResult:
         opened = self.connect()
         if isinstance(opened, ExecResult):
             return opened

@@ -28,17 +28,21 @@ own overall deadline (``timeout``). TLS and certificate failures are never retri
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import os
 import ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import urllib3
+from urllib3.util.wait import wait_for_read
 
 from falcoir import __version__
 from falcoir.cluster.config import ClusterConfig, SimpleConfiguration
@@ -57,6 +61,15 @@ MAX_JSON_BYTES = 512 * 1024 * 1024
 MAX_ERROR_BYTES = 1024 * 1024
 DEFAULT_LOG_LIMIT = 16 * 1024 * 1024
 USER_AGENT = f"falcoir/{__version__}"
+POOL_MAXSIZE = 32
+"""Keep-alive connections kept per API server. More than falcoir ever has in flight at
+once (collect: 16 calls, respond's access reviews: 12), so that after a burst of
+concurrent requests every connection goes back to the pool, warm for the next burst.
+The pool does not block (``block=False``): a request that finds no idle connection opens
+one at once; only beyond this size is a connection closed after use instead of kept."""
+PREWARM_TIMEOUT = 10.0
+TRACE_ENV = "FALCOIR_API_TRACE"
+"""A file to append every request's span to (one JSON line each), for benchmarks."""
 
 
 class Safety(Enum):
@@ -79,25 +92,90 @@ class RetryPolicy:
     """Total seconds one request may spend waiting between tries."""
 
 
+@dataclass(frozen=True)
+class Span:
+    """One request (or exec session) as seen by the client: from the moment it was
+    sent to the moment its answer was read in full (``time.monotonic()`` seconds)."""
+
+    verb: str
+    what: str
+    start: float
+    end: float
+
+
+def critical_path(spans: Sequence[Span]) -> int:
+    """The round trips on the critical path: the longest chain of requests each sent
+    only after the previous one had been answered (requests in flight together count
+    once). With an API latency of L, the requests alone take at least this many L."""
+    best: list[tuple[float, int]] = []  # (end, longest chain ending there)
+    longest = 0
+    for s in sorted(spans, key=lambda x: x.end):
+        before = max((n for end, n in best if end <= s.start), default=0)
+        best.append((s.end, before + 1))
+        longest = max(longest, before + 1)
+    return longest
+
+
 @dataclass
 class RequestStats:
     """Counts of what this gateway sent and received (thread-safe).
 
     ``requests`` counts every HTTP request and exec session attempt, retries included;
-    ``bytes_received`` counts response bodies (and exec stream payloads)."""
+    ``bytes_received`` counts response bodies (and exec stream payloads). With
+    :meth:`record` on, every request's :class:`Span` is kept too (and, with a path,
+    appended to that file as one JSON line: ``FALCOIR_API_TRACE``), so that the
+    round trips on the critical path can be counted (:func:`critical_path`)."""
 
     requests: int = 0
     retries: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
     by_verb: dict[str, int] = field(default_factory=dict)
+    connections: int = 0
+    """Keep-alive connections opened (TCP and, over https, a TLS handshake each); exec
+    sessions, one WebSocket connection each, are in ``by_verb["exec"]``."""
+    spans: list[Span] | None = None
+    """The requests' spans, when recording (see :meth:`record`)."""
+    _trace_path: str | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, on: bool = True, path: str | None = None) -> None:
+        """Keep every request's span from now on (``on=False``: stop and forget)."""
+        with self._lock:
+            self.spans = [] if on else None
+            self._trace_path = path if on else None
+
+    def connected(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def count(self, verb: str, sent: int = 0) -> None:
         with self._lock:
             self.requests += 1
             self.bytes_sent += sent
             self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+    def span(self, verb: str, what: str, start: float) -> None:
+        """One request sent at ``start`` is over now (kept only when recording)."""
+        if self.spans is None:
+            return
+        s = Span(verb, what, start, time.monotonic())
+        with self._lock:
+            if self.spans is None:
+                return
+            self.spans.append(s)
+            if self._trace_path:
+                line = json.dumps(
+                    {
+                        "verb": verb,
+                        "what": what,
+                        "start": s.start,
+                        "end": s.end,
+                        "thread": threading.current_thread().name,
+                    }
+                )
+                with contextlib.suppress(OSError), open(self._trace_path, "a") as fh:
+                    fh.write(line + "\n")
 
     def received(self, n: int) -> None:
         with self._lock:
@@ -115,12 +193,17 @@ class RequestStats:
                 "bytes_received": self.bytes_received,
                 "bytes_sent": self.bytes_sent,
                 "by_verb": dict(self.by_verb),
+                "connections": self.connections,
+                **({"critical_path": critical_path(self.spans)} if self.spans is not None else {}),
             }
 
     def reset(self) -> None:
         with self._lock:
             self.requests = self.retries = self.bytes_received = self.bytes_sent = 0
+            self.connections = 0
             self.by_verb = {}
+            if self.spans is not None:
+                self.spans = []
 
 
 class _Transient(Exception):
@@ -177,9 +260,14 @@ class KubeGateway:
         self.request_timeout = request_timeout
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
+        trace = os.environ.get(TRACE_ENV)
+        if trace:
+            self.stats.record(True, trace)
         self.endpoint = Endpoint(config.server, config.context)
         self._pool: urllib3.PoolManager = _pool_manager(self.configuration)
         self._base = str(self.configuration.host).rstrip("/")
+        host_pool = self._host_pool()
+        host_pool.ConnectionCls = _counting(host_pool.ConnectionCls, self.stats)
         self._whoami: str | None = None
         self._whoami_lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
@@ -201,6 +289,68 @@ class KubeGateway:
 
     def close(self) -> None:
         self._pool.clear()
+
+    # -- connections -----------------------------------------------------------------
+    def _host_pool(self) -> urllib3.HTTPConnectionPool:
+        return self._pool.connection_from_url(self._base)
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections now waiting, open, in the pool."""
+        queue = getattr(self._host_pool().pool, "queue", ())
+        return sum(1 for conn in list(queue) if conn is not None and conn.is_connected)
+
+    def prewarm(self, connections: int = 8) -> Future[int]:
+        """Open keep-alive connections in the background, so that the next burst of
+        concurrent requests finds them ready instead of paying one TCP and TLS
+        handshake each. Returns at once; the future gives how many connections are
+        idle in the pool when done. Tops up to ``connections`` (at most
+        ``POOL_MAXSIZE``): connections already idle count. Sends no request (nothing is
+        counted in :attr:`stats`); a connection that cannot be opened is forgotten
+        (requests then open their own, and report any error, as always)."""
+        want = max(0, min(int(connections), POOL_MAXSIZE))
+        done: Future[int] = Future()
+        if want == 0:
+            done.set_result(self.idle_connections)
+            return done
+        pool = self._host_pool()
+
+        def warm(conn: Any) -> None:
+            try:
+                conn.timeout = PREWARM_TIMEOUT
+                conn.connect()
+                if not _settle(conn):
+                    conn.close()
+            except (urllib3.exceptions.HTTPError, OSError, ssl.SSLError):
+                conn.close()
+            finally:
+                pool._put_conn(conn)
+
+        def run() -> None:
+            # Take them all out first (idle ones, then empty slots): a connection put
+            # back while others are taken out would be taken again instead of a slot.
+            taken = []
+            try:
+                for _ in range(want):
+                    taken.append(pool._get_conn())
+            except urllib3.exceptions.HTTPError:
+                pass  # the pool was closed
+            cold = [c for c in taken if not c.is_connected]
+            for conn in taken:
+                if conn.is_connected:
+                    pool._put_conn(conn)
+            workers = [
+                threading.Thread(target=warm, args=(c,), daemon=True, name="falcoir-prewarm")
+                for c in cold
+            ]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join(PREWARM_TIMEOUT + 5)
+            done.set_result(self.idle_connections)
+
+        threading.Thread(target=run, daemon=True, name="falcoir-prewarm").start()
+        return done
 
     def __enter__(self) -> KubeGateway:
         return self
@@ -248,6 +398,7 @@ class KubeGateway:
         """One try. Returns (status, body, response) for any HTTP answer that is not
         worth retrying; raises _Transient or a ClusterError otherwise."""
         self.stats.count(op.verb, len(body or b""))
+        t0 = time.monotonic()
         try:
             resp = self._pool.request(
                 method,
@@ -260,19 +411,23 @@ class KubeGateway:
                 timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
             )
         except urllib3.exceptions.SSLError as exc:
+            self.stats.span(op.verb, op.describe(), t0)
             raise unreachable(self.endpoint, op, f"TLS failure: {exc}") from exc
         except urllib3.exceptions.NewConnectionError as exc:
+            self.stats.span(op.verb, op.describe(), t0)
             raise _Transient(unreachable(self.endpoint, op, str(exc)), sent=False) from exc
         except urllib3.exceptions.ConnectTimeoutError as exc:
+            self.stats.span(op.verb, op.describe(), t0)
             err = unreachable(self.endpoint, op, f"connection timed out: {exc}")
             raise _Transient(err, sent=False) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # Read timeout, connection reset or closed mid-request: it may have arrived.
+            self.stats.span(op.verb, op.describe(), t0)
             raise _Transient(unreachable(self.endpoint, op, str(exc)), sent=True) from exc
         status = resp.status
         ok = 200 <= status < 300
         if ok and max_bytes == 0:
-            return status, b"", resp, None  # the caller streams the body
+            return status, b"", resp, None  # the caller streams the body (and spans it)
         try:
             limit = max_bytes if ok else MAX_ERROR_BYTES
             data = self._read(resp, limit, strict=ok, timeout=timeout)
@@ -281,6 +436,7 @@ class KubeGateway:
             raise _Transient(err, sent=True) from exc
         finally:
             resp.release_conn()
+            self.stats.span(op.verb, op.describe(), t0)
         if status in RETRYABLE_STATUS:
             mapped = from_status(self.endpoint, op, status, data)
             wait = _retry_after(resp.headers.get("Retry-After")) if status == 429 else None
@@ -532,7 +688,8 @@ class KubeGateway:
             query.append(("timestamps", "true"))
         op = Op("get", "pods/log", namespace, pod)
         path = self._path(PODS, namespace, pod, "log")
-        deadline = time.monotonic() + timeout
+        deadline = sent_at = time.monotonic()
+        deadline += timeout
         _, _, resp, _ = self._send(
             "GET",
             path,
@@ -556,6 +713,7 @@ class KubeGateway:
         finally:
             resp.close()  # also when cut short: never leave a half-read body in the pool
             resp.release_conn()
+            self.stats.span(op.verb, op.describe(), sent_at)
         return bytes(out)
 
     def access_review(
@@ -654,6 +812,49 @@ class KubeGateway:
         )
 
 
+TICKET_WAIT = 0.25
+"""Seconds a pre-warmed TLS 1.3 connection waits for the server's session tickets."""
+
+
+def _settle(conn: Any) -> bool:
+    """Read what a TLS 1.3 server sends right after the handshake (session tickets) on
+    a connection that has carried no request yet: left unread, they make the socket
+    readable, and urllib3 takes a readable idle connection for a dropped one (it would
+    close it and open another). False when the server sent data or closed instead."""
+    sock = getattr(conn, "sock", None)
+    if not isinstance(sock, ssl.SSLSocket) or sock.version() != "TLSv1.3":
+        return True
+    saved = sock.gettimeout()
+    deadline = time.monotonic() + TICKET_WAIT
+    wait = TICKET_WAIT
+    try:
+        while wait > 0 and wait_for_read(sock, timeout=wait):
+            sock.setblocking(False)
+            try:
+                sock.recv(1)
+                return False  # closed, or data: an idle connection has nothing to say
+            except ssl.SSLWantReadError:
+                pass  # a ticket, taken in; more may follow at once
+            finally:
+                sock.settimeout(saved)
+            wait = min(0.02, deadline - time.monotonic())
+        return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def _counting(cls: type[Any], stats: RequestStats) -> type[Any]:
+    """``cls`` (a urllib3 connection class) counting each connection it opens."""
+
+    class Counting(cls):  # type: ignore[misc]
+        def connect(self) -> None:
+            super().connect()
+            stats.connected()
+
+    Counting.__name__ = Counting.__qualname__ = f"Counting{cls.__name__}"
+    return Counting
+
+
 def _pool_manager(configuration: Any) -> urllib3.PoolManager:
     """The connection pool: the official client's (its TLS, proxy and pool settings),
     or, for a :class:`SimpleConfiguration`, the same settings made here without
@@ -661,11 +862,13 @@ def _pool_manager(configuration: Any) -> urllib3.PoolManager:
     if not isinstance(configuration, SimpleConfiguration):
         from kubernetes.client import ApiClient
 
+        if (configuration.connection_pool_maxsize or 0) < POOL_MAXSIZE:
+            configuration.connection_pool_maxsize = POOL_MAXSIZE
         pool: urllib3.PoolManager = ApiClient(configuration).rest_client.pool_manager
         return pool
     kwargs: dict[str, Any] = {
         "num_pools": 4,
-        "maxsize": 16,
+        "maxsize": POOL_MAXSIZE,
         "cert_reqs": "CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
         "ca_certs": configuration.ssl_ca_cert,
         "ca_cert_data": configuration.ca_cert_data,
@@ -683,9 +886,15 @@ def connect(
     *,
     request_timeout: float = 15.0,
     retry: RetryPolicy | None = None,
+    prewarm: int = 0,
 ) -> KubeGateway:
     """A gateway for ``kubeconfig``/``context`` (see :func:`falcoir.cluster.config.load`).
-    Nothing is sent to the server until the first call."""
+    Nothing is sent to the server until the first call; with ``prewarm=N``, N
+    keep-alive connections start opening in the background right away
+    (:meth:`KubeGateway.prewarm`)."""
     from falcoir.cluster.config import load
 
-    return KubeGateway(load(kubeconfig, context), request_timeout=request_timeout, retry=retry)
+    gateway = KubeGateway(load(kubeconfig, context), request_timeout=request_timeout, retry=retry)
+    if prewarm > 0:
+        gateway.prewarm(prewarm)
+    return gateway

@@ -61,6 +61,8 @@ class Recorded:
     body: bytes
     raw_path: str = ""
     """The path as sent, still percent-encoded."""
+    peer: tuple[str, int] | None = None
+    """The client's address and port: one per connection."""
 
     def q(self, key: str) -> list[str]:
         return [v for k, v in self.query if k == key]
@@ -98,6 +100,9 @@ class FakeApi:
         self.ws_protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io")
         self.exec_active = 0
         self.exec_max_active = 0
+        self.connections_accepted = 0
+        self.latency = 0.0
+        """Seconds every request waits before its answer (a remote API server)."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -156,13 +161,22 @@ class FakeApi:
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
             self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            handler = self._runner.server
+            assert handler is not None
+
+            def accepted() -> Any:
+                # One per TCP connection (and TLS handshake, over https).
+                with self._lock:
+                    self.connections_accepted += 1
+                return handler()
+
+            server = loop.run_until_complete(
+                loop.create_server(accepted, "127.0.0.1", 0, ssl=self.ssl_context)
+            )
+            self.port = server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
+            server.close()
             loop.run_until_complete(self._runner.cleanup())
             loop.close()
 
@@ -196,9 +210,12 @@ class FakeApi:
             dict(request.headers),
             body,
             request.raw_path.split("?", 1)[0],
+            _peer(request),
         )
         with self._lock:
             self.requests.append(rec)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         scripted = self._take_script(request.method, request.path)
         if scripted is not None:
             if scripted.drop:
@@ -495,6 +512,11 @@ class FakeApi:
             "details": {"causes": [{"message": "error executing command in container"}]},
             "code": 500,
         }
+
+
+def _peer(request: web.Request) -> tuple[str, int] | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
 
 
 def _merge(base: Any, patch: Any) -> Any:

@@ -624,30 +624,3 @@ def test_one_node_reads_status_and_cmdline_at_once(node: str | None) -> None:
     # the node's pods were listed once, alongside the /proc reads
     node_lists = [c for c in w.calls if c[:4] == ("list", "pods", "", "")]
     assert [c[4] for c in node_lists] == ["spec.nodeName=lab-node"]
-
-
-# -- telling the caller early --------------------------------------------------------
-
-
-@pytest.mark.parametrize("how", ["k8s", "host-pid"])
-def test_the_pod_is_told_before_its_owner_chain_is_read(how: str) -> None:
-    # respond starts its read-ahead (the quarantine's reads, the baseline probe) there,
-    # so the owner reads overlap with it instead of coming first.
-    w, _ = scenario()
-    told: list[tuple[str, str | None, int]] = []
-
-    def on_pod(found: dict, container: str | None) -> None:  # type: ignore[type-arg]
-        told.append((found["metadata"]["name"], container, len(w.calls)))
-
-    alert = (
-        json_alert(ns="default", pod=POD, pid=None, vpid=7)
-        if how == "k8s"
-        else text_alert(name="xmrig", pid=12345)
-    )
-    t = locate(w, alert=alert, on_pod=on_pod)
-    assert [(n, c) for n, c, _ in told] == [(POD, "miner")]
-    owner_reads = [
-        i for i, c in enumerate(w.calls) if c[0] == "get" and c[1] in ("replicasets", "deployments")
-    ]
-    assert owner_reads and told[0][2] <= owner_reads[0]
-    assert len(t.owner) == 2

@@ -38,9 +38,11 @@ from falcoir.core.collect.model import (
     CollectorStatus,
     CollectResult,
 )
-from falcoir.core.collect.owners import objects_for_refs, owner_objects
+from falcoir.core.collect.owners import objects_for_refs, owner_objects, placeholder
 from falcoir.core.gateway import EVENTS, JSON, NODES, PODS, ClusterGateway, ExecResult
 from falcoir.core.incident import ActionLog, utc_now
+from falcoir.core.locate.known import recall
+from falcoir.core.owners import followable
 from falcoir.core.target import LocateMethod, Target
 from falcoir.errors import ApiError, FalcoirError
 
@@ -463,10 +465,11 @@ def collect_files(run: _Run) -> CollectorOutcome:
     arts: list[Artifact] = []
     statuses: list[ArtifactStatus] = []
     all_missing = True
-    for d in dirs:
+
+    def listing(d: str) -> list[_Attempt]:
         path = run.root + d if run.root else d
         art_name = f"files/ls-{safe_component(d, fallback='root')}.txt"
-        attempts = run.first_ok(
+        return run.first_ok(
             name,
             art_name,
             (
@@ -476,6 +479,15 @@ def collect_files(run: _Run) -> CollectorOutcome:
                 ["sh", "-c", scripts.DIR_LIST, "sh", path],
             ),
         )
+
+    # Every directory is listed at once (each listing is a round trip or more).
+    others = [_side(lambda d=d: listing(d)) for d in dirs[1:]]  # type: ignore[misc]
+    results = [listing(dirs[0])] + [join(run.remaining()) for join in others]
+    for attempts in results:
+        if attempts is None:
+            statuses.append(ArtifactStatus.TIMEOUT)
+            all_missing = False
+            continue
         arts.extend(a.artifact for a in attempts)
         statuses.append(_best(attempts))
         all_missing = all_missing and _all_missing(attempts)
@@ -677,9 +689,36 @@ def collect_pod(run: _Run) -> CollectorOutcome:
     return run.finish(name, CollectorStatus.OK, None, arts)
 
 
+def _located_owners(run: _Run) -> tuple[list[JSON], str] | None:
+    """The owner objects locate read for this very target moments ago (and how long
+    ago), when it read every one of the chain that is ever read."""
+    known = recall(run.target)
+    if known is None or not run.target.owner:
+        return None
+    objects: list[JSON] = []
+    for ref in run.target.owner:
+        obj = known.owners.get((ref.kind, ref.name))
+        if obj is None:
+            if followable(ref) is not None:
+                return None  # not read then (forbidden, gone): ask now
+            objects.append(placeholder(ref, "a kind falcoir does not read"))
+            continue
+        objects.append(obj)
+    return objects, f"read while locating the pod, {known.age:.1f}s before"
+
+
 def collect_owners(run: _Run) -> CollectorOutcome:
     name = "owners"
     started = utc_now()
+    located = _located_owners(run)
+    if located is not None:
+        objects, when = located
+        meta = _api_meta(name, started, note=when)
+        arts = [run.add(name, "api/owners.yaml", _yaml(objects), meta)]
+        note = " -> ".join(
+            f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}" for o in objects
+        )
+        return run.finish(name, CollectorStatus.OK, f"{note} ({when})", arts)
     if run.target.owner and run.target.method is not LocateMethod.POD_FLAG:
         # locate already walked the chain (owner_chain): read its objects at once.
         objects, problems = objects_for_refs(
@@ -706,8 +745,10 @@ def collect_owners(run: _Run) -> CollectorOutcome:
 
 def collect_node(run: _Run) -> CollectorOutcome:
     name = "node"
-    run.pod_ready.wait(run.remaining())
-    node = ((run.pod or {}).get("spec") or {}).get("nodeName") or run.target.node
+    node = run.target.node  # a pod's node never changes: no need to wait for the pod
+    if not node:
+        run.pod_ready.wait(run.remaining())
+        node = ((run.pod or {}).get("spec") or {}).get("nodeName")
     if not node:
         return run.finish(name, CollectorStatus.SKIPPED, "the pod is not scheduled", [])
     started = utc_now()
@@ -738,10 +779,9 @@ def collect_events(run: _Run) -> CollectorOutcome:
     return run.finish(name, CollectorStatus.OK, f"{len(items)} events", [art])
 
 
-def collect_logs(run: _Run) -> CollectorOutcome:
-    name = "logs"
-    run.pod_ready.wait(run.remaining())
-    pod = run.pod or {}
+def _log_plan(pod: JSON, container: str | None) -> list[tuple[str, bool]]:
+    """``(container, previous)`` of every log worth reading: each container's, and the
+    previous one's of a container that restarted."""
     spec = pod.get("spec") or {}
     restarts = {
         cs.get("name"): int(cs.get("restartCount") or 0)
@@ -751,55 +791,76 @@ def collect_logs(run: _Run) -> CollectorOutcome:
     names = [
         c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
     ]
-    if not names and run.target.container:
-        names = [run.target.container]
+    if not names and container:
+        names = [container]
+    return [
+        (cname, previous)
+        for cname in names
+        if isinstance(cname, str)
+        for previous in (False, True)
+        if not previous or restarts.get(cname)
+    ]
+
+
+def collect_logs(run: _Run) -> CollectorOutcome:
+    name = "logs"
     arts: list[Artifact] = []
     statuses: list[ArtifactStatus] = []
-    for cname in [n for n in names if isinstance(n, str)]:
-        for previous in (False, True):
-            if previous and not restarts.get(cname):
-                continue
-            suffix = ".previous.log" if previous else ".log"
-            art_name = f"logs/{safe_component(cname)}{suffix}"
-            started = utc_now()
+    done: set[tuple[str, bool]] = set()
 
-            def read(c: str = cname, p: bool = previous) -> bytes:
-                return run.gateway.read_log(
-                    run.target.namespace,
-                    run.target.pod,
-                    c,
-                    previous=p,
-                    limit_bytes=run.options.log_bytes,
-                    timestamps=True,
-                    timeout=run.options.timeout,
-                )
+    def read_one(cname: str, previous: bool) -> None:
+        done.add((cname, previous))
+        suffix = ".previous.log" if previous else ".log"
+        art_name = f"logs/{safe_component(cname)}{suffix}"
+        started = utc_now()
 
-            try:
-                data = run.api_call(read)
-            except FalcoirError as exc:
-                arts.append(_api_fail(run, name, art_name, started, exc))
-                statuses.append(ArtifactStatus.FAILED)
-                continue
-            truncated = len(data) >= run.options.log_bytes
-            status = ArtifactStatus.TRUNCATED if truncated else ArtifactStatus.OK
-            arts.append(
-                run.add(
-                    name,
-                    art_name,
-                    data,
-                    _api_meta(
-                        name,
-                        started,
-                        container=cname,
-                        truncated=truncated,
-                        status=status,
-                        note=f"limitBytes={run.options.log_bytes}",
-                    ),
-                )
+        def read() -> bytes:
+            return run.gateway.read_log(
+                run.target.namespace,
+                run.target.pod,
+                cname,
+                previous=previous,
+                limit_bytes=run.options.log_bytes,
+                timestamps=True,
+                timeout=run.options.timeout,
             )
-            # Older logs beyond the limit are not evidence we lost to falcoir: the log
-            # is bounded on purpose, so a full log counts as collected.
-            statuses.append(ArtifactStatus.OK)
+
+        try:
+            data = run.api_call(read)
+        except FalcoirError as exc:
+            arts.append(_api_fail(run, name, art_name, started, exc))
+            statuses.append(ArtifactStatus.FAILED)
+            return
+        truncated = len(data) >= run.options.log_bytes
+        status = ArtifactStatus.TRUNCATED if truncated else ArtifactStatus.OK
+        arts.append(
+            run.add(
+                name,
+                art_name,
+                data,
+                _api_meta(
+                    name,
+                    started,
+                    container=cname,
+                    truncated=truncated,
+                    status=status,
+                    note=f"limitBytes={run.options.log_bytes}",
+                ),
+            )
+        )
+        # Older logs beyond the limit are not evidence we lost to falcoir: the log
+        # is bounded on purpose, so a full log counts as collected.
+        statuses.append(ArtifactStatus.OK)
+
+    known = recall(run.target)
+    if known is not None:
+        # The pod as locate read it names the containers: no need to wait for it.
+        for cname, previous in _log_plan(known.pod, run.target.container):
+            read_one(cname, previous)
+    run.pod_ready.wait(run.remaining())
+    for cname, previous in _log_plan(run.pod or {}, run.target.container):
+        if (cname, previous) not in done:  # a container that restarted since
+            read_one(cname, previous)
     if not arts:
         return run.finish(name, CollectorStatus.SKIPPED, "no containers", arts)
     return run.finish(name, _status_of(statuses), None, arts)

@@ -24,8 +24,9 @@ class CollectOptions:
     binary_timeout: float = 120.0
     log_bytes: int = 8 * MiB
     """Cap on each container log (current and previous)."""
-    concurrency: int = 8
-    """Calls to the cluster in flight at once."""
+    concurrency: int = 16
+    """Calls to the cluster in flight at once: enough for every collector's at once
+    (about 8 execs and 7 API reads), so that no read waits behind another."""
     vpid: int | None = None
     """The suspect process's pid inside the container (overrides the target's)."""
     ephemeral_debug: bool = False

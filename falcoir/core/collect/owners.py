@@ -34,7 +34,7 @@ class _Keeping:
         return getattr(self._gateway, attr)
 
 
-def _placeholder(ref: OwnerRef, why: str) -> JSON:
+def placeholder(ref: OwnerRef, why: str) -> JSON:
     return {
         "kind": ref.kind,
         "metadata": {"name": ref.name, "uid": ref.uid},
@@ -68,12 +68,12 @@ def owner_objects(
             objects.append(kept)
         elif ref.kind not in RESOURCES_BY_KIND:
             # A custom controller (Argo Rollout...): its reference is what we can keep.
-            objects.append(_placeholder(ref, "a kind falcoir does not read"))
+            objects.append(placeholder(ref, "a kind falcoir does not read"))
         elif followable(ref) is None:
-            objects.append(_placeholder(ref, "not a controller reference: not read"))
+            objects.append(placeholder(ref, "not a controller reference: not read"))
         else:
             # The chain stopped here: forbidden (in ``problems``), gone, or recreated.
-            objects.append(_placeholder(ref, "not readable (forbidden, gone or recreated)"))
+            objects.append(placeholder(ref, "not readable (forbidden, gone or recreated)"))
     return objects, problems
 
 
@@ -92,16 +92,16 @@ def objects_for_refs(
         resource = followable(ref)
         if resource is None:
             why = "a kind falcoir does not read" if ref.kind not in RESOURCES_BY_KIND else ""
-            results[i] = _placeholder(ref, why or "not a controller reference: not read")
+            results[i] = placeholder(ref, why or "not a controller reference: not read")
             return
         try:
             got = call(lambda: gateway.get(resource, ref.name, namespace))
             uid = (got.get("metadata") or {}).get("uid") if isinstance(got, dict) else None
             if ref.uid and uid and uid != ref.uid:
-                got = _placeholder(ref, "recreated since (another uid): not read")
+                got = placeholder(ref, "recreated since (another uid): not read")
             results[i] = got
         except ApiNotFound:
-            results[i] = _placeholder(ref, "not found: deleted since")
+            results[i] = placeholder(ref, "not found: deleted since")
         except FalcoirError as exc:
             results[i] = f"owner {ref.kind}/{ref.name}: {exc.message}"
 
@@ -117,5 +117,5 @@ def objects_for_refs(
             objects.append(got)
         else:
             problems.append(got or f"owner {ref.kind}/{ref.name}: no answer")
-            objects.append(_placeholder(ref, "could not be read"))
+            objects.append(placeholder(ref, "could not be read"))
     return objects, problems

@@ -16,12 +16,15 @@ Strategies, cheapest first; each runs only when the previous one cannot answer:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar, cast
 
 from falcoir.core.alert import Alert
 from falcoir.core.gateway import (
+    CRON_JOBS,
     DAEMON_SETS,
     DEPLOYMENTS,
     JOBS,
@@ -34,11 +37,13 @@ from falcoir.core.gateway import (
 from falcoir.core.locate.hostproc import (
     DebugPod,
     ProcRead,
+    ProcReader,
     find_falco_pods,
     read_proc,
     reader_for,
     validate_host_proc,
 )
+from falcoir.core.locate.known import Located, remember
 from falcoir.core.locate.options import LocateOptions
 from falcoir.core.locate.pods import (
     ContainerInfo,
@@ -62,15 +67,16 @@ from falcoir.core.locate.procfs import (
     valid_pid,
 )
 from falcoir.core.locate.scan import ContainerProcess, list_processes, match_processes
-from falcoir.core.owners import controller_ref, owner_chain
-from falcoir.core.target import LocateMethod, PodRef, Target
+from falcoir.core.owners import controller_ref, followable, owner_chain
+from falcoir.core.target import LocateMethod, OwnerRef, PodRef, Target
 from falcoir.errors import ApiNotFound, Forbidden, InputError, TargetAmbiguous, TargetNotFound
 
 Step = Callable[[str], None]
-PodFound = Callable[[JSON, "str | None"], None]
-"""Told the pod (its JSON) and the container name as soon as locate knows them."""
+T = TypeVar("T")
 
-MAX_PARALLEL = 16
+MAX_PARALLEL = 32
+"""Execs in flight at once when every node's Falco pod is asked (one wave per this many
+nodes: each wave is a round trip)."""
 MAX_SCAN_CONTAINERS = 64
 _EMPTY = ProcStatus()
 _Matches = list[tuple[ContainerProcess, Match]]
@@ -97,6 +103,23 @@ class PodReplaced(TargetNotFound):
         self.owner = owner
 
 
+def _background(fn: Callable[[], T]) -> Future[T]:
+    """Run ``fn`` in a daemon thread now (a hung call cannot keep falcoir alive); the
+    future holds its result or its exception, raised again by ``result()``."""
+    fut: Future[T] = Future()
+
+    def run() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # handed to whoever asks for the result
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True, name="falcoir-locate").start()
+    return fut
+
+
 @dataclass
 class _Ctx:
     gateway: ClusterGateway
@@ -107,17 +130,52 @@ class _Ctx:
     notes: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     """Why each strategy could not answer: the not-found message is made of these."""
-    node_pods: dict[str, list[JSON]] = field(default_factory=dict)
+    node_pods: dict[str, Future[list[JSON]]] = field(default_factory=dict)
+    falco: dict[str | None, Future[tuple[list[JSON], str]]] = field(default_factory=dict)
+    """Running Falco pods by node (``None``: every node), read once, maybe ahead."""
     no_falco_on_node: bool = False
-    on_pod: PodFound | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    on_found: Callable[[Target], None] | None = None
+
+    def prefetch_node_pods(self, node: str) -> None:
+        """Start listing the node's pods now (each node's are listed once)."""
+        with self.lock:
+            if node not in self.node_pods:
+                # -n narrows it (and lets identities with namespaced Roles only use it)
+                self.node_pods[node] = _background(
+                    lambda: self.gateway.list(
+                        PODS, self.options.namespace, field_selector=f"spec.nodeName={node}"
+                    )
+                )
 
     def pods_on_node(self, node: str) -> list[JSON]:
-        if node not in self.node_pods:
-            # -n narrows it (and lets identities with namespaced Roles only use it)
-            self.node_pods[node] = self.gateway.list(
-                PODS, self.options.namespace, field_selector=f"spec.nodeName={node}"
-            )
-        return self.node_pods[node]
+        self.prefetch_node_pods(node)
+        return self.node_pods[node].result()
+
+    def prefetch_falco(self, node: str | None) -> None:
+        """Start looking for the running Falco pods (on ``node``, or everywhere)."""
+        with self.lock:
+            if node not in self.falco:
+                self.falco[node] = _background(
+                    lambda: find_falco_pods(self.gateway, self.options, node)
+                )
+
+    def falco_pods(self, node: str | None) -> tuple[list[JSON], str]:
+        """The running Falco pods on ``node`` (from every node's, when those were read
+        ahead) and the selector that found them."""
+        with self.lock:
+            everywhere = self.falco.get(None) if node not in self.falco else None
+        if node is not None and everywhere is not None:
+            pods, selector = everywhere.result()
+            return [p for p in pods if pod_node(p) == node], selector
+        self.prefetch_falco(node)
+        return self.falco[node].result()
+
+    def wants_pid_read(self) -> bool:
+        """The in-container pid will be read through the node's Falco pod (the alert
+        has a host pid but no ``proc.vpid``): its Falco pods can be looked for ahead."""
+        proc = self.alert.process if self.alert else None
+        return bool(proc and valid_pid(proc.pid) and not valid_pid(proc.vpid))
 
 
 def _noop(_: str) -> None:
@@ -131,22 +189,26 @@ def locate(
     pod: PodRef | None = None,
     options: LocateOptions = LocateOptions(),  # noqa: B008 - frozen dataclass
     on_step: Step | None = None,
-    on_pod: PodFound | None = None,
+    on_found: Callable[[Target], None] | None = None,
 ) -> Target:
     """Find the pod, container and process an alert (or ``--pod``) is about.
 
-    ``on_pod(pod, container)`` is told as soon as the pod is known, before its owner
-    chain is read (``respond`` starts its read-ahead there). Raises ``TargetNotFound``
-    (saying which flag or field would help), ``TargetAmbiguous`` (with the
-    candidates), ``Forbidden``, ``ClusterUnreachable``.
+    ``on_found``, when given, is called (in the calling thread: keep it short) with the
+    target as soon as the pod, container and pids are known, before the owner chain
+    has been read (``owner`` is empty then), so that work which does not need the
+    owners (a process snapshot, a quarantine) can start one round trip earlier. Called
+    exactly once when the target is found, never when it is not.
+
+    Raises ``TargetNotFound`` (saying which flag or field would help),
+    ``TargetAmbiguous`` (with the candidates), ``Forbidden``, ``ClusterUnreachable``.
     """
     ctx = _Ctx(
         gateway=gateway,
         alert=alert,
         options=options,
         step=on_step or _noop,
+        on_found=on_found,
         host_proc=validate_host_proc(options.host_proc),
-        on_pod=on_pod,
     )
     if pod is not None:
         return _by_pod_flag(ctx, pod)
@@ -183,18 +245,12 @@ def _make_target(
         ctx.notes.append(f"pod phase is {pod_phase(pod)}: its containers have stopped")
     if meta.get("deletionTimestamp"):
         ctx.notes.append(f"pod is being deleted (since {meta.get('deletionTimestamp')})")
-    if ctx.on_pod is not None:
-        ctx.on_pod(pod, container.name if container else None)
+    # The owner chain is read while the pid is looked for (neither needs the other).
+    cut_short: list[str] = []
+    chain_read = _background(lambda: _owner_chain(ctx, pod, cut_short))
     if container is not None and ctx.alert is not None and vpid is None:
         host_pid, vpid = _enrich_pids(ctx, pod, container, host_pid)
-    chain = owner_chain(
-        ctx.gateway,
-        pod,
-        on_forbidden=lambda perm: ctx.notes.append(f"owner chain cut short: cannot {perm}"),
-    )
-    if chain:
-        ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
-    return Target(
+    found = Target(
         namespace=str(meta.get("namespace")),
         pod=str(meta.get("name")),
         container=container.name if container else None,
@@ -205,10 +261,78 @@ def _make_target(
         container_runtime=(container.runtime if container else None) or runtime,
         vpid=vpid,
         host_pid=host_pid,
-        owner=chain,
         image=container.image if container else None,
         notes=tuple(ctx.notes),
     )
+    if ctx.on_found is not None:
+        ctx.on_found(found)  # the owner chain may still be on its way
+    chain, owners = chain_read.result()
+    ctx.notes.extend(f"owner chain cut short: cannot {perm}" for perm in cut_short)
+    if chain:
+        ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
+    target = replace(found, owner=chain, notes=tuple(ctx.notes))
+    remember(target, Located(pod, owners))
+    return target
+
+
+class _Ahead:
+    """The gateway, with some ``get`` calls started ahead: the owner chain reads one
+    level after another (only an owner knows its own owner), but a ReplicaSet's
+    Deployment and a Job's CronJob can be guessed from their names and read at the
+    same time. A guess is only used when the chain asks for that very object (and its
+    uid is checked there as always); a wrong guess costs one read, nothing else."""
+
+    def __init__(self, gateway: ClusterGateway) -> None:
+        self._gateway = gateway
+        self._ahead: dict[tuple[str, str, str | None], Future[JSON]] = {}
+        self.objects: dict[tuple[str, str], JSON] = {}
+        """What the chain read, by ``(kind, name)``."""
+
+    def start(self, resource: Resource, name: str, namespace: str | None) -> None:
+        self._ahead[(resource.plural, name, namespace)] = _background(
+            lambda: self._gateway.get(resource, name, namespace)
+        )
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        ahead = self._ahead.pop((resource.plural, name, namespace), None)
+        # the object, or the very error the read raised
+        obj = ahead.result() if ahead is not None else self._gateway.get(resource, name, namespace)
+        self.objects[(resource.kind, name)] = obj
+        return obj
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._gateway, attr)
+
+
+def _guess_owner(pod: JSON) -> tuple[Resource, str] | None:
+    """The owner of the pod's owner, when its name gives it away: ``<deployment>-<pod
+    template hash>`` for a ReplicaSet (the hash is the pod's ``pod-template-hash``
+    label), ``<cronjob>-<scheduled minute>`` for a Job."""
+    ref = controller_ref(pod)
+    if ref is None or followable(ref) is None:
+        return None
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    base, sep, suffix = ref.name.rpartition("-")
+    if not (sep and base and suffix):
+        return None
+    if ref.kind == "ReplicaSet" and labels.get("pod-template-hash") == suffix:
+        return DEPLOYMENTS, base
+    if ref.kind == "Job" and suffix.isdigit() and len(suffix) >= 8:
+        return CRON_JOBS, base
+    return None
+
+
+def _owner_chain(
+    ctx: _Ctx, pod: JSON, cut_short: list[str]
+) -> tuple[tuple[OwnerRef, ...], dict[tuple[str, str], JSON]]:
+    """The chain, and the owner objects read for it."""
+    gateway = _Ahead(ctx.gateway)
+    guess = _guess_owner(pod)
+    namespace = (pod.get("metadata") or {}).get("namespace")
+    if guess is not None and isinstance(namespace, str):
+        gateway.start(guess[0], guess[1], namespace)
+    chain = owner_chain(cast(ClusterGateway, gateway), pod, on_forbidden=cut_short.append)
+    return chain, gateway.objects
 
 
 def _missing(exc: Forbidden) -> str:
@@ -233,9 +357,15 @@ def _enrich_pids(
     node = pod_node(pod)
     if host_pid and node and container.container_id:
         try:
-            falco, _ = find_falco_pods(ctx.gateway, ctx.options, node)
+            falco, _ = ctx.falco_pods(node)
             read = (
-                read_proc(ctx.gateway, reader_for(falco[0], ctx.host_proc), host_pid)
+                # status and cgroup say it all: the command line is not needed here
+                read_proc(
+                    ctx.gateway,
+                    reader_for(falco[0], ctx.host_proc),
+                    host_pid,
+                    want_cmdline=_never,
+                )
                 if falco
                 else None
             )
@@ -276,6 +406,10 @@ def _enrich_pids(
         else:
             ctx.notes.append("no process in the container matches the alert any more")
     return host_pid, None
+
+
+def _never(_: ProcStatus) -> bool:
+    return False
 
 
 def _pick_container(ctx: _Ctx, pod: JSON, *, cid: str | None = None) -> ContainerInfo | None:
@@ -333,6 +467,9 @@ def _by_k8s_fields(ctx: _Ctx, alert: Alert) -> Target | None:
     if not (ns and name):
         ctx.reasons.append("the alert has no k8s.ns.name/k8s.pod.name")
         return None
+    node = ctx.options.node or alert.node
+    if node and ctx.wants_pid_read():
+        ctx.prefetch_falco(node)  # the pod runs there: its Falco pod reads the pid
     try:
         pod = ctx.gateway.get(PODS, name, ns)
     except ApiNotFound:
@@ -441,6 +578,10 @@ def _by_container_id(ctx: _Ctx, alert: Alert) -> Target | None:
         return None
     node = ctx.options.node or alert.node
     opts = ctx.options
+    if ctx.wants_pid_read():
+        # Its Falco pod reads the pid once the pod is found: look for it meanwhile
+        # (with no node known, for all of them: small beside listing every pod).
+        ctx.prefetch_falco(node)
     if node:
         pods = ctx.gateway.list(
             PODS,
@@ -508,14 +649,13 @@ def _by_host_pid(ctx: _Ctx, alert: Alert) -> Target | None:
 
 def _read_on_node(ctx: _Ctx, node: str, pid: int) -> ProcRead | None:
     """Read pid's /proc on ``node`` through its Falco pod, or a debug pod if allowed."""
-    falco, selector = find_falco_pods(ctx.gateway, ctx.options, node)
+    # The node's pods are listed while its Falco pod is found and its /proc read.
+    ctx.prefetch_node_pods(node)
+    falco, selector = ctx.falco_pods(node)
     problem: str | None = None
     if falco:
         reader = reader_for(falco[0], ctx.host_proc)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # The node's pods are listed while its /proc is read (both are needed).
-            pool.submit(ctx.pods_on_node, node)
-            read = read_proc(ctx.gateway, reader, pid, together=True)
+        read = read_proc(ctx.gateway, reader, pid, together=True)
         if read.ok:
             ctx.step(f"host pid {pid}: read through Falco pod {reader.where} on {node}")
             return read
@@ -545,7 +685,7 @@ def _read_on_node(ctx: _Ctx, node: str, pid: int) -> ProcRead | None:
 
 
 def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
-    falco, selector = find_falco_pods(ctx.gateway, ctx.options, None)
+    falco, selector = ctx.falco_pods(None)
     by_node: dict[str, JSON] = {}
     for p in falco:
         by_node.setdefault(pod_node(p) or "?", p)
@@ -568,17 +708,22 @@ def _host_pid_all_nodes(ctx: _Ctx, alert: Alert, pid: int) -> Target | None:
         # A different process name rules the node out: no need for its cmdline.
         return not alert_name or status.name is None or same_name(alert_name, status.name)
 
+    def ask(reader: ProcReader) -> ProcRead:
+        def candidate(status: ProcStatus) -> bool:
+            wanted = want(status)
+            if wanted and reader.node != "?" and status.pid == pid:
+                # Its pods are listed while its command line is read.
+                ctx.prefetch_node_pods(reader.node)
+            return wanted
+
+        return read_proc(ctx.gateway, reader, pid, want_cmdline=candidate, together=one)
+
     one = len(readers) == 1
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers) + one)) as pool:
-        if one and readers[0].node != "?":
-            # One node: its pods are listed while its /proc is read (both are needed).
-            pool.submit(ctx.pods_on_node, readers[0].node)
-        reads = list(
-            pool.map(
-                lambda r: read_proc(ctx.gateway, r, pid, want_cmdline=want, together=one),
-                readers,
-            )
-        )
+    if one and readers[0].node != "?":
+        # One node: its pods are listed while its /proc is read (both are needed).
+        ctx.prefetch_node_pods(readers[0].node)
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(readers))) as pool:
+        reads = list(pool.map(ask, readers))
     strong: list[ProcRead] = []
     weak: list[ProcRead] = []
     problems: list[str] = []

@@ -26,7 +26,7 @@ from falcoir.core.contain import (
 from falcoir.core.contain.common import Step as ContainStep
 from falcoir.core.contain.isolation import PREPARED_MAX_AGE_S, Prepared, prepare
 from falcoir.core.contain.removal import with_current_evidence
-from falcoir.core.gateway import JSON, PODS, ClusterGateway
+from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS
@@ -163,9 +163,9 @@ class RealBackend:
         dry run) with these options: its reads and the baseline probe start as soon as
         the pod is known, while its owner chain is read and the permissions checked."""
 
-        def found(pod: JSON, container: str | None) -> None:
+        def found(where: Target) -> None:
             if ahead is not None:
-                self._prepare_ahead(alert, pod, container, ahead)
+                self._prepare_ahead(alert, where, ahead)
 
         cache = self._falco
         hits = cache.hits if cache is not None else 0
@@ -175,7 +175,7 @@ class RealBackend:
                 alert=alert,
                 options=self.locate_options,
                 on_step=progress,
-                on_pod=found,
+                on_found=found,
             )
         except TargetNotFound:
             if cache is None or cache.hits == hits:
@@ -187,7 +187,7 @@ class RealBackend:
                 alert=alert,
                 options=self.locate_options,
                 on_step=progress,
-                on_pod=found,
+                on_found=found,
             )
         with self._lock:
             self._located[(target.namespace, target.pod)] = alert
@@ -465,22 +465,19 @@ class RealBackend:
                 target.namespace, target.pod, target.container, alert, plan.incident, plan.options
             )
 
-    def _prepare_ahead(
-        self, alert: Alert, pod: JSON, container: str | None, options: ActionOptions
-    ) -> None:
+    def _prepare_ahead(self, alert: Alert, where: Target, options: ActionOptions) -> None:
         """Locate has just found the pod (its owner chain is being read): open its
         incident (as the respond run will right after) and start the read-ahead, so the
         owner reads, the permission check and the quarantine's reads overlap."""
-        meta = pod.get("metadata") or {}
-        ns, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
-        if not (isinstance(ns, str) and isinstance(name, str)):
-            return
         try:
-            incident = self.store.open(ns, name, uid if isinstance(uid, str) else None,
-                                       alert_raw=alert.raw)  # fmt: skip
+            incident = self.store.open(
+                where.namespace, where.pod, where.pod_uid, alert_raw=alert.raw
+            )
         except (OSError, ValueError):
             return  # the respond run opens it and says what is wrong
-        self._start_prepare(ns, name, container, alert, incident.id, options)
+        self._start_prepare(
+            where.namespace, where.pod, where.container, alert, incident.id, options
+        )
 
     def _start_prepare(
         self,
