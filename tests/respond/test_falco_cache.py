@@ -75,3 +75,18 @@ def test_a_falco_pod_that_moved_on_is_listed_afresh(tmp_path: Path) -> None:
     plain.locate(text_alert(), lambda _t: None)
     plain.locate(text_alert(), lambda _t: None)
     assert _falco_lists(w) >= before + 2
+
+
+def test_a_stream_lists_the_falco_pods_before_the_first_alert(tmp_path: Path) -> None:
+    import time
+
+    w, _ = scenario()
+    backend = RealBackend(w, IncidentStore(tmp_path))  # type: ignore[arg-type]
+    backend.warm(stream=True)
+    deadline = time.monotonic() + 10
+    while _falco_lists(w) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _falco_lists(w) == 1
+    time.sleep(0.05)
+    backend.locate(text_alert(), lambda _t: None)
+    assert _falco_lists(w) == 1  # the first alert found them listed already

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from falcoir.core.contain.removal import with_current_evidence
 from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
+from falcoir.core.locate.hostproc import find_falco_pods
 from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS
 from falcoir.core.policy import ActionOptions
 from falcoir.core.rbac import (
@@ -56,6 +58,17 @@ asked cluster-wide as soon as respond starts: what a ClusterRoleBinding grants n
 be asked again, on the way to containment, once the namespace is known."""
 PRECHECK_WAIT_S = 5.0
 """The longest the check step waits for that early answer before asking itself."""
+
+
+def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` for a background thread whose failure only means nothing was read ahead
+    (the step that needs it reads it again and reports what is wrong)."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            fn()
+
+    return run
 
 
 def _fresh(reads: Future[Prepared]) -> bool:
@@ -127,9 +140,18 @@ class RealBackend:
         with self._lock:
             if stream and self._falco is None:
                 sel = self.locate_options.falco_selector
-                self._falco = FalcoPodsCache(
+                cache = FalcoPodsCache(
                     self.gateway, selectors=(sel,) if sel else DEFAULT_FALCO_SELECTORS
                 )
+                self._falco = cache
+                # Listed now, before the first alert, the way locate will list them.
+                threading.Thread(
+                    target=_quietly(
+                        lambda: find_falco_pods(cache.gateway, self.locate_options, None)
+                    ),
+                    name="falcoir-falco-pods",
+                    daemon=True,
+                ).start()
             if self._everywhere is not None:
                 return
             future: Future[frozenset[Permission]] = Future()
