@@ -254,3 +254,41 @@ def test_a_complete_verified_bundle_is_evidence_even_after_older_bad_ones(
     assert [e.path for e in plan.evidence] == [str(good.dir)]
     assert check_evidence(good.archive).held
     assert check_evidence(tmp_path / "nowhere").problem is not None
+
+
+def test_a_forged_owner_of_another_api_group_is_never_scaled(
+    store: IncidentStore, tmp_path: Path
+) -> None:
+    # The pod's author writes its ownerReferences: one claiming a controller "Deployment"
+    # of a made-up API group, named like a real Deployment, must not get that real
+    # Deployment read or scaled to zero by --scale-owner.
+    cluster = make_cluster()
+    forged = pod_json("forged-pod", owner=False)
+    forged["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "evil.example.com/v1",
+            "kind": "Deployment",
+            "name": DEPLOY,
+            "uid": "x",
+            "controller": True,
+        }
+    ]
+    cluster.add(PODS, forged)
+    t = target(cluster, "forged-pod")
+    t = Target(t.namespace, t.pod, t.container, t.method, pod_uid=t.pod_uid)
+    inc = store.open(NS, "forged-pod", t.pod_uid)
+    plan = plan_delete(cluster, t, store=store)
+    assert [(o.kind, o.api_version) for o in plan.owners] == [("Deployment", "evil.example.com/v1")]
+    assert plan.top_replicas is None
+    assert not [c for c in cluster.calls if c[0] == "get" and c[1] == "deployments"]
+    with pytest.raises(InputError, match="not one falcoir reads or scales"):
+        delete(
+            cluster,
+            t,
+            plan=plan,
+            options=DeleteOptions(scale_owner=True, force=True),
+            incident=inc,
+            log=inc.action_log(),
+        )
+    assert cluster.get(DEPLOYMENTS, DEPLOY, NS)["spec"]["replicas"] == 2
+    assert ("pods", NS, "forged-pod") in cluster.objects

@@ -566,3 +566,15 @@ def test_a_label_that_cannot_be_taken_back_is_reported_half_applied(
     assert "NOT isolated" in str(err.value)
     assert "falcoir release --incident" in (err.value.hint or "")
     assert cluster.get(PODS, POD, NS)["metadata"]["labels"].get(LABEL_KEY)
+
+
+def test_detaching_refuses_a_forged_owner_of_another_api_group(store: IncidentStore) -> None:
+    # A pod claiming a "ReplicaSet" controller of a made-up API group must not get the real
+    # ReplicaSet of that name read, nor anything changed.
+    cluster = make_cluster()
+    pod = cluster.objects[("pods", NS, POD)]
+    pod["metadata"]["ownerReferences"][0]["apiVersion"] = "evil.example.com/v1"
+    with pytest.raises(InputError, match="not one falcoir reads"):
+        run(cluster, store, detach_from_owner=True)
+    assert not [c for c in cluster.calls if c[0] == "get" and c[1] == "replicasets"]
+    assert policies(cluster) == []

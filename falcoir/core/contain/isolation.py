@@ -36,11 +36,10 @@ from falcoir.core.gateway import (
     JSON,
     NETWORK_POLICIES,
     PODS,
-    RESOURCES_BY_KIND,
     ClusterGateway,
 )
 from falcoir.core.incident import ActionLog, Incident, IncidentStore, is_incident_id, iso, utc_now
-from falcoir.core.owners import controller_ref
+from falcoir.core.owners import controller_ref, followable
 from falcoir.core.rbac import check_permissions, quarantine_permissions, release_permissions
 from falcoir.core.target import PodRef, Target
 from falcoir.errors import (
@@ -344,9 +343,12 @@ def quarantine(
             )
             check_permissions(gateway, perms, ns)
         if owner is not None:
-            resource = RESOURCES_BY_KIND.get(owner.kind)
+            resource = followable(owner)
             if resource is None:
-                raise InputError(f"cannot detach from an owner of kind {owner.kind}")
+                raise InputError(
+                    f"cannot detach from an owner {owner.kind} {owner.name} "
+                    f"({owner.api_version or 'no apiVersion'}): not one falcoir reads"
+                )
             owner_obj = _get_optional(gateway, lambda: gateway.get(resource, owner.name, ns))
 
         who = actor(gateway)

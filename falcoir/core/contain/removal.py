@@ -12,8 +12,9 @@ from falcoir.core.contain.common import (
     owner_chain,
     with_retries,
 )
-from falcoir.core.gateway import JSON, PODS, RESOURCES_BY_KIND, ClusterGateway
+from falcoir.core.gateway import JSON, PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
+from falcoir.core.owners import followable
 from falcoir.core.rbac import (
     SCALABLE_KINDS,
     SUSPENDABLE_KINDS,
@@ -245,8 +246,8 @@ def plan_delete(
     owners = with_retries(lambda: owner_chain(gateway, pod))
     consequence, recreates = _consequence(owners, name)
     replicas: int | None = None
-    if owners and owners[-1].kind in SCALABLE_KINDS:
-        res = RESOURCES_BY_KIND[owners[-1].kind]
+    res = followable(owners[-1]) if owners else None
+    if res is not None and owners[-1].kind in SCALABLE_KINDS:
         try:
             top = with_retries(lambda: gateway.get(res, owners[-1].name, ns))
             value = (top.get("spec") or {}).get("replicas")
@@ -310,6 +311,14 @@ def validate_delete(plan: DeletePlan, options: DeleteOptions) -> str | None:
     if options.scale_owner:
         if top is None:
             raise InputError("--scale-owner: the pod has no controller to scale")
+        if followable(top) is None:
+            # The pod's author writes its ownerReferences: one naming another API group
+            # (a custom resource called "Deployment") must not scale a real Deployment.
+            raise InputError(
+                f"--scale-owner: the pod's controller {top.kind} {top.name} "
+                f"({top.api_version or 'no apiVersion'}) is not one falcoir reads or scales",
+                hint="delete the pod without --scale-owner, and stop that controller yourself",
+            )
         if top.kind not in SCALABLE_KINDS | SUSPENDABLE_KINDS:
             raise InputError(
                 f"--scale-owner: a {top.kind} cannot be scaled to zero",
@@ -418,7 +427,9 @@ def _stop_owner(
     gateway: ClusterGateway, plan: DeletePlan, top: OwnerRef, dry_run: bool, log: ActionLog
 ) -> dict[str, Any]:
     ns = plan.namespace
-    res = RESOURCES_BY_KIND[top.kind]
+    res = followable(top)
+    if res is None:  # validate_delete refuses these first
+        raise InputError(f"--scale-owner: {top.kind} {top.name} is not one falcoir scales")
     outcome = "dry-run" if dry_run else "ok"
     if top.kind in SCALABLE_KINDS:
         patch: JSON = {"spec": {"replicas": 0}}
