@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from falcoir.core.alert import Alert
+from falcoir.core.parse import accel
 from falcoir.core.parse.build import (
     alert_from_json,
     alert_from_text,
@@ -258,6 +259,8 @@ def iter_parse(
     """Parse a stream of lines lazily; yield each alert, problem or skipped line as soon
     as the line(s) holding it have arrived."""
     parser = _Parser(rules)
+    # The C accelerator builds the same Alert for plain text lines, or declines one.
+    fast = accel.TEXT_ALERT if rules is None else None
     feed = parser.feed
     search = ANCHOR.search
     decode = _DECODER.decode
@@ -269,6 +272,11 @@ def iter_parse(
         # line while a multi-line JSON document is open) takes the general path, which
         # reaches the same result for these lines, only with more checks first.
         if not parser.buf and len(line) <= MAX_LINE_CHARS:
+            if fast is not None:
+                alert = fast(line, lineno)
+                if alert is not None:
+                    yield alert
+                    continue
             if line[:2] == '{"':
                 try:
                     doc = decode(line)
