@@ -39,8 +39,17 @@ static PyObject *wrapper_of;   /* falcoir.core.parse.textline.wrapper_of */
 static PyObject *empty_tuple;
 
 typedef struct { char *s; Py_ssize_t n; } Word;
-static Word *known_keys, *free_keys;
-static Py_ssize_t n_known, n_free;
+typedef struct {
+    Word *words;
+    Py_ssize_t count;
+    uint64_t bloom[4]; /* by (length, first, last character): most misses cost no scan */
+} WordSet;
+static WordSet known_keys, free_keys;
+
+static inline unsigned bloom_bit(const char *p, Py_ssize_t len) {
+    if (len <= 0) return 0;
+    return (unsigned)(len * 7 + (unsigned char)p[0] * 3 + (unsigned char)p[len - 1]) & 255u;
+}
 
 enum {
     K_RESOURCE,
@@ -247,9 +256,11 @@ static inline int contains_char(const char *s, Py_ssize_t a, Py_ssize_t e, char 
     return a < e && memchr(s + a, c, (size_t)(e - a)) != NULL;
 }
 
-static int in_words(const Word *words, Py_ssize_t count, const char *p, Py_ssize_t len) {
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (words[i].n == len && memcmp(words[i].s, p, (size_t)len) == 0) return 1;
+static int in_words(const WordSet *set, const char *p, Py_ssize_t len) {
+    unsigned bit = bloom_bit(p, len);
+    if (!(set->bloom[bit >> 6] & (1ULL << (bit & 63)))) return 0;
+    for (Py_ssize_t i = 0; i < set->count; i++) {
+        if (set->words[i].n == len && memcmp(set->words[i].s, p, (size_t)len) == 0) return 1;
     }
     return 0;
 }
@@ -318,7 +329,7 @@ static int is_key(const char *s, Py_ssize_t a, Py_ssize_t e) {
 }
 
 static int field_like(const char *s, Py_ssize_t a, Py_ssize_t e) {
-    if (in_words(known_keys, n_known, s + a, e - a)) return 1;
+    if (in_words(&known_keys, s + a, e - a)) return 1;
     for (Py_ssize_t i = a; i < e; i++) {
         if (s[i] == '_' || s[i] == '.' || s[i] == '[') return 1;
     }
@@ -326,7 +337,7 @@ static int field_like(const char *s, Py_ssize_t a, Py_ssize_t e) {
 }
 
 static inline int is_free(const char *s, Py_ssize_t a, Py_ssize_t e) {
-    return in_words(free_keys, n_free, s + a, e - a);
+    return in_words(&free_keys, s + a, e - a);
 }
 
 /* _SPACED_KEY.search: \s[a-z_][\w.]*(?:\[[^\]\s=]*\])?= */
@@ -963,23 +974,18 @@ static int split_endpoint(PyObject *text, Py_ssize_t a, Py_ssize_t e, PyObject *
     return 0;
 }
 
-static PyObject *new_record(PyObject *cls, PyObject *dict) {
-    /* object.__new__(cls) and object.__setattr__(obj, "__dict__", dict) */
+/* object.__new__(cls): attributes are then set with object.__setattr__ (which is what
+ * a frozen dataclass's __init__ does), into the instance's own attribute storage. */
+static PyObject *new_obj(PyObject *cls) {
     PyTypeObject *tp = (PyTypeObject *)cls;
-    PyObject *obj = tp->tp_new(tp, empty_tuple, NULL);
-    if (obj == NULL) return NULL;
-    int r = PyObject_GenericSetAttr(obj, KEY[K___DICT__], dict);
-    if (r < 0) {
-        Py_DECREF(obj);
-        return NULL;
-    }
-    return obj;
+    return tp->tp_new(tp, empty_tuple, NULL);
 }
+
 
 /* Set d[key] = value (stealing value); -1 on error */
 static int put(PyObject *d, int key, PyObject *value) {
     if (value == NULL) return -1;
-    int r = PyDict_SetItem(d, KEY[key], value);
+    int r = PyObject_GenericSetAttr(d, KEY[key], value);
     Py_DECREF(value);
     return r;
 }
@@ -1032,18 +1038,18 @@ static PyObject *make_connection(PyObject **d) {
         sip = Py_NewRef(Py_None);
         sport = Py_NewRef(Py_None);
     }
-    dict = _PyDict_NewPresized(8);
+    dict = new_obj(cls_connection);
     if (dict == NULL) goto done;
-    if (PyDict_SetItem(dict, KEY[K_RAW], OR(raw, Py_None)) < 0 ||
-        PyDict_SetItem(dict, KEY[K_CLIENT_IP], cip) < 0 ||
-        PyDict_SetItem(dict, KEY[K_CLIENT_PORT], cport) < 0 ||
-        PyDict_SetItem(dict, KEY[K_SERVER_IP], sip) < 0 ||
-        PyDict_SetItem(dict, KEY[K_SERVER_PORT], sport) < 0 ||
-        PyDict_SetItem(dict, KEY[K_REMOTE_IP], OR(rip, Py_None)) < 0 ||
-        PyDict_SetItem(dict, KEY[K_REMOTE_PORT], port) < 0 ||
-        PyDict_SetItem(dict, KEY[K_REMOTE_NAME], OR(rname, Py_None)) < 0)
+    if (PyObject_GenericSetAttr(dict, KEY[K_RAW], OR(raw, Py_None)) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_CLIENT_IP], cip) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_CLIENT_PORT], cport) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_SERVER_IP], sip) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_SERVER_PORT], sport) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_REMOTE_IP], OR(rip, Py_None)) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_REMOTE_PORT], port) < 0 ||
+        PyObject_GenericSetAttr(dict, KEY[K_REMOTE_NAME], OR(rname, Py_None)) < 0)
         goto done;
-    res = new_record(cls_connection, dict);
+    res = Py_NewRef(dict);
 done:
     Py_XDECREF(port);
     Py_XDECREF(cip);
@@ -1052,6 +1058,75 @@ done:
     Py_XDECREF(sport);
     Py_XDECREF(dict);
     return res;
+}
+
+/* ---- pairs seen before ------------------------------------------------------------
+ * The same (name, value) pair comes back line after line (user=root, image=...): the
+ * tuple is immutable, so the last one built for each hash is handed out again. */
+
+#define PCAP 4096
+typedef struct {
+    uint64_t h;
+    PyObject *pair;
+} PEntry;
+static PEntry ptab[PCAP];
+
+static PyObject *pair_for(KEntry *ke, const char *v, Py_ssize_t len) {
+    uint64_t h = fnv1a(v, len) ^ (ke->h * 31);
+    PEntry *pe = &ptab[h & (PCAP - 1)];
+    if (pe->pair != NULL && pe->h == h && PyTuple_GET_ITEM(pe->pair, 0) == ke->str) {
+        PyObject *old = PyTuple_GET_ITEM(pe->pair, 1);
+        if (PyUnicode_GET_LENGTH(old) == len && memcmp(PyUnicode_1BYTE_DATA(old), v, (size_t)len) == 0)
+            return Py_NewRef(pe->pair);
+    }
+    PyObject *value = PyUnicode_New(len, 127);
+    if (value == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(value), v, (size_t)len);
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, Py_NewRef(ke->str));
+    PyTuple_SET_ITEM(pair, 1, value);
+    Py_XSETREF(pe->pair, Py_NewRef(pair));
+    pe->h = h;
+    return pair;
+}
+
+/* ---- wrappers --------------------------------------------------------------------
+ * wrapper_of(prefix) is a pure function of the prefix text; the last results are kept
+ * here by the prefix's bytes (direct-mapped), so a repeated prefix costs no str. */
+
+#define WCAP 256
+typedef struct {
+    uint64_t h;
+    PyObject *prefix, *wrapper;
+} WEntry;
+static WEntry wtab[WCAP];
+
+static PyObject *wrapper_for(PyObject *line, const char *s, Py_ssize_t len) {
+    uint64_t h = fnv1a(s, len);
+    WEntry *w = &wtab[h & (WCAP - 1)];
+    if (w->prefix != NULL && w->h == h && PyUnicode_GET_LENGTH(w->prefix) == len &&
+        memcmp(PyUnicode_1BYTE_DATA(w->prefix), s, (size_t)len) == 0)
+        return Py_NewRef(w->wrapper);
+    PyObject *prefix = PyUnicode_Substring(line, 0, len);
+    if (prefix == NULL) return NULL;
+    PyObject *wrapper = PyDict_GetItemWithError(wrapper_cache, prefix);
+    if (wrapper != NULL) {
+        Py_INCREF(wrapper);
+    } else if (!PyErr_Occurred()) {
+        wrapper = PyObject_CallOneArg(wrapper_of, prefix);
+    }
+    if (wrapper == NULL) {
+        Py_DECREF(prefix);
+        return NULL;
+    }
+    Py_XSETREF(w->prefix, prefix);
+    Py_XSETREF(w->wrapper, Py_NewRef(wrapper));
+    w->h = h;
+    return wrapper;
 }
 
 /* ---- text_alert ------------------------------------------------------------------ */
@@ -1089,17 +1164,10 @@ static PyObject *build(PyObject *line, const char *s, Py_ssize_t n, Anchor *m, B
         KEntry *ke = p->kconst ? key_entry("%container.info", 15)
                                : key_entry(s + p->ks, p->ke - p->ks);
         if (ke == NULL) goto done;
-        PyObject *v = PyUnicode_Substring(line, p->vs, p->ve);
-        if (v == NULL) goto done;
-        PyObject *pair = PyTuple_New(2);
-        if (pair == NULL) {
-            Py_DECREF(v);
-            goto done;
-        }
-        Py_INCREF(ke->str);
-        PyTuple_SET_ITEM(pair, 0, ke->str);
-        PyTuple_SET_ITEM(pair, 1, v); /* pair owns v; fields owns pair */
-        PyTuple_SET_ITEM(fields, i, pair);
+        PyObject *pair = pair_for(ke, s + p->vs, p->ve - p->vs);
+        if (pair == NULL) goto done;
+        PyObject *v = PyTuple_GET_ITEM(pair, 1);
+        PyTuple_SET_ITEM(fields, i, pair); /* fields owns pair, pair owns v */
         if (i >= b->n_fields) {
             if (ke->kid == K_PID) app_pid = 1;
             if (ke->kid == K_TID) app_tid = 1;
@@ -1238,97 +1306,89 @@ static PyObject *build(PyObject *line, const char *s, Py_ssize_t n, Anchor *m, B
     if (conn == NULL) goto done;
 
     {
-        PyObject *pd = _PyDict_NewPresized(9);
+        PyObject *pd = new_obj(cls_process);
         if (pd == NULL) goto done;
-        if (PyDict_SetItem(pd, KEY[K_NAME], OR(vals_own[S_NAME], Py_None)) < 0 ||
-            PyDict_SetItem(pd, KEY[K_CMDLINE], OR(cmdline, Py_None)) < 0 ||
-            PyDict_SetItem(pd, KEY[K_PID], pid) < 0 ||
-            PyDict_SetItem(pd, KEY[K_VPID], vpid) < 0 ||
-            PyDict_SetItem(pd, KEY[K_EXEPATH], OR(vals_own[S_EXEPATH], Py_None)) < 0 ||
-            PyDict_SetItem(pd, KEY[K_CWD], OR(vals_own[S_CWD], Py_None)) < 0 ||
-            PyDict_SetItem(pd, KEY[K_USER], OR(user, Py_None)) < 0 ||
-            PyDict_SetItem(pd, KEY[K_PARENT], OR(vals_own[S_PARENT], Py_None)) < 0 ||
-            PyDict_SetItem(pd, KEY[K_PPID], ppid) < 0) {
+        if (PyObject_GenericSetAttr(pd, KEY[K_NAME], OR(vals_own[S_NAME], Py_None)) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_CMDLINE], OR(cmdline, Py_None)) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_PID], pid) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_VPID], vpid) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_EXEPATH], OR(vals_own[S_EXEPATH], Py_None)) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_CWD], OR(vals_own[S_CWD], Py_None)) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_USER], OR(user, Py_None)) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_PARENT], OR(vals_own[S_PARENT], Py_None)) < 0 ||
+            PyObject_GenericSetAttr(pd, KEY[K_PPID], ppid) < 0) {
             Py_DECREF(pd);
             goto done;
         }
-        process = new_record(cls_process, pd);
+        process = Py_NewRef(pd);
         Py_DECREF(pd);
         if (process == NULL) goto done;
     }
     {
-        PyObject *cd = _PyDict_NewPresized(5);
+        PyObject *cd = new_obj(cls_container);
         if (cd == NULL) goto done;
-        if (PyDict_SetItem(cd, KEY[K_ID], OR(cid, Py_None)) < 0 ||
-            PyDict_SetItem(cd, KEY[K_FULL_ID], OR(full_id, Py_None)) < 0 ||
-            PyDict_SetItem(cd, KEY[K_NAME], OR(cname, Py_None)) < 0 ||
-            PyDict_SetItem(cd, KEY[K_IMAGE], OR(vals_own[S_IMAGE], Py_None)) < 0 ||
-            PyDict_SetItem(cd, KEY[K_IMAGE_TAG], OR(vals_own[S_IMAGE_TAG], Py_None)) < 0) {
+        if (PyObject_GenericSetAttr(cd, KEY[K_ID], OR(cid, Py_None)) < 0 ||
+            PyObject_GenericSetAttr(cd, KEY[K_FULL_ID], OR(full_id, Py_None)) < 0 ||
+            PyObject_GenericSetAttr(cd, KEY[K_NAME], OR(cname, Py_None)) < 0 ||
+            PyObject_GenericSetAttr(cd, KEY[K_IMAGE], OR(vals_own[S_IMAGE], Py_None)) < 0 ||
+            PyObject_GenericSetAttr(cd, KEY[K_IMAGE_TAG], OR(vals_own[S_IMAGE_TAG], Py_None)) < 0) {
             Py_DECREF(cd);
             goto done;
         }
-        container = new_record(cls_container, cd);
+        container = Py_NewRef(cd);
         Py_DECREF(cd);
         if (container == NULL) goto done;
     }
     {
-        PyObject *kd = _PyDict_NewPresized(3);
+        PyObject *kd = new_obj(cls_k8s);
         if (kd == NULL) goto done;
-        if (PyDict_SetItem(kd, KEY[K_NAMESPACE], OR(vals_own[S_NS], Py_None)) < 0 ||
-            PyDict_SetItem(kd, KEY[K_POD], OR(pod, Py_None)) < 0 ||
-            PyDict_SetItem(kd, KEY[K_POD_UID], OR(vals_own[S_POD_UID], Py_None)) < 0) {
+        if (PyObject_GenericSetAttr(kd, KEY[K_NAMESPACE], OR(vals_own[S_NS], Py_None)) < 0 ||
+            PyObject_GenericSetAttr(kd, KEY[K_POD], OR(pod, Py_None)) < 0 ||
+            PyObject_GenericSetAttr(kd, KEY[K_POD_UID], OR(vals_own[S_POD_UID], Py_None)) < 0) {
             Py_DECREF(kd);
             goto done;
         }
-        k8s = new_record(cls_k8s, kd);
+        k8s = Py_NewRef(kd);
         Py_DECREF(kd);
         if (k8s == NULL) goto done;
     }
 
     if (m->start > 0) {
-        PyObject *prefix = PyUnicode_Substring(line, 0, m->start);
-        if (prefix == NULL) goto done;
-        wrapper = PyDict_GetItemWithError(wrapper_cache, prefix);
-        if (wrapper != NULL) {
-            Py_INCREF(wrapper);
-        } else if (!PyErr_Occurred()) {
-            wrapper = PyObject_CallOneArg(wrapper_of, prefix);
-        }
-        Py_DECREF(prefix);
+        wrapper = wrapper_for(line, s, m->start);
         if (wrapper == NULL) goto done;
     } else {
         wrapper = Py_NewRef(empty_tuple);
     }
 
-    alert_d = _PyDict_NewPresized(25);
+    alert_d = new_obj(cls_alert);
     if (alert_d == NULL) goto done;
-    if (PyDict_SetItem(alert_d, KEY[K_RAW], line) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_SOURCE_FORMAT], str_text) < 0 ||
+    if (PyObject_GenericSetAttr(alert_d, KEY[K_RAW], line) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_SOURCE_FORMAT], str_text) < 0 ||
         put(alert_d, K_TIME, PyUnicode_Substring(line, m->start, m->time_end)) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_PRIORITY], prio_out[m->prio]) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_RULE], Py_None) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_MESSAGE], message) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_PRIORITY], prio_out[m->prio]) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_RULE], Py_None) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_MESSAGE], message) < 0 ||
         put(alert_d, K_OUTPUT, PyUnicode_Substring(line, m->start, n)) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_OUTPUT_STYLE], b->style) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_FIELDS], fields) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_PROCESS], process) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_CONTAINER], container) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_K8S], k8s) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_NODE], Py_None) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_CONNECTION], conn) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_TAGS], empty_tuple) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_SOURCE], source) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_UUID], Py_None) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_EVENT_TIME_NS], Py_None) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_LINE], lineno) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_END_LINE], lineno) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_FILE], OR(file, Py_None)) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_EXEC_COMMAND], OR(exec_command, Py_None)) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_OUTPUT_FIELDS], empty_tuple) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_TRUNCATED], b->truncated ? Py_True : Py_False) < 0 ||
-        PyDict_SetItem(alert_d, KEY[K_WRAPPER], wrapper) < 0)
+        PyObject_GenericSetAttr(alert_d, KEY[K_OUTPUT_STYLE], b->style) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_FIELDS], fields) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_PROCESS], process) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_CONTAINER], container) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_K8S], k8s) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_NODE], Py_None) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_CONNECTION], conn) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_TAGS], empty_tuple) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_SOURCE], source) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_UUID], Py_None) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_EVENT_TIME_NS], Py_None) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_LINE], lineno) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_END_LINE], lineno) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_FILE], OR(file, Py_None)) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_EXEC_COMMAND], OR(exec_command, Py_None)) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_OUTPUT_FIELDS], empty_tuple) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_TRUNCATED], b->truncated ? Py_True : Py_False) < 0 ||
+        PyObject_GenericSetAttr(alert_d, KEY[K_WRAPPER], wrapper) < 0)
         goto done;
-    result = new_record(cls_alert, alert_d);
+    result = Py_NewRef(alert_d);
 
 done:
     Py_XDECREF(fields);
@@ -1363,12 +1423,16 @@ static PyObject *py_text_alert(PyObject *Py_UNUSED(self), PyObject *const *args,
     PyObject *line = args[0], *lineno = args[1];
     if (!PyUnicode_CheckExact(line) || !PyUnicode_IS_ASCII(line)) Py_RETURN_NONE;
     Py_ssize_t n = PyUnicode_GET_LENGTH(line);
-    if (n == 0 || n > MAX_LINE) Py_RETURN_NONE;
     const char *s = (const char *)PyUnicode_1BYTE_DATA(line);
+    Py_ssize_t full = n;
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) n--; /* rstrip("\r\n") */
+    if (n == 0 || n > MAX_LINE || s[0] == '{') Py_RETURN_NONE; /* JSON: no cost to it */
+    unsigned int bad = 0; /* no early exit: the compiler vectorises this loop */
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c > 0x7e || c == '{') Py_RETURN_NONE;
+        bad |= (unsigned int)(c < 0x20) | (unsigned int)(c > 0x7e) | (unsigned int)(c == '{');
     }
+    if (bad) Py_RETURN_NONE;
     Anchor m;
     if (!anchor_search(s, n, &m)) Py_RETURN_NONE;
     Body *b = PyMem_Malloc(sizeof(Body));
@@ -1377,14 +1441,18 @@ static PyObject *py_text_alert(PyObject *Py_UNUSED(self), PyObject *const *args,
     PyObject *res;
     if (b->fields.overflow) {
         res = Py_NewRef(Py_None);
-    } else {
+    } else if (n == full) {
         res = build(line, s, n, &m, b, lineno);
+    } else {
+        PyObject *stripped = PyUnicode_Substring(line, 0, n);
+        res = stripped == NULL ? NULL : build(stripped, s, n, &m, b, lineno);
+        Py_XDECREF(stripped);
     }
     PyMem_Free(b);
     return res;
 }
 
-static int copy_words(PyObject *seq, Word **out, Py_ssize_t *count) {
+static int copy_words(PyObject *seq, WordSet *set) {
     PyObject *fast = PySequence_Fast(seq, "expected a sequence of str");
     if (fast == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -1394,7 +1462,9 @@ static int copy_words(PyObject *seq, Word **out, Py_ssize_t *count) {
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t k = 0;
+    set->words = words;
+    set->count = 0;
+    memset(set->bloom, 0, sizeof(set->bloom));
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *w = PySequence_Fast_GET_ITEM(fast, i);
         if (!PyUnicode_Check(w) || !PyUnicode_IS_ASCII(w)) continue;
@@ -1406,13 +1476,13 @@ static int copy_words(PyObject *seq, Word **out, Py_ssize_t *count) {
             return -1;
         }
         memcpy(copy, PyUnicode_1BYTE_DATA(w), (size_t)len + 1);
-        words[k].s = copy;
-        words[k].n = len;
-        k++;
+        words[set->count].s = copy;
+        words[set->count].n = len;
+        set->count++;
+        unsigned bit = bloom_bit(copy, len);
+        set->bloom[bit >> 6] |= 1ULL << (bit & 63);
     }
     Py_DECREF(fast);
-    *out = words;
-    *count = k;
     return 0;
 }
 
@@ -1444,8 +1514,8 @@ static PyObject *py_configure(PyObject *Py_UNUSED(self), PyObject *args) {
             return NULL;
         }
     }
-    if (copy_words(known, &known_keys, &n_known) < 0) return NULL;
-    if (copy_words(free_text, &free_keys, &n_free) < 0) return NULL;
+    if (copy_words(known, &known_keys) < 0) return NULL;
+    if (copy_words(free_text, &free_keys) < 0) return NULL;
     cls_alert = Py_NewRef(alert);
     cls_process = Py_NewRef(process);
     cls_container = Py_NewRef(container);

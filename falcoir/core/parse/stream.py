@@ -267,16 +267,18 @@ def iter_parse(
     lineno = 0
     for raw in lines:
         lineno += 1
+        if fast is not None and not parser.buf:
+            # It strips the line end itself, and reads only lines of at most
+            # _speedups.MAX_LINE characters (fewer than MAX_LINE_CHARS).
+            alert = fast(raw, lineno)
+            if alert is not None:
+                yield alert
+                continue
         line = raw.rstrip("\r\n") if raw.endswith(("\n", "\r")) else raw
         # The two common shapes go straight to their builder; everything else (and any
         # line while a multi-line JSON document is open) takes the general path, which
         # reaches the same result for these lines, only with more checks first.
         if not parser.buf and len(line) <= MAX_LINE_CHARS:
-            if fast is not None:
-                alert = fast(line, lineno)
-                if alert is not None:
-                    yield alert
-                    continue
             if line[:2] == '{"':
                 try:
                     doc = decode(line)
