@@ -341,11 +341,21 @@ def test_pure_parser_env_var_selects_the_pure_path() -> None:
     assert out.stdout.strip() == "pure", out.stderr
 
 
-def test_a_stale_build_is_not_used() -> None:
+def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
     class Old:
         VERSION = accel.EXPECTED_VERSION - 1
 
     assert accel.configure(Old()) is None  # type: ignore[arg-type]
+    built = tmp_path / "_speedups.cpython-311-x86_64-linux-gnu.so"
+    built.write_bytes(b"")
+    assert not accel._stale(str(built))  # no C source next to it: an installed wheel
+    source = tmp_path / "_speedups.c"
+    source.write_text("/* newer */")
+    os.utime(built, (1_000_000, 1_000_000))
+    assert accel._stale(str(built))  # the source changed since the build
+    os.utime(built, (4_000_000_000, 4_000_000_000))
+    assert not accel._stale(str(built))
+    assert not accel._stale(None)
 
 
 # --- generated lines ---------------------------------------------------------------------

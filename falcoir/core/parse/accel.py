@@ -77,7 +77,21 @@ def _load() -> TextAlert | None:
         from falcoir.core.parse import _speedups
     except ImportError:
         return None
+    if _stale(_speedups.__file__):
+        return None
     return configure(_speedups)
+
+
+def _stale(built: str | None) -> bool:
+    """In a checkout, a build older than its C source (edited or pulled since) is not
+    used: ``pip install -e .`` or ``python setup.py build_ext --inplace`` rebuilds it."""
+    if built is None:
+        return False
+    source = os.path.join(os.path.dirname(built), "_speedups.c")
+    try:
+        return os.stat(source).st_mtime > os.stat(built).st_mtime
+    except OSError:
+        return False  # an installed wheel ships no C source
 
 
 TEXT_ALERT: TextAlert | None = _load()
