@@ -348,13 +348,16 @@ def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
     assert accel.configure(Old()) is None  # type: ignore[arg-type]
     built = tmp_path / "_speedups.cpython-311-x86_64-linux-gnu.so"
     built.write_bytes(b"")
-    assert not accel._stale(str(built))  # no C source next to it: an installed wheel
+    assert not accel._stale(str(built))  # no C source next to it
     source = tmp_path / "_speedups.c"
     source.write_text("/* newer */")
     os.utime(built, (1_000_000, 1_000_000))
     assert accel._stale(str(built))  # the source changed since the build
     os.utime(built, (4_000_000_000, 4_000_000_000))
     assert not accel._stale(str(built))
+    os.utime(source, (2_000_000_000, 2_000_000_000))
+    os.utime(built, (2_000_000_000 - 2, 2_000_000_000 - 2))
+    assert not accel._stale(str(built))  # unpacked from a wheel a moment apart
     assert not accel._stale(None)
 
 

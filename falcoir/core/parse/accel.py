@@ -89,9 +89,14 @@ def _stale(built: str | None) -> bool:
         return False
     source = os.path.join(os.path.dirname(built), "_speedups.c")
     try:
-        return os.stat(source).st_mtime > os.stat(built).st_mtime
+        # Wheels carry the source too, unpacked just before or after the module: only
+        # a source newer by more than the unpacking could take is an edit.
+        return os.stat(source).st_mtime > os.stat(built).st_mtime + _UNPACK_SLACK_S
     except OSError:
-        return False  # an installed wheel ships no C source
+        return False  # no C source next to the module
+
+
+_UNPACK_SLACK_S = 5.0
 
 
 TEXT_ALERT: TextAlert | None = _load()
