@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from falcoir.core.alert import Alert
 from falcoir.core.parse import ParseProblem, Skipped, accel, iter_parse
 from falcoir.core.parse.build import text_alert as pure_text_alert
-from falcoir.core.parse.textline import ANCHOR
+from falcoir.core.parse.textline import ANCHOR, _wrapper_of
 from tests.parse.corpus import records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,16 +73,24 @@ def _build_into(tmp: Path) -> ModuleType | None:
 
 
 @pytest.fixture(scope="session")
-def fast(tmp_path_factory: pytest.TempPathFactory) -> accel.TextAlert:
+def speedups(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The C module: the installed one when it is in use, else one built from source."""
     if accel.TEXT_ALERT is not None:
-        return accel.TEXT_ALERT
+        from falcoir.core.parse import _speedups
+
+        return _speedups
     if os.environ.get("FALCOIR_PURE_PARSER", "") not in ("", "0"):
         pytest.skip("FALCOIR_PURE_PARSER is set: only the pure path runs")
     mod = _build_into(tmp_path_factory.mktemp("speedups"))
     if mod is None:
         pytest.skip("no C compiler: falcoir runs its pure-Python parser only")
-    fn = accel.configure(mod)
-    assert fn is not None, "the built _speedups does not match accel.EXPECTED_VERSION"
+    assert accel.configure(mod) is not None, "the built _speedups does not match accel.py"
+    return mod
+
+
+@pytest.fixture(scope="session")
+def fast(speedups: ModuleType) -> accel.TextAlert:
+    fn: accel.TextAlert = speedups.text_alert
     return fn
 
 
@@ -483,3 +491,156 @@ def test_random_benchmark_like_lines_agree(fast: accel.TextAlert) -> None:
     assert taken(fast, lines) == len(lines)
     for i, line in enumerate(lines):
         assert_line_agrees(fast, line, i)
+
+
+# --- wrappers in front of the alert ----------------------------------------------------
+
+WRAPPER_PARTS = st.sampled_from(
+    [
+        "[pod/",
+        "falco-7kq2m",
+        "/",
+        "falco",
+        "]",
+        " ",
+        "  ",
+        "<",
+        ">",
+        "13",
+        "1234",
+        "2026-03-02T10:14:03",
+        ".413551207",
+        ".",
+        "Z",
+        "+00:00",
+        "-0100",
+        "Mar  2 10:14:03",
+        "Mar 12 10:14:03",
+        "mar 12 10:14:03",
+        "node-1",
+        "falco[1187]",
+        "[]",
+        "[x]",
+        ": ",
+        ":",
+        "| ",
+        " | ",
+        "falco_1",
+        "a.b-c",
+        "-x",
+        "^C",
+    ]
+)
+
+
+@SETTINGS
+@given(st.lists(WRAPPER_PARTS, max_size=16).map("".join))
+def test_wrapper_matches_the_pure_one(speedups: ModuleType, prefix: str) -> None:
+    assert speedups.wrapper(prefix) == _wrapper_of(prefix)
+
+
+@SETTINGS
+@given(st.text(alphabet=string.printable, max_size=60))
+def test_wrapper_of_printable_text_matches_the_pure_one(speedups: ModuleType, prefix: str) -> None:
+    got = speedups.wrapper(prefix)
+    if any(c in prefix for c in "\t\n\r\x0b\x0c"):
+        assert got is None  # not printable: declined
+    else:
+        assert got == _wrapper_of(prefix)
+
+
+def _bits(alphabet: str, max_size: int = 5) -> st.SearchStrategy[str]:
+    return st.text(alphabet=alphabet, max_size=max_size)
+
+
+DIG = _bits(string.digits, 5)
+TOK = _bits(string.ascii_letters + string.digits + "._-[]/:<>|", 6)
+SEP = st.sampled_from([" ", "  ", "", "|", ": ", ":"])
+ISO = st.builds(
+    lambda d, t, f, z: f"{d}T{t}{f}{z}",
+    st.sampled_from(["2026-03-02", "2026-3-02", "20260-03-02"]),
+    st.sampled_from(["10:14:03", "10:14:3", "10:14:033"]),
+    st.sampled_from(["", ".", ".4", ".413551207"]),
+    st.sampled_from(["", "Z", "+00:00", "-01:30", "+0000", "+00:0"]),
+)
+ONE_WRAPPER = st.one_of(
+    st.builds(lambda a, b, sep: f"[pod/{a}/{b}]{sep}", TOK, TOK, SEP),
+    st.builds(lambda p, ts, h, t, sep: f"<{p}>{ts} {h} {t}{sep}", DIG, ISO | TOK, TOK, TOK, SEP),
+    st.builds(
+        lambda m, d, h, t, pid, sep: f"{m} {d} 10:14:03 {h} {t}{pid}{sep}",
+        st.sampled_from(["Mar", "mar", "MAR", "Ma"]),
+        st.sampled_from([" 2", "12", "2", "123", "x2"]),
+        TOK,
+        TOK,
+        st.sampled_from(["", "[1187]", "[]", "[x]", "["]),
+        SEP,
+    ),
+    st.builds(
+        lambda ts, h, t, pid, sep: f"{ts} {h} {t}{pid}{sep}",
+        ISO,
+        TOK,
+        TOK,
+        st.sampled_from(["", "[1187]", "[]"]),
+        SEP,
+    ),
+    st.builds(lambda ts, sep: f"{ts}{sep}", ISO, SEP),
+    st.builds(lambda svc, sp, sep: f"{svc}{sp}{sep}", TOK, _bits(" ", 3), SEP),
+    st.builds(lambda a, b, sep: f"{a} {b}{sep}", TOK, TOK, SEP),
+)
+
+
+@SETTINGS
+@given(st.lists(ONE_WRAPPER, min_size=1, max_size=4).map("".join), _bits(string.printable, 4))
+def test_generated_wrappers_match_the_pure_one(
+    speedups: ModuleType, prefix: str, tail: str
+) -> None:
+    for text in (prefix, prefix + tail):
+        if not any(c in text for c in "\t\n\r\x0b\x0c"):
+            assert speedups.wrapper(text) == _wrapper_of(text)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        *(f"<{'1' * n}>2026-03-02T10:14:03Z node-1 falco " for n in range(0, 5)),
+        "[pod//b] ",
+        "[pod/a/] ",
+        "[pod/a/b]",
+        "[pod/a/b]x",
+        "[pod/a b/c] ",
+        "Mar  2 10:14:03 node-1 falco[1187]: ",
+        "Mar  2 10:14:03 node-1 falco[]: ",
+        "Mar  2 10:14:03 node-1 falco[1]:",
+        "Mar  2 10:14:03  node-1 falco: ",
+        "2026-03-02T10:14:03.413001+00:00 node-1 falco: ",
+        "2026-03-02T10:14:03.+00:00 node-1 falco: ",
+        "2026-03-02T10:14:03.4Z ",
+        "2026-03-02T10:14:03Z ",
+        "2026-03-02T10:14:03.4Z",
+        "falco_1  | ",
+        "falco_1 |",
+        "falco-7kq2m falco ",
+        "Falco-7kq2m falco ",
+        "falco-7kq2m fal.co ",
+        "a b c d e f g h ",
+    ],
+)
+def test_wrapper_boundaries(speedups: ModuleType, prefix: str) -> None:
+    assert speedups.wrapper(prefix) == _wrapper_of(prefix)
+
+
+def test_wrappers_with_a_new_time_on_every_line(fast: accel.TextAlert) -> None:
+    lines = []
+    for i in range(300):
+        ts = f"2026-03-02T10:{i % 60:02d}:{i % 60:02d}.{i:09d}"
+        lines += [
+            f"{ts}Z 10:14:03.{i}: Notice S (pid={i})",
+            f"[pod/falco-{i}/falco] {ts}Z 10:14:03.1: Notice S (pid={i})",
+            f"{ts}+00:00 node-{i} falco[{i}]: 10:14:03.1: Notice S (pid={i})",
+            f"<{i % 200}>{ts}Z node-{i} falco 10:14:03.1: Notice S (pid={i})",
+            f"Mar {i % 31:2d} 10:14:{i % 60:02d} node-1 falco: 10:14:03.1: Notice S (pid={i})",
+        ]
+    items = assert_same(fast, lines)
+    assert taken(fast, lines) == len(lines)
+    kinds = {dict(i.wrapper)["kind"] for i in items if isinstance(i, Alert)}
+    assert kinds == {"kubectl-timestamps", "kubectl-prefix+kubectl-timestamps", "syslog"}

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define SPEEDUPS_VERSION 1
+#define SPEEDUPS_VERSION 2
 #define MAX_LINE 16384
 #define MAX_PAIRS 256
 #define NSLOTS 18
@@ -34,8 +34,6 @@ enum {
 
 static PyObject *cls_alert, *cls_process, *cls_container, *cls_k8s, *cls_connection;
 static PyObject *slots_map;    /* name -> (slot index, rank) */
-static PyObject *wrapper_cache; /* the dict wrapper_of caches in */
-static PyObject *wrapper_of;   /* falcoir.core.parse.textline.wrapper_of */
 static PyObject *empty_tuple;
 
 typedef struct { char *s; Py_ssize_t n; } Word;
@@ -1095,9 +1093,275 @@ static PyObject *pair_for(KEntry *ke, const char *v, Py_ssize_t len) {
 }
 
 /* ---- wrappers --------------------------------------------------------------------
- * wrapper_of(prefix) is a pure function of the prefix text; the last results are kept
- * here by the prefix's bytes (direct-mapped), so a repeated prefix costs no str. */
+ * textline._wrapper_of in C: what is in front of the anchor, matched against the
+ * patterns of textline._WRAPPERS in order, up to three times (a wrapper inside a
+ * wrapper). Each pattern's regular expression is deterministic under the printable
+ * ASCII restriction (no backtracking changes what it matches), so each is a scan. */
 
+enum { W_POD, W_CONTAINER, W_PRI, W_TS, W_HOST, W_TAG, W_SERVICE, W_NAMES };
+static const char *const W_NAME_TEXT[W_NAMES] = {"pod", "container", "pri", "ts", "host", "tag", "service"};
+static PyObject *w_names[W_NAMES], *str_kind;
+
+typedef struct {
+    int name;
+    Span v;
+} WGroup;
+
+/* [\w.-] */
+static inline int tag_char(int c) { return is_word(c) || c == '.' || c == '-'; }
+
+static Py_ssize_t run_nonspace(const char *s, Py_ssize_t p, Py_ssize_t e) {
+    while (p < e && !is_sp(s[p])) p++;
+    return p;
+}
+
+static int digits_at(const char *s, Py_ssize_t p, Py_ssize_t e, int count) {
+    if (p + count > e) return 0;
+    for (int k = 0; k < count; k++) {
+        if (!is_digit(s[p + k])) return 0;
+    }
+    return 1;
+}
+
+/* " (\S+) ([\w.-]+)" after a syslog time at p: host and tag, and the end of the tag */
+static Py_ssize_t host_tag(const char *s, Py_ssize_t p, Py_ssize_t e, WGroup *g) {
+    if (!(p < e && s[p] == ' ')) return -1;
+    Py_ssize_t h = p + 1, he = run_nonspace(s, h, e);
+    if (he == h || !(he < e && s[he] == ' ')) return -1;
+    Py_ssize_t t = he + 1, te = t;
+    while (te < e && tag_char(s[te])) te++;
+    if (te == t) return -1;
+    g[0].name = W_HOST;
+    g[0].v.a = h;
+    g[0].v.e = he;
+    g[1].name = W_TAG;
+    g[1].v.a = t;
+    g[1].v.e = te;
+    return te;
+}
+
+/* "(?:\[\d+\])?: " at p: its end, or -1 */
+static Py_ssize_t pid_colon(const char *s, Py_ssize_t p, Py_ssize_t e) {
+    if (p < e && s[p] == '[') {
+        Py_ssize_t q = p + 1;
+        while (q < e && is_digit(s[q])) q++;
+        if (q > p + 1 && q < e && s[q] == ']') p = q + 1;
+    }
+    return (p + 1 < e && s[p] == ':' && s[p + 1] == ' ') ? p + 2 : -1;
+}
+
+/* \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d at p */
+static int iso_seconds(const char *s, Py_ssize_t p, Py_ssize_t e) {
+    return digits_at(s, p, e, 4) && p + 19 <= e && s[p + 4] == '-' && digits_at(s, p + 5, e, 2) &&
+           s[p + 7] == '-' && digits_at(s, p + 8, e, 2) && s[p + 10] == 'T' &&
+           digits_at(s, p + 11, e, 2) && s[p + 13] == ':' && digits_at(s, p + 14, e, 2) &&
+           s[p + 16] == ':' && digits_at(s, p + 17, e, 2);
+}
+
+/* One pattern of _WRAPPERS at a: the kind's index, its groups and the end, or -1. */
+static int wrapper_match(const char *s, Py_ssize_t a, Py_ssize_t e, WGroup *g, int *ng, Py_ssize_t *end) {
+    Py_ssize_t p, q, r;
+    /* kubectl-prefix: ^\[pod/(?P<pod>[^/\]\s]+)/(?P<container>[^\]\s]+)\]\s */
+    if (e - a >= 5 && memcmp(s + a, "[pod/", 5) == 0) {
+        p = a + 5;
+        q = p;
+        while (q < e && s[q] != '/' && s[q] != ']' && !is_sp(s[q])) q++;
+        if (q > p && q < e && s[q] == '/') {
+            r = q + 1;
+            Py_ssize_t t = r;
+            while (t < e && s[t] != ']' && !is_sp(s[t])) t++;
+            if (t > r && t + 1 < e && s[t] == ']' && is_sp(s[t + 1])) {
+                g[0].name = W_POD;
+                g[0].v.a = p;
+                g[0].v.e = q;
+                g[1].name = W_CONTAINER;
+                g[1].v.a = r;
+                g[1].v.e = t;
+                *ng = 2;
+                *end = t + 2;
+                return 0;
+            }
+        }
+    }
+    /* syslog: ^<(?P<pri>\d{1,3})>(?P<ts>\S+) (?P<host>\S+) (?P<tag>[\w.-]+) */
+    if (a < e && s[a] == '<') {
+        p = a + 1;
+        q = p;
+        while (q < e && is_digit(s[q])) q++;
+        if (q > p && q - p <= 3 && q < e && s[q] == '>') {
+            Py_ssize_t ts = q + 1, tse = run_nonspace(s, ts, e);
+            if (tse > ts) {
+                Py_ssize_t te = host_tag(s, tse, e, g + 2);
+                if (te >= 0) {
+                    g[0].name = W_PRI;
+                    g[0].v.a = p;
+                    g[0].v.e = q;
+                    g[1].name = W_TS;
+                    g[1].v.a = ts;
+                    g[1].v.e = tse;
+                    *ng = 4;
+                    *end = te;
+                    return 1;
+                }
+            }
+        }
+    }
+    /* syslog: ^(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) (?P<tag>[\w.-]+)(?:\[\d+\])?: */
+    if (a + 15 <= e && s[a] >= 'A' && s[a] <= 'Z' && is_lower(s[a + 1]) && is_lower(s[a + 2]) &&
+        s[a + 3] == ' ' && (s[a + 4] == ' ' || is_digit(s[a + 4])) && is_digit(s[a + 5]) &&
+        s[a + 6] == ' ' && digits_at(s, a + 7, e, 2) && s[a + 9] == ':' &&
+        digits_at(s, a + 10, e, 2) && s[a + 12] == ':' && digits_at(s, a + 13, e, 2)) {
+        Py_ssize_t te = host_tag(s, a + 15, e, g + 1);
+        Py_ssize_t pe = te >= 0 ? pid_colon(s, te, e) : -1;
+        if (pe >= 0) {
+            g[0].name = W_TS;
+            g[0].v.a = a;
+            g[0].v.e = a + 15;
+            *ng = 3;
+            *end = pe;
+            return 1;
+        }
+    }
+    /* syslog: ^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)) (?P<host>\S+) (?P<tag>[\w.-]+)(?:\[\d+\])?: */
+    if (iso_seconds(s, a, e)) {
+        p = a + 19;
+        if (p < e && s[p] == '.') {
+            q = p + 1;
+            while (q < e && is_digit(s[q])) q++;
+            if (q > p + 1) p = q;
+        }
+        Py_ssize_t ze = -1;
+        if (p + 6 <= e && (s[p] == '+' || s[p] == '-') && digits_at(s, p + 1, e, 2) && s[p + 3] == ':' &&
+            digits_at(s, p + 4, e, 2))
+            ze = p + 6;
+        else if (p < e && s[p] == 'Z')
+            ze = p + 1;
+        if (ze >= 0) {
+            Py_ssize_t te = host_tag(s, ze, e, g + 1);
+            Py_ssize_t pe = te >= 0 ? pid_colon(s, te, e) : -1;
+            if (pe >= 0) {
+                g[0].name = W_TS;
+                g[0].v.a = a;
+                g[0].v.e = ze;
+                *ng = 3;
+                *end = pe;
+                return 1;
+            }
+        }
+        /* kubectl-timestamps: ^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z) */
+        p = a + 19;
+        if (p < e && s[p] == '.') {
+            q = p + 1;
+            while (q < e && is_digit(s[q])) q++;
+            if (q > p + 1 && q + 1 < e && s[q] == 'Z' && s[q + 1] == ' ') {
+                g[0].name = W_TS;
+                g[0].v.a = a;
+                g[0].v.e = q + 1;
+                *ng = 1;
+                *end = q + 2;
+                return 2;
+            }
+        }
+    }
+    /* docker-compose: ^(?P<service>[\w.-]+)\s+\| */
+    p = a;
+    while (p < e && tag_char(s[p])) p++;
+    if (p > a) {
+        q = p;
+        while (q < e && is_sp(s[q])) q++;
+        if (q > p && q + 1 < e && s[q] == '|' && s[q + 1] == ' ') {
+            g[0].name = W_SERVICE;
+            g[0].v.a = a;
+            g[0].v.e = p;
+            *ng = 1;
+            *end = q + 2;
+            return 3;
+        }
+    }
+    /* stern: ^(?P<pod>[a-z0-9][a-z0-9.-]*) (?P<container>[a-z0-9][a-z0-9-]*) */
+    if (a < e && (is_lower(s[a]) || is_digit(s[a]))) {
+        p = a + 1;
+        while (p < e && (is_lower(s[p]) || is_digit(s[p]) || s[p] == '.' || s[p] == '-')) p++;
+        if (p < e && s[p] == ' ' && p + 1 < e && (is_lower(s[p + 1]) || is_digit(s[p + 1]))) {
+            q = p + 2;
+            while (q < e && (is_lower(s[q]) || is_digit(s[q]) || s[q] == '-')) q++;
+            if (q < e && s[q] == ' ') {
+                g[0].name = W_POD;
+                g[0].v.a = a;
+                g[0].v.e = p;
+                g[1].name = W_CONTAINER;
+                g[1].v.a = p + 1;
+                g[1].v.e = q;
+                *ng = 2;
+                *end = q + 1;
+                return 4;
+            }
+        }
+    }
+    return -1;
+}
+
+static const char *const W_KINDS[5] = {"kubectl-prefix", "syslog", "kubectl-timestamps", "docker-compose", "stern"};
+
+/* The wrapper tuple of text[a:e] (a new reference); text's data is s. */
+static PyObject *wrapper_parse(PyObject *text, const char *s, Py_ssize_t a, Py_ssize_t e) {
+    Span all = strip(s, a, e);
+    if (all.e == all.a) return Py_NewRef(empty_tuple);
+    int kinds[3], nk = 0, ni = 0;
+    WGroup items[12];
+    Py_ssize_t rest = a;
+    for (int round = 0; round < 3; round++) {
+        WGroup g[4];
+        int ng = 0;
+        Py_ssize_t end = rest;
+        int kind = wrapper_match(s, rest, e, g, &ng, &end);
+        if (kind < 0) break;
+        kinds[nk++] = kind;
+        for (int i = 0; i < ng; i++) {
+            int seen = 0;
+            for (int j = 0; j < ni; j++) {
+                if (items[j].name == g[i].name) seen = 1;
+            }
+            if (!seen) items[ni++] = g[i];
+        }
+        rest = end;
+        Span left = strip(s, rest, e);
+        if (left.e == left.a) break;
+    }
+    if (nk == 0) return Py_NewRef(empty_tuple);
+    char buf[64];
+    size_t used = 0;
+    for (int i = 0; i < nk; i++) {
+        size_t len = strlen(W_KINDS[kinds[i]]);
+        if (i) buf[used++] = '+';
+        memcpy(buf + used, W_KINDS[kinds[i]], len);
+        used += len;
+    }
+    PyObject *out = PyTuple_New(1 + ni);
+    if (out == NULL) return NULL;
+    PyObject *kind = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)used);
+    PyObject *pair = kind ? PyTuple_Pack(2, str_kind, kind) : NULL;
+    Py_XDECREF(kind);
+    if (pair == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, pair);
+    for (int i = 0; i < ni; i++) {
+        PyObject *v = PyUnicode_Substring(text, items[i].v.a, items[i].v.e);
+        pair = v ? PyTuple_Pack(2, w_names[items[i].name], v) : NULL;
+        Py_XDECREF(v);
+        if (pair == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, 1 + i, pair);
+    }
+    return out;
+}
+
+/* Repeated prefixes (docker-compose, stern, kubectl --prefix) keep their last tuple
+ * here, by the prefix's bytes (direct-mapped). */
 #define WCAP 256
 typedef struct {
     uint64_t h;
@@ -1113,12 +1377,7 @@ static PyObject *wrapper_for(PyObject *line, const char *s, Py_ssize_t len) {
         return Py_NewRef(w->wrapper);
     PyObject *prefix = PyUnicode_Substring(line, 0, len);
     if (prefix == NULL) return NULL;
-    PyObject *wrapper = PyDict_GetItemWithError(wrapper_cache, prefix);
-    if (wrapper != NULL) {
-        Py_INCREF(wrapper);
-    } else if (!PyErr_Occurred()) {
-        wrapper = PyObject_CallOneArg(wrapper_of, prefix);
-    }
+    PyObject *wrapper = wrapper_parse(line, s, 0, len);
     if (wrapper == NULL) {
         Py_DECREF(prefix);
         return NULL;
@@ -1127,6 +1386,16 @@ static PyObject *wrapper_for(PyObject *line, const char *s, Py_ssize_t len) {
     Py_XSETREF(w->wrapper, Py_NewRef(wrapper));
     w->h = h;
     return wrapper;
+}
+
+static PyObject *py_wrapper(PyObject *Py_UNUSED(self), PyObject *arg) {
+    if (!PyUnicode_CheckExact(arg) || !PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(arg);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] < 0x20 || s[i] > 0x7e) Py_RETURN_NONE;
+    }
+    return wrapper_parse(arg, s, 0, n);
 }
 
 /* ---- text_alert ------------------------------------------------------------------ */
@@ -1487,11 +1756,9 @@ static int copy_words(PyObject *seq, WordSet *set) {
 }
 
 static PyObject *py_configure(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *alert, *process, *container, *k8s, *conn, *slots, *known, *free_text, *cache,
-        *wrapper;
-    if (!PyArg_ParseTuple(args, "OOOOOO!OOO!O:configure", &alert, &process, &container, &k8s,
-                          &conn, &PyDict_Type, &slots, &known, &free_text, &PyDict_Type, &cache,
-                          &wrapper))
+    PyObject *alert, *process, *container, *k8s, *conn, *slots, *known, *free_text;
+    if (!PyArg_ParseTuple(args, "OOOOOO!OO:configure", &alert, &process, &container, &k8s,
+                          &conn, &PyDict_Type, &slots, &known, &free_text))
         return NULL;
     PyObject *classes[5] = {alert, process, container, k8s, conn};
     for (int i = 0; i < 5; i++) {
@@ -1522,8 +1789,6 @@ static PyObject *py_configure(PyObject *Py_UNUSED(self), PyObject *args) {
     cls_k8s = Py_NewRef(k8s);
     cls_connection = Py_NewRef(conn);
     slots_map = Py_NewRef(slots);
-    wrapper_cache = Py_NewRef(cache);
-    wrapper_of = Py_NewRef(wrapper);
     Py_RETURN_NONE;
 }
 
@@ -1532,6 +1797,9 @@ static PyMethodDef methods[] = {
      "text_alert(line, lineno) -> Alert | None: the Alert of a plain text alert line, or None "
      "when the pure-Python parser must read the line."},
     {"configure", py_configure, METH_VARARGS, "configure(...): set once at import."},
+    {"wrapper", py_wrapper, METH_O,
+     "wrapper(prefix) -> tuple | None: textline._wrapper_of(prefix) for printable ASCII, "
+     "else None."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1560,6 +1828,12 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         KEY[i] = PyUnicode_InternFromString(KEY_TEXT[i]);
         if (KEY[i] == NULL) goto fail;
     }
+    for (int i = 0; i < W_NAMES; i++) {
+        w_names[i] = PyUnicode_InternFromString(W_NAME_TEXT[i]);
+        if (w_names[i] == NULL) goto fail;
+    }
+    str_kind = PyUnicode_InternFromString("kind");
+    if (str_kind == NULL) goto fail;
     for (int i = 0; i < 9; i++) {
         prio_out[i] = PyUnicode_InternFromString(PRIO_OUT[i]);
         if (prio_out[i] == NULL) goto fail;

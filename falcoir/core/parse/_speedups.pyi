@@ -4,6 +4,7 @@ VERSION: int
 MAX_LINE: int
 
 def text_alert(line: str, lineno: int, /) -> Alert | None: ...
+def wrapper(prefix: str, /) -> tuple[tuple[str, str], ...] | None: ...
 def configure(
     alert: type,
     process: type,
@@ -13,7 +14,5 @@ def configure(
     slots: dict[str, tuple[int, int]],
     known_keys: tuple[str, ...],
     free_text_keys: tuple[str, ...],
-    wrapper_cache: dict[str, tuple[tuple[str, str], ...]],
-    wrapper_of: object,
     /,
 ) -> None: ...

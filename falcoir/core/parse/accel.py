@@ -16,11 +16,11 @@ from collections.abc import Callable
 from types import ModuleType
 
 from falcoir.core.alert import Alert, Connection, Container, K8s, Process
-from falcoir.core.parse import normalize, pairs, textline
+from falcoir.core.parse import normalize, pairs
 
 TextAlert = Callable[[str, int], Alert | None]
 
-EXPECTED_VERSION = 1
+EXPECTED_VERSION = 2
 """The ``_speedups.VERSION`` this Python code matches (a stale build is not used)."""
 
 _SLOT_INDEX = (
@@ -63,8 +63,6 @@ def configure(mod: ModuleType) -> TextAlert | None:
         slots,
         tuple(sorted(pairs.KNOWN_KEYS)),
         tuple(sorted(pairs.FREE_TEXT_KEYS)),
-        textline._WRAPPER_CACHE,
-        textline.wrapper_of,
     )
     fn: TextAlert = mod.text_alert
     return fn
