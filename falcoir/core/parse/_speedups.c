@@ -1680,6 +1680,9 @@ done:
     return result;
 }
 
+static int busy;
+static Body body_buf;
+
 static PyObject *py_text_alert(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "text_alert(line, lineno) takes two arguments");
@@ -1704,8 +1707,11 @@ static PyObject *py_text_alert(PyObject *Py_UNUSED(self), PyObject *const *args,
     if (bad) Py_RETURN_NONE;
     Anchor m;
     if (!anchor_search(s, n, &m)) Py_RETURN_NONE;
-    Body *b = PyMem_Malloc(sizeof(Body));
-    if (b == NULL) return PyErr_NoMemory();
+    /* Not re-entrant (the caches and the buffer below are shared): a call made while
+     * another runs, from a finaliser the garbage collector ran, is declined. */
+    if (busy) Py_RETURN_NONE;
+    busy = 1;
+    Body *b = &body_buf;
     split_body(s, m.end, n, b);
     PyObject *res;
     if (b->fields.overflow) {
@@ -1717,7 +1723,7 @@ static PyObject *py_text_alert(PyObject *Py_UNUSED(self), PyObject *const *args,
         res = stripped == NULL ? NULL : build(stripped, s, n, &m, b, lineno);
         Py_XDECREF(stripped);
     }
-    PyMem_Free(b);
+    busy = 0;
     return res;
 }
 
