@@ -25,6 +25,10 @@ To see where the time goes, ``--profile`` runs the parser over the text half und
 cProfile and prints the costliest functions (nothing else is measured then)::
 
     PYTHONPATH=. python benchmarks/parse_bench.py --lines 100000 --profile
+
+Text lines go through the C accelerator (``falcoir.core.parse._speedups``) when it was
+built; the first line printed says which path ran. ``--pure`` (or the environment
+variable ``FALCOIR_PURE_PARSER=1``) measures the pure-Python parser instead.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from falcoir.core.alert import Alert  # noqa: E402
-from falcoir.core.parse import iter_parse  # noqa: E402
+from falcoir.core.parse import accel, iter_parse  # noqa: E402
 
 GOAL_TEXT_LINES_PER_S = 200_000
 GOAL_COLD_START_S = 0.25
@@ -291,12 +295,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--keep", type=Path, help="write the generated logs into this directory")
     ap.add_argument("--profile", action="store_true", help="profile parsing the text half")
+    ap.add_argument(
+        "--pure", action="store_true", help="use the pure-Python parser (no C accelerator)"
+    )
     args = ap.parse_args(argv)
+    saved = accel.TEXT_ALERT
+    if args.pure:
+        accel.TEXT_ALERT = None
+    try:
+        return _run(args)
+    finally:
+        accel.TEXT_ALERT = saved
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = accel.active()
     if args.profile:
+        print(f"parser path: {path}")
         return profile(args.lines, args.seed)
 
-    results: dict[str, object] = {"lines": args.lines}
+    results: dict[str, object] = {"lines": args.lines, "parser_path": path}
     log: Callable[[str], None] = (lambda s: None) if args.json else print
+    log(
+        f"parser path: {path}"
+        + (
+            " (C accelerator falcoir.core.parse._speedups)"
+            if path == "accelerated"
+            else " (pure Python)"
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="falcoir-bench-") as tmp:
         base = args.keep or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -343,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     env = dict(os.environ)
+    if path == "pure":
+        env["FALCOIR_PURE_PARSER"] = "1"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     cold = {
         "falcoir parse": best_of(

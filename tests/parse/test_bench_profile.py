@@ -24,11 +24,26 @@ def _main() -> object:
 def test_profile_lists_the_parser_functions(capsys: pytest.CaptureFixture[str]) -> None:
     main = _main()
     assert callable(main)
-    assert main(["--lines", "300", "--profile"]) == 0
+    assert main(["--lines", "300", "--profile", "--pure"]) == 0
     out = capsys.readouterr().out
+    assert "parser path: pure" in out
     assert "Ordered by: internal time" in out
     assert "split_pairs" in out
     assert "normalize" in out
+
+
+def test_profile_of_the_accelerated_path_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from falcoir.core.parse import accel
+
+    if accel.TEXT_ALERT is None:
+        pytest.skip("the C accelerator is not built here (tests/parse/test_accel.py builds it)")
+    main = _main()
+    assert callable(main)
+    assert main(["--lines", "300", "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "parser path: accelerated" in out
+    assert "_speedups.text_alert" in out
+    assert "split_pairs" not in out  # no text line fell back to the pure path
 
 
 def test_cold_start_ratios_are_reported(capsys: pytest.CaptureFixture[str]) -> None:

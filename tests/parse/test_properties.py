@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from falcoir.core.alert import Alert
-from falcoir.core.parse import ParseProblem, Rule, RuleSet, Skipped, iter_parse, parse_text
+from falcoir.core.parse import (
+    ParseProblem,
+    Rule,
+    RuleSet,
+    Skipped,
+    accel,
+    iter_parse,
+    parse_text,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -29,6 +37,13 @@ def _check_accounting(text: str) -> None:
     if lines and lines[-1] == "":
         lines.pop()
     items = list(iter_parse(lines))
+    # The same items on the pure-Python path (the C accelerator, when built, ran above).
+    saved = accel.TEXT_ALERT
+    accel.TEXT_ALERT = None
+    try:
+        assert list(iter_parse(lines)) == items
+    finally:
+        accel.TEXT_ALERT = saved
     seen: list[int] = []
     for item in items:
         assert item.line is not None

@@ -7,6 +7,10 @@ Public API (other packages code against exactly this):
 - :func:`iter_parse` for streams: yields :class:`~falcoir.core.alert.Alert`,
   :class:`ParseProblem` or :class:`Skipped` as soon as each is complete
 - :func:`load_rules` -> :class:`RuleSet`, to name the rule of text alerts
+
+Plain text alert lines are read by an optional C accelerator when it was built at
+install time (:mod:`falcoir.core.parse.accel`); it gives exactly what the pure-Python
+parser gives, which stays the reference. ``FALCOIR_PURE_PARSER=1`` turns it off.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from falcoir.core.alert import Alert
+from falcoir.core.parse import accel
 from falcoir.core.parse.build import (
     alert_from_json,
     alert_from_text,
@@ -258,12 +259,21 @@ def iter_parse(
     """Parse a stream of lines lazily; yield each alert, problem or skipped line as soon
     as the line(s) holding it have arrived."""
     parser = _Parser(rules)
+    # The C accelerator builds the same Alert for plain text lines, or declines one.
+    fast = accel.TEXT_ALERT if rules is None else None
     feed = parser.feed
     search = ANCHOR.search
     decode = _DECODER.decode
     lineno = 0
     for raw in lines:
         lineno += 1
+        if fast is not None and not parser.buf:
+            # It strips the line end itself, and reads only lines of at most
+            # _speedups.MAX_LINE characters (fewer than MAX_LINE_CHARS).
+            alert = fast(raw, lineno)
+            if alert is not None:
+                yield alert
+                continue
         line = raw.rstrip("\r\n") if raw.endswith(("\n", "\r")) else raw
         # The two common shapes go straight to their builder; everything else (and any
         # line while a multi-line JSON document is open) takes the general path, which
