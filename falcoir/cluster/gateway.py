@@ -23,6 +23,12 @@ their total bounded by ``RetryPolicy.budget``):
 Timeouts: every request has one (``request_timeout``, default 15 s, for connecting and
 for the whole body, however slowly it arrives); log reads and exec sessions have their
 own overall deadline (``timeout``). TLS and certificate failures are never retried.
+
+Connections: requests share one pool of keep-alive connections (``POOL_MAXSIZE``, more
+than falcoir ever has in flight), so a burst of concurrent requests opens connections
+once and the next burst reuses them all; :meth:`KubeGateway.prewarm` (or
+``connect(prewarm=N)``) opens N of them in the background before the first burst.
+Exec sessions are WebSockets: one connection each, whatever the pool holds.
 """
 
 from __future__ import annotations
