@@ -279,6 +279,7 @@ class KubeGateway:
         self._ssl_context: ssl.SSLContext | None = None
         self._ssl_lock = threading.Lock()
         self.user_agent = USER_AGENT
+        self._exec_loaded = False
 
     # -- identity --------------------------------------------------------------------
     @property
@@ -404,6 +405,11 @@ class KubeGateway:
         """One try. Returns (status, body, response) for any HTTP answer that is not
         worth retrying; raises _Transient or a ClusterError otherwise."""
         self.stats.count(op.verb, len(body or b""))
+        if not self._exec_loaded:
+            # The exec machinery (websocket-client) loads while this request is on the
+            # wire, instead of when the first exec is already waiting for it.
+            self._exec_loaded = True
+            threading.Thread(target=_load_exec, daemon=True, name="falcoir-load-exec").start()
         t0 = time.monotonic()
         try:
             resp = self._pool.request(
@@ -816,6 +822,10 @@ class KubeGateway:
             max_bytes=max_bytes,
             stdout_sink=stdout_sink,
         )
+
+
+def _load_exec() -> None:
+    import falcoir.cluster.exec  # noqa: F401
 
 
 TICKET_WAIT = 0.25
