@@ -222,3 +222,57 @@ def test_on_found_is_not_called_when_nothing_is_found() -> None:
     with pytest.raises(TargetNotFound):
         locate(world, alert=text_alert(pid=999), on_found=seen.append)
     assert seen == []
+
+
+def test_the_next_alert_uses_the_falco_pods_found_for_the_last_one() -> None:
+    world, pod = scenario(nodes=1)
+    gw = Slow(world)
+    first = locate(gw, alert=text_alert())  # type: ignore[arg-type]
+    assert gw.round_trips == 3
+    gw.reset()
+    world.calls.clear()
+    again = locate(gw, alert=text_alert())  # type: ignore[arg-type]
+    assert (again.pod, again.vpid) == (first.pod, first.vpid) == (pod["metadata"]["name"], 7)
+    # status and cmdline reads + the node's pods | owners: no Falco pod listing
+    assert gw.round_trips == 2
+    assert not [c for c in world.calls if c[0] == "list" and "falco" in c[3]]
+    # Another gateway (another cluster) does not share them.
+    other = Slow(world)
+    locate(other, alert=text_alert())  # type: ignore[arg-type]
+    assert other.round_trips == 3
+
+
+def test_falco_pods_replaced_since_are_found_again() -> None:
+    from falcoir.core.gateway import PODS as P
+
+    world, pod = scenario(nodes=1)
+    locate(world, alert=text_alert())
+    # Falco's pod on lab-node is replaced (a DaemonSet update): new name.
+    del world.objects[(P.plural, "falco", "falco-lab-node")]
+    world.falco("lab-node", "falco-lab-node-v2")
+    steps: list[str] = []
+    target = locate(world, alert=text_alert(), on_step=steps.append)
+    assert target.pod == pod["metadata"]["name"] and target.vpid == 7
+    assert any("asking again" in s for s in steps), steps
+    assert target.notes == () or all("gone" not in n for n in target.notes)
+
+
+def test_remembered_falco_pods_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    from falcoir.core.locate import engine
+
+    world, _ = scenario(nodes=1)
+    locate(world, alert=text_alert())
+    monkeypatch.setattr(engine, "FALCO_CACHE_SECONDS", 0.0)
+    world.calls.clear()
+    locate(world, alert=text_alert())
+    assert [c for c in world.calls if c[0] == "list" and "falco" in c[3]]  # listed again
+
+
+def test_a_pid_not_found_is_still_not_found_with_remembered_falco_pods() -> None:
+    from falcoir.errors import TargetNotFound
+
+    world, _ = scenario(nodes=1)
+    locate(world, alert=text_alert())
+    with pytest.raises(TargetNotFound) as err:
+        locate(world, alert=text_alert(pid=4242))
+    assert "4242" in err.value.message
