@@ -39,12 +39,10 @@ from falcoir.cluster.gateway import Span, critical_path
 from falcoir.core.alert import Alert, Container, K8s, Process
 from falcoir.core.gateway import JSON, PODS, ClusterGateway, ExecResult, Resource
 from falcoir.core.locate import LocateOptions, locate
-from falcoir.core.locate.engine import forget_falco_pods
 from falcoir.core.target import PodRef, Target
 
 XMRIG = ("/tmp/xmrig", "-o", "pool.example.com:3333", "-u", "wallet_address", "-p", "x")
 NS, DEPLOY, RS_HASH = "default", "cryptominer-demo", "7d9f8b6c5"
-WARM = "host-pid (no node), next alert (<30 s)"
 DEFAULT_LATENCY = 0.02
 """Offline: seconds each call takes, so that calls in flight together overlap."""
 
@@ -179,7 +177,6 @@ def cases(
         ),
         ("host-pid (node known)", lambda g: locate(g, alert=json_alert())),
         ("host-pid (no node: every Falco pod)", lambda g: locate(g, alert=text)),
-        (WARM, lambda g: locate(g, alert=text)),
         (
             "scan (-n default)",
             lambda g: locate(
@@ -193,14 +190,11 @@ def cases(
 
 
 def _measure(
-    label: str,
     gw: Any,
     reset: Callable[[], None],
     stats: Callable[[], tuple[int, int, int]],
     fn: Callable[[Any], Target],
 ) -> dict[str, Any]:
-    if label != WARM:
-        forget_falco_pods(gw)  # each case as the first alert (WARM: the next one)
     reset()
     t0 = time.perf_counter()
     target = fn(gw)
@@ -230,7 +224,7 @@ def run_offline(pods: int, nodes: int, latency: float = DEFAULT_LATENCY) -> dict
     reset()
     gw.list(PODS, None)
     baseline = {"requests": gw.requests, "bytes": gw.bytes}
-    results = {label: _measure(label, gw, reset, stats, fn) for label, fn in cases(pod)}
+    results = {label: _measure(gw, reset, stats, fn) for label, fn in cases(pod)}
     return {
         "pods": pods + nodes + 1,
         "nodes": nodes,
@@ -283,7 +277,7 @@ def run_cluster(kubeconfig: str, context: str | None, pid: int | None = None) ->
     everything = gw.list(PODS, None)
     baseline = dict(zip(("requests", "bytes"), stats()[:2], strict=True))
     nodes = {(p.get("spec") or {}).get("nodeName") for p in everything}
-    results = {label: _measure(label, gw, reset, stats, fn) for label, fn in cases(pod, proc)}
+    results = {label: _measure(gw, reset, stats, fn) for label, fn in cases(pod, proc)}
     return {
         "pods": len(everything),
         "nodes": len(nodes),

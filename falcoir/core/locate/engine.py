@@ -16,10 +16,7 @@ Strategies, cheapest first; each runs only when the previous one cannot answer:
 
 from __future__ import annotations
 
-import copy
 import threading
-import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -106,58 +103,6 @@ class PodReplaced(TargetNotFound):
         self.owner = owner
 
 
-FALCO_CACHE_SECONDS = 30.0
-"""How long the Falco pods found for one alert serve the next ones (``respond --follow``
-handles many): one round trip less each. A Falco pod only says where to read a node's
-``/proc``; what is read there is checked as always, and a locate that finds nothing
-with them asks again (a node that joined since, a Falco pod replaced)."""
-
-
-class _FalcoPods:
-    """Falco pods found lately, per gateway (in this process only)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_gateway: dict[int, tuple[Any, dict[Any, tuple[float, Any]]]] = {}
-
-    def get(self, gateway: Any, key: Any) -> tuple[list[JSON], str] | None:
-        with self._lock:
-            ref, entries = self._by_gateway.get(id(gateway), (None, {}))
-            if ref is None or ref() is not gateway:
-                return None
-            at, value = entries.get(key, (0.0, None))
-        if value is None or time.monotonic() - at > FALCO_CACHE_SECONDS:
-            return None
-        pods, selector = value
-        return copy.deepcopy(pods), selector
-
-    def put(self, gateway: Any, key: Any, value: tuple[list[JSON], str]) -> None:
-        try:
-            ref = weakref.ref(gateway)
-        except TypeError:
-            return  # a gateway that cannot be referred to weakly is not remembered
-        with self._lock:
-            old_ref, entries = self._by_gateway.get(id(gateway), (None, {}))
-            if old_ref is None or old_ref() is not gateway:
-                entries = {}
-                # forget gateways that are gone
-                self._by_gateway = {k: v for k, v in self._by_gateway.items() if v[0]()}
-            entries[key] = (time.monotonic(), copy.deepcopy(value))
-            self._by_gateway[id(gateway)] = (ref, entries)
-
-    def forget(self, gateway: Any) -> None:
-        with self._lock:
-            self._by_gateway.pop(id(gateway), None)
-
-
-_FALCO_PODS = _FalcoPods()
-
-
-def forget_falco_pods(gateway: ClusterGateway) -> None:
-    """Drop the Falco pods remembered for ``gateway`` (the next locate lists them)."""
-    _FALCO_PODS.forget(gateway)
-
-
 def _background(fn: Callable[[], T]) -> Future[T]:
     """Run ``fn`` in a daemon thread now (a hung call cannot keep falcoir alive); the
     future holds its result or its exception, raised again by ``result()``."""
@@ -189,9 +134,6 @@ class _Ctx:
     falco: dict[str | None, Future[tuple[list[JSON], str]]] = field(default_factory=dict)
     """Running Falco pods by node (``None``: every node), read once, maybe ahead."""
     no_falco_on_node: bool = False
-    cached: bool = False
-    """Falco pods found for a previous alert (moments ago) may be used."""
-    used_cache: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_found: Callable[[Target], None] | None = None
 
@@ -211,27 +153,12 @@ class _Ctx:
         return self.node_pods[node].result()
 
     def prefetch_falco(self, node: str | None) -> None:
-        """Start looking for the running Falco pods (on ``node``, or everywhere), or
-        take them from a previous alert's (``cached``: see :data:`FALCO_CACHE_SECONDS`)."""
-        key = (self.options.falco_selector, self.options.falco_namespace, node)
+        """Start looking for the running Falco pods (on ``node``, or everywhere)."""
         with self.lock:
-            if node in self.falco:
-                return
-            known = _FALCO_PODS.get(self.gateway, key) if self.cached else None
-            if known is not None:
-                self.used_cache = True
-                done: Future[tuple[list[JSON], str]] = Future()
-                done.set_result(known)
-                self.falco[node] = done
-                return
-
-            def find() -> tuple[list[JSON], str]:
-                found = find_falco_pods(self.gateway, self.options, node)
-                if found[0]:
-                    _FALCO_PODS.put(self.gateway, key, found)
-                return found
-
-            self.falco[node] = _background(find)
+            if node not in self.falco:
+                self.falco[node] = _background(
+                    lambda: find_falco_pods(self.gateway, self.options, node)
+                )
 
     def falco_pods(self, node: str | None) -> tuple[list[JSON], str]:
         """The running Falco pods on ``node`` (from every node's, when those were read
@@ -275,38 +202,20 @@ def locate(
     Raises ``TargetNotFound`` (saying which flag or field would help),
     ``TargetAmbiguous`` (with the candidates), ``Forbidden``, ``ClusterUnreachable``.
     """
-    host_proc = validate_host_proc(options.host_proc)
-
-    def context(cached: bool) -> _Ctx:
-        return _Ctx(
-            gateway=gateway,
-            alert=alert,
-            options=options,
-            step=on_step or _noop,
-            on_found=on_found,
-            host_proc=host_proc,
-            cached=cached,
-        )
-
+    ctx = _Ctx(
+        gateway=gateway,
+        alert=alert,
+        options=options,
+        step=on_step or _noop,
+        on_found=on_found,
+        host_proc=validate_host_proc(options.host_proc),
+    )
     if pod is not None:
-        return _by_pod_flag(context(False), pod)
+        return _by_pod_flag(ctx, pod)
     if alert is None:
         raise InputError(
             "nothing to locate", hint="give the Falco alert, -f FILE, or --pod NS/NAME"
         )
-    ctx = context(True)
-    try:
-        return _strategies(ctx, alert)
-    except TargetNotFound:
-        if not ctx.used_cache:
-            raise
-    # Maybe the Falco pods remembered from a previous alert are not all there now.
-    forget_falco_pods(gateway)
-    ctx.step("the Falco pods known from a previous alert may be out of date: asking again")
-    return _strategies(context(False), alert)
-
-
-def _strategies(ctx: _Ctx, alert: Alert) -> Target:
     for strategy in (_by_k8s_fields, _by_container_id, _by_host_pid, _by_scan):
         target = strategy(ctx, alert)
         if target is not None:
