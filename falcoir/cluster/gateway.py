@@ -36,6 +36,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import logging
 import os
 import ssl
 import threading
@@ -822,6 +823,18 @@ class KubeGateway:
             max_bytes=max_bytes,
             stdout_sink=stdout_sink,
         )
+
+
+class _QuietPoolFull(logging.Filter):
+    """urllib3 warns each time a connection beyond ``POOL_MAXSIZE`` is closed after
+    use instead of kept: expected here (the pool does not block), and not worth a line
+    on the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Connection pool is full")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_QuietPoolFull())
 
 
 def _load_exec() -> None:

@@ -167,3 +167,13 @@ def test_the_official_clients_pool_keeps_as_many(
         assert gw.stats.connections == BURST and gw.idle_connections == BURST
     finally:
         gw.close()
+
+
+def test_a_burst_beyond_the_pool_says_nothing_on_the_terminal(
+    slow_tls_api: FakeApi, tls_gw: KubeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    _burst(tls_gw, POOL_MAXSIZE + 4)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
