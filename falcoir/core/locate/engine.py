@@ -167,7 +167,10 @@ class _Ctx:
             everywhere = self.falco.get(None) if node not in self.falco else None
         if node is not None and everywhere is not None:
             pods, selector = everywhere.result()
-            return [p for p in pods if pod_node(p) == node], selector
+            here = [p for p in pods if pod_node(p) == node]
+            if here:
+                return here, selector
+            # none by the selector that found the others: the node's own may differ
         self.prefetch_falco(node)
         return self.falco[node].result()
 
