@@ -268,6 +268,9 @@ def main() -> None:
                             statistics.median(r.phase for r in runs), 3
                         ),
                         "falcoir_startup_s": round(statistics.median(r.startup for r in runs), 3),
+                        "falcoir_after_startup_s": round(
+                            statistics.median(r.wall - r.startup for r in runs), 3
+                        ),
                         "falcoir_requests": max(r.requests for r in runs),
                         "falcoir_requests_by_verb": runs[-1].by_verb,
                         "falcoir_round_trips": max(r.round_trips for r in runs),

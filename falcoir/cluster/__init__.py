@@ -4,6 +4,13 @@
 :class:`falcoir.core.gateway.ClusterGateway`.
 """
 
-from falcoir.cluster.gateway import KubeGateway, RequestStats, RetryPolicy, connect
+from falcoir.cluster.gateway import (
+    KubeGateway,
+    RequestStats,
+    RetryPolicy,
+    Span,
+    connect,
+    critical_path,
+)
 
-__all__ = ["KubeGateway", "RequestStats", "RetryPolicy", "connect"]
+__all__ = ["KubeGateway", "RequestStats", "RetryPolicy", "Span", "connect", "critical_path"]

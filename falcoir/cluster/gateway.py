@@ -23,6 +23,12 @@ their total bounded by ``RetryPolicy.budget``):
 Timeouts: every request has one (``request_timeout``, default 15 s, for connecting and
 for the whole body, however slowly it arrives); log reads and exec sessions have their
 own overall deadline (``timeout``). TLS and certificate failures are never retried.
+
+Connections: requests share one pool of keep-alive connections (``POOL_MAXSIZE``, more
+than falcoir ever has in flight), so a burst of concurrent requests opens connections
+once and the next burst reuses them all; :meth:`KubeGateway.prewarm` (or
+``connect(prewarm=N)``) opens N of them in the background before the first burst.
+Exec sessions are WebSockets: one connection each, whatever the pool holds.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import logging
 import os
 import ssl
 import threading
@@ -273,6 +280,7 @@ class KubeGateway:
         self._ssl_context: ssl.SSLContext | None = None
         self._ssl_lock = threading.Lock()
         self.user_agent = USER_AGENT
+        self._exec_loaded = False
 
     # -- identity --------------------------------------------------------------------
     @property
@@ -398,6 +406,11 @@ class KubeGateway:
         """One try. Returns (status, body, response) for any HTTP answer that is not
         worth retrying; raises _Transient or a ClusterError otherwise."""
         self.stats.count(op.verb, len(body or b""))
+        if not self._exec_loaded:
+            # The exec machinery (websocket-client) loads while this request is on the
+            # wire, instead of when the first exec is already waiting for it.
+            self._exec_loaded = True
+            threading.Thread(target=_load_exec, daemon=True, name="falcoir-load-exec").start()
         t0 = time.monotonic()
         try:
             resp = self._pool.request(
@@ -810,6 +823,22 @@ class KubeGateway:
             max_bytes=max_bytes,
             stdout_sink=stdout_sink,
         )
+
+
+class _QuietPoolFull(logging.Filter):
+    """urllib3 warns each time a connection beyond ``POOL_MAXSIZE`` is closed after
+    use instead of kept: expected here (the pool does not block), and not worth a line
+    on the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Connection pool is full")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_QuietPoolFull())
+
+
+def _load_exec() -> None:
+    import falcoir.cluster.exec  # noqa: F401
 
 
 TICKET_WAIT = 0.25

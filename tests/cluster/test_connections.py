@@ -140,3 +140,40 @@ def test_plain_http_prewarm(api: FakeApi, gw: KubeGateway) -> None:
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: gw.list(PODS, "prod"), range(2)))
     assert api.connections_accepted == 2
+
+
+def test_the_official_clients_pool_keeps_as_many(
+    slow_tls_api: FakeApi, certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a cluster (the official client's configuration and pool), a burst of 12 is
+    kept whole too (its default keeps 5 per core) and prewarm works the same."""
+    from kubernetes.config import incluster_config
+
+    token_file = tmp_path / "token"
+    token_file.write_text(slow_tls_api.token)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token_file))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(certs.ca))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(slow_tls_api.port))
+    gw = connect(retry=FAST_RETRY)
+    try:
+        assert gw.context == "in-cluster"
+        assert gw.prewarm(4).result(10) == 4
+        _burst(gw)
+        _burst(gw)
+        assert slow_tls_api.connections_accepted == BURST
+        assert gw.stats.connections == BURST and gw.idle_connections == BURST
+    finally:
+        gw.close()
+
+
+def test_a_burst_beyond_the_pool_says_nothing_on_the_terminal(
+    slow_tls_api: FakeApi, tls_gw: KubeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    _burst(tls_gw, POOL_MAXSIZE + 4)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

@@ -222,3 +222,16 @@ def test_on_found_is_not_called_when_nothing_is_found() -> None:
     with pytest.raises(TargetNotFound):
         locate(world, alert=text_alert(pid=999), on_found=seen.append)
     assert seen == []
+
+
+def test_a_node_whose_falco_pod_has_the_older_labels_is_still_read() -> None:
+    """Every Falco pod is looked for ahead (no node known) by the chart's labels; the
+    pod's node has the older chart's: its own lookup finds it."""
+    world, pod = scenario(nodes=2)
+    falco = world.objects[(PODS.plural, "falco", "falco-lab-node")]
+    falco["metadata"]["labels"] = {"app": "falco"}
+    full = _full_cid(world, pod)
+    target = locate(world, alert=json_alert(container_id=full[:12], node=None))
+    assert target.vpid == 7 and target.host_pid == 12345
+    reads = [c for c in world.calls if c[0] == "exec" and c[2] == "falco-lab-node"]
+    assert reads and reads[0][4] == "cat"  # NSpid read through that Falco pod

@@ -12,6 +12,13 @@ Strategies, cheapest first; each runs only when the previous one cannot answer:
    whose process matches the alert's name and command line is kept.
 4. ``scan``: only within a namespace, selector or node the user gave: list the
    processes of each candidate container and compare them with the alert.
+
+Reads that do not depend on each other go out together, each round trip counts: the
+node's Falco pods are looked for while the pod (or the node's pods) is read; the
+owner chain is read while the in-container pid is, with a ReplicaSet's Deployment (a
+Job's CronJob) guessed from its name and read beside it. ``on_found`` hands the target
+over before the owner chain is in. What locate read for a target (the pod, the owner
+objects) is kept a short while for ``collect`` (:mod:`falcoir.core.locate.known`).
 """
 
 from __future__ import annotations
@@ -167,7 +174,10 @@ class _Ctx:
             everywhere = self.falco.get(None) if node not in self.falco else None
         if node is not None and everywhere is not None:
             pods, selector = everywhere.result()
-            return [p for p in pods if pod_node(p) == node], selector
+            here = [p for p in pods if pod_node(p) == node]
+            if here:
+                return here, selector
+            # none by the selector that found the others: the node's own may differ
         self.prefetch_falco(node)
         return self.falco[node].result()
 
