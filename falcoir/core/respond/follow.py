@@ -112,9 +112,15 @@ class _Prelocated:
         self._target = target
 
     def locate(
-        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+        self,
+        alert: Alert,
+        progress: Progress,
+        ahead: ActionOptions | None = None,
+        on_found: Callable[[Target], None] | None = None,
     ) -> Target:
         progress("located when the alert arrived")
+        if on_found is not None:
+            on_found(self._target)
         return self._target
 
     def __getattr__(self, name: str) -> Any:

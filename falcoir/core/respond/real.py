@@ -179,7 +179,11 @@ class RealBackend:
 
     # -- steps --------------------------------------------------------------------------
     def locate(
-        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+        self,
+        alert: Alert,
+        progress: Progress,
+        ahead: ActionOptions | None = None,
+        on_found: Callable[[Target], None] | None = None,
     ) -> Target:
         """``ahead``: the quarantine will go ahead without a question (``--yes``, not a
         dry run) with these options: its reads and the baseline probe start as soon as
@@ -188,6 +192,8 @@ class RealBackend:
         def found(where: Target) -> None:
             if ahead is not None:
                 self._prepare_ahead(alert, where, ahead)
+            if on_found is not None:
+                on_found(where)
 
         cache = self._falco
         hits = cache.hits if cache is not None else 0
