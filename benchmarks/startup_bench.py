@@ -24,11 +24,18 @@ nothing):
    then): time per top-level package, and which of the heavy ones (pydantic,
    kubernetes, rich, bagit, yaml, ...) were loaded.
 
+5. With ``--lab``: ``respond --yes -o json`` against a lab of its own (20 ms of latency
+   on every API request, root needed), a fresh cryptominer scenario per run, before
+   and after interleaved: the JSON's own ``timings.alert_read_s``, the start of its
+   locate step (``steps[].started_s``: the first request), ``containment_s`` and
+   ``total_s``, all counted from the process start.
+
 Usage, from the repository root::
 
     PYTHONPATH=. python benchmarks/startup_bench.py                 # vs merge base, 7 runs
     PYTHONPATH=. python benchmarks/startup_bench.py --before 4da39c6 --runs 11
     PYTHONPATH=. python benchmarks/startup_bench.py --before none --json
+    PYTHONPATH=. python benchmarks/startup_bench.py --lab --runs 5     # and the lab
 
 Figures are medians (and minima) of ``--runs`` runs, wall clock, on whatever else the
 machine is doing: compare rows from the same run.
@@ -59,6 +66,7 @@ ALERT = (
     "17:02:06.572 - Critical - Suspicious crypto miner process (name=xmrig, "
     "cmdline=/tmp/xmrig -o pool.example.com:3333 -u wallet_address -p x, pid=623)"
 )
+ENV_SWITCH = "FALCOIR_TYPER_COERCION"
 HEAVY = ("pydantic", "kubernetes", "rich", "bagit", "yaml", "urllib3", "websocket", "typer")
 
 
@@ -172,7 +180,7 @@ def env_for(tree: Path, kubeconfig: Path, bytecode: str, pyc: Path) -> dict[str,
     env["PYTHONPATH"] = str(tree)
     env["KUBECONFIG"] = str(kubeconfig)
     env["HOME"] = str(kubeconfig.parent)  # no ~/.kube, no incident store of the user's
-    env.pop("FALCOIR_TYPER_COERCION", None)
+    env.pop(ENV_SWITCH, None)
     if bytecode == "cached":
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(pyc)
@@ -260,6 +268,67 @@ def import_breakdown(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def lab_runs(trees: dict[str, Path], runs: int, work: Path) -> dict[str, Any]:
+    """respond's own timings on a lab, per tree (see the module docstring, 5.)."""
+    from falcoir.lab.client import LabClient
+    from falcoir.lab.scenario import play_cryptominer
+
+    state = work / "lab"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(work)}
+    env.pop("KUBECONFIG", None)
+    up = subprocess.run(
+        [sys.executable, "-m", "falcoir", "lab", "up", "--detach", "--state-dir", str(state),
+         "--port", "0", "--latency-ms", "20"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=work,
+    )  # fmt: skip
+    if up.returncode != 0:
+        raise RuntimeError(f"falcoir lab up failed: {up.stderr[-2000:]}")
+    per_tree: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    try:
+        client = LabClient.from_state_dir(state)
+        for i in range(runs):
+            for label, tree in trees.items():
+                ns = f"su{i}{label[0]}{os.getpid() % 1000}"
+                client.create("namespaces", {"metadata": {"name": ns}})
+                scenario = play_cryptominer(client, state, namespace=ns)
+                run_env = {
+                    **os.environ,
+                    "PYTHONPATH": str(tree),
+                    "HOME": str(work),
+                    "FALCOIR_HOME": str(work / f"home-{label}"),
+                    "KUBECONFIG": str(state / "kubeconfig"),
+                }
+                run_env.pop(ENV_SWITCH, None)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "falcoir", "respond", scenario.alert_text, "--yes",
+                     "-o", "json", "--out", str(work / f"out-{label}")],
+                    capture_output=True, text=True, env=run_env, timeout=300, cwd=work,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise RuntimeError(f"respond ({label}) exited {proc.returncode}: "
+                                       f"{proc.stderr[-1500:]}")  # fmt: skip
+                doc = json.loads(proc.stdout)
+                timings = doc["timings"]
+                starts = {s["name"]: s.get("started_s") for s in doc.get("steps", [])}
+                per_tree[label].append(
+                    {
+                        "alert_read_s": float(timings["alert_read_s"]),
+                        "locate_started_s": float(starts["locate"]),
+                        "containment_s": float(timings["containment_s"]),
+                        "total_s": float(timings["total_s"]),
+                    }
+                )
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "falcoir", "lab", "down", "--state-dir", str(state)],
+            capture_output=True, env=env, timeout=120, cwd=work,
+        )  # fmt: skip
+    out: dict[str, Any] = {}
+    for label, rows in per_tree.items():
+        out[label] = {k: summary([r[k] for r in rows]) for k in rows[0]} if rows else {}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=7)
@@ -269,6 +338,7 @@ def main() -> int:
     )
     ap.add_argument("--only", nargs="*", help="commands to time (default: all)")
     ap.add_argument("--json", action="store_true", help="JSON on stdout")
+    ap.add_argument("--lab", action="store_true", help="also respond's timings on a lab (root)")
     args = ap.parse_args()
 
     py = sys.executable
@@ -277,7 +347,12 @@ def main() -> int:
     before = args.before
     try:
         server, recorder, kubeconfig = start_server(tmp / "api")
-        trees = {"after": ROOT}
+        # A copy without __pycache__: "source" must compile every module, as for "before".
+        after = tmp / "after"
+        shutil.copytree(
+            ROOT / "falcoir", after / "falcoir", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        trees = {"after": after}
         before = args.before
         if before == "merge-base":
             before = subprocess.run(
@@ -335,6 +410,8 @@ def main() -> int:
                     tree_res = results["trees"].setdefault(label, {})
                     tree_res.setdefault(mode, {})[name] = entry
         server.shutdown()
+        if args.lab:
+            results["lab"] = lab_runs(trees, args.runs, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
@@ -346,6 +423,15 @@ def main() -> int:
 
 def report(results: dict[str, Any], before_ref: str) -> None:
     out = sys.stderr
+    if "lab" in results:
+        out.write("lab, respond --yes -o json (its own timings, from the process start):\n")
+        for label, figures in results["lab"].items():
+            name = before_ref if label == "before" else "this tree"
+            cells = ", ".join(
+                f"{k[:-2]} {v['median']:.3f} ({v['min']:.3f})" for k, v in figures.items()
+            )
+            out.write(f"  {name:>12}: {cells}\n")
+        out.write("\n")
     base = results["python_c_pass"]
     out.write(f"median (min) of {results['runs']} runs, seconds from spawn\n")
     for mode, fig in base.items():
