@@ -38,7 +38,9 @@ Usage, from the repository root::
     PYTHONPATH=. python benchmarks/startup_bench.py --lab --runs 5     # and the lab
 
 Figures are medians (and minima) of ``--runs`` runs, wall clock, on whatever else the
-machine is doing: compare rows from the same run.
+machine is doing: compare rows from the same run. ``process cpu`` (user + system time
+of the whole run, which ends soon after the first request) is steadier on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import ssl
 import statistics
@@ -192,16 +195,20 @@ def env_for(tree: Path, kubeconfig: Path, bytecode: str, pyc: Path) -> dict[str,
 
 def run_once(argv: list[str], env: dict[str, str], recorder: Recorder) -> dict[str, Any]:
     recorder.clear()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     # cwd: not the checkout, or ``-m falcoir`` would import it instead of PYTHONPATH's.
     proc = subprocess.run(argv, env=env, capture_output=True, timeout=60, cwd=env["HOME"])
     end = time.monotonic()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     first = recorder.first(start)
     api = [(t, p) for t, _, p in list(recorder.arrivals) if t >= start]
     first_api = next((t for t, p in sorted(api) if not p.startswith("/version")), None)
     return {
         "exit": proc.returncode,
         "wall_s": end - start,
+        "cpu_s": cpu,
         "first_request_s": (first[0] - start) if first else None,
         "first_path": first[1] if first else None,
         "first_api_request_s": (first_api - start) if first_api else None,
@@ -370,10 +377,9 @@ def main() -> int:
         baseline: dict[str, Any] = {}
         for mode in modes:
             env = env_for(ROOT, kubeconfig, mode, tmp / "pyc-base")
-            walls = [
-                run_once([py, "-c", "pass"], env, recorder)["wall_s"] for _ in range(args.runs)
-            ]
-            baseline[mode] = summary(walls)
+            passes = [run_once([py, "-c", "pass"], env, recorder) for _ in range(args.runs)]
+            baseline[mode] = summary([r["wall_s"] for r in passes])
+            baseline[mode]["cpu"] = summary([r["cpu_s"] for r in passes])
         results["python_c_pass"] = baseline
         for mode in modes:
             for name, cmd in cmds.items():
@@ -402,6 +408,7 @@ def main() -> int:
                         entry.update(summary(values))
                     else:
                         entry["error"] = done[-1]["stderr"]
+                    entry["cpu"] = summary([r["cpu_s"] for r in done])
                     api_values = [r["first_api_request_s"] for r in done]
                     if name != "parse" and all(v is not None for v in api_values):
                         entry["first_api_request"] = summary([v for v in api_values if v])
@@ -435,7 +442,11 @@ def report(results: dict[str, Any], before_ref: str) -> None:
     base = results["python_c_pass"]
     out.write(f"median (min) of {results['runs']} runs, seconds from spawn\n")
     for mode, fig in base.items():
-        out.write(f"  python -c pass [{mode}]: {fig['median']:.3f} ({fig['min']:.3f})\n")
+        cpu = fig["cpu"]
+        out.write(
+            f"  python -c pass [{mode}]: {fig['median']:.3f} ({fig['min']:.3f}), "
+            f"process cpu {cpu['median']:.3f} ({cpu['min']:.3f})\n"
+        )
     trees = results["trees"]
     labels = [k for k in ("before", "after") if k in trees]
     for mode in base:
@@ -454,6 +465,9 @@ def report(results: dict[str, Any], before_ref: str) -> None:
                     cells.append("-")
             measure = trees[labels[-1]][mode][name]["measure"]
             out.write(f"  {name:<8} {measure:<15} " + "".join(f"{c:>22}" for c in cells) + "\n")
+            cpus = [trees[lb][mode].get(name, {}).get("cpu") for lb in labels]
+            cells = [f"{c['median']:.3f} ({c['min']:.3f})" if c else "-" for c in cpus]
+            out.write(f"  {'':<8} {'process cpu':<15} " + "".join(f"{c:>22}" for c in cells) + "\n")
     for lb in labels:
         cached = trees[lb].get("cached")
         if not cached:
