@@ -1,5 +1,9 @@
 """Import what a command needs after locate while locate waits for the API server.
 
+``falcoir collect`` uses it for the bundle and the collectors. (``respond`` could do
+the same for its later steps once ``falcoir.core.respond.real`` stops importing them
+at module level: wrap its backend so those steps call :meth:`Prefetch.wait` first.)
+
 Imports are CPU work and Python runs one thread at a time, so importing in a thread
 only helps while the main thread is blocked on the network. :class:`Prefetch` waits
 until the gateway has received its first answer (``KubeGateway.stats.bytes_received``;
@@ -10,8 +14,8 @@ thread took the interpreter while the request was being sent). While it imports,
 interpreter switches threads every :data:`SWITCH_S` instead of every 5 ms, so the
 main thread gets the interpreter back soon after each answer arrives.
 
-Whoever needs the modules calls :meth:`Prefetch.wait` first, so no module is imported
-by two threads at once (a package whose submodules import from it, as
+Whoever needs the modules calls :meth:`Prefetch.wait` before importing them, so no
+module is imported by two threads at once (a package whose submodules import from it, as
 ``falcoir.core.contain`` does, could otherwise be seen half-initialised). An import
 that fails here is skipped: the caller imports the module again and gets the error.
 """
@@ -71,25 +75,3 @@ class Prefetch:
         """Block until every module is imported (at once if never started)."""
         if self._started:
             self._thread.join()
-
-
-class AfterPrefetch:
-    """``backend`` whose methods, except the ``free`` ones, wait for ``prefetch`` first:
-    the steps after locate use the prefetched modules."""
-
-    def __init__(self, backend: Any, prefetch: Prefetch, free: Sequence[str]) -> None:
-        self._backend = backend
-        self._prefetch = prefetch
-        self._free = frozenset(free)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._backend, name)
-        if name in self._free or name.startswith("_") or not callable(attr):
-            return attr
-        prefetch = self._prefetch
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            prefetch.wait()
-            return attr(*args, **kwargs)
-
-        return call

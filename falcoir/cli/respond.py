@@ -84,17 +84,6 @@ TimeoutOpt = Annotated[
 ]
 
 
-LATER_MODULES = (
-    "falcoir.core.rbac",
-    "falcoir.core.contain",
-    "falcoir.core.bundle",
-    "falcoir.core.collect",
-    "falcoir.core.report",
-)
-"""What the steps after locate import: imported while locate waits for the API server
-(falcoir.cli.prefetch), not before its first request."""
-
-
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("respond")(guarded(respond_command))
@@ -189,18 +178,12 @@ def _backend(
 
     gateway = common.connect(kubeconfig, context)
     store = IncidentStore()
-    backend = RealBackend(
+    return RealBackend(
         gateway,
         store,
         LocateOptions(node=node, namespace=namespace, selector=selector, yes=yes),
         collect_timeout=timeout,
-    )
-    from falcoir.cli.prefetch import AfterPrefetch, Prefetch
-
-    # The later steps' modules are imported while locate waits for the API server; the
-    # steps wait for that (never two threads importing the same package).
-    prefetch = Prefetch(LATER_MODULES, gateway).start()
-    return AfterPrefetch(backend, prefetch, free=("locate", "operator", "context")), store
+    ), store
 
 
 def _single(

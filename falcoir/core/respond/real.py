@@ -8,28 +8,36 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from falcoir.core.alert import Alert
+from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
+from falcoir.core.collect import CollectOptions, CollectorEvent, collect, snapshot
+from falcoir.core.contain import (
+    DeleteOptions,
+    DeletePlan,
+    QuarantineOptions,
+    check_permissions,
+    delete,
+    plan_delete,
+    quarantine,
+)
+from falcoir.core.contain.common import Step as ContainStep
+from falcoir.core.contain.isolation import Prepared, prepare
+from falcoir.core.contain.removal import with_current_evidence
 from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.policy import ActionOptions
+from falcoir.core.rbac import (
+    COLLECT_IN_NAMESPACE,
+    Permission,
+    delete_permissions,
+    quarantine_permissions,
+)
 from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
 from falcoir.core.target import Target
 from falcoir.errors import FalcoirError, Forbidden
-
-if TYPE_CHECKING:
-    from falcoir.core.bundle import BundleResult, BundleWriter
-    from falcoir.core.collect import CollectOptions, CollectorEvent
-    from falcoir.core.contain import DeletePlan, QuarantineOptions
-    from falcoir.core.contain.common import Step as ContainStep
-    from falcoir.core.contain.isolation import Prepared
-    from falcoir.core.rbac import Permission
-
-# Collection, the bundle and containment are imported by the steps that use them, not
-# with this module: locate's first request goes out without waiting for them (and
-# ``falcoir respond`` imports them meanwhile, see falcoir.cli.respond).
 
 
 def _sealed(result: BundleResult) -> JSONDict:
@@ -110,13 +118,6 @@ class RealBackend:
                 cached = self._checked.get(key)
             if cached is not None:
                 return {**cached, "cached": True}
-        from falcoir.core.contain import plan_delete
-        from falcoir.core.rbac import (
-            COLLECT_IN_NAMESPACE,
-            delete_permissions,
-            quarantine_permissions,
-        )
-
         perms: set[Permission] = set(COLLECT_IN_NAMESPACE) if plan.collect else set()
         if plan.quarantine:
             perms.update(quarantine_permissions(probe=not plan.dry_run))
@@ -139,8 +140,6 @@ class RealBackend:
     def _check_all(self, perms: list[Permission], namespace: str) -> None:
         """Every access review at once (``check_permissions`` asks eight at a time):
         one round trip instead of two or three, on the way to containment."""
-        from falcoir.core.contain import check_permissions
-
         chunks = [perms[i : i + 8] for i in range(0, len(perms), 8)]
         if len(chunks) <= 1:
             check_permissions(self.gateway, perms, namespace)
@@ -174,8 +173,6 @@ class RealBackend:
     def open_bundle(
         self, out_dir: Path, incident: Incident, alert: Alert, target: Target
     ) -> BundleWriter:
-        from falcoir.core.bundle import BundleWriter
-
         writer = BundleWriter.create(
             out_dir,
             incident,
@@ -188,8 +185,6 @@ class RealBackend:
         return writer
 
     def _collect_options(self, options: ActionOptions, *, volatile: bool) -> CollectOptions:
-        from falcoir.core.collect import CollectOptions
-
         return CollectOptions(
             timeout=self.collect_timeout,
             ephemeral_debug=options.ephemeral_debug,
@@ -213,8 +208,6 @@ class RealBackend:
         progress: Progress,
         started: Callable[[], None],
     ) -> JSONDict:
-        from falcoir.core.collect import snapshot
-
         show = self._progress(progress)
         running: set[str] = set()
         lock = threading.Lock()
@@ -252,8 +245,6 @@ class RealBackend:
     ) -> JSONDict:
         # Processes and network again, after containment: the state the pod was left
         # in. (Also, collect's binary and file collectors wait for the process list.)
-        from falcoir.core.collect import collect
-
         volatile = True
         result = collect(
             self.gateway,
@@ -276,8 +267,6 @@ class RealBackend:
         dry_run: bool,
         progress: Progress,
     ) -> JSONDict:
-        from falcoir.core.contain import quarantine
-
         in_force: list[float] = []
 
         def on_step(step: ContainStep) -> None:
@@ -305,8 +294,6 @@ class RealBackend:
         return doc
 
     def seal(self, bundle: BundleWriter, complete: bool, note: str | None) -> JSONDict:
-        from falcoir.core.bundle import ArtifactMeta
-
         if note:
             bundle.add_bytes(
                 "respond-seal-note.txt",
@@ -326,9 +313,6 @@ class RealBackend:
     ) -> JSONDict:
         def on_step(step: ContainStep) -> None:
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
-
-        from falcoir.core.contain import DeleteOptions, delete, plan_delete
-        from falcoir.core.contain.removal import with_current_evidence
 
         prefetched = self._prefetched_delete_plan(target)
         # The bundle was sealed after the plan was read ahead: its evidence is read now.
@@ -359,8 +343,6 @@ class RealBackend:
         return doc
 
     def _quarantine_options(self, options: ActionOptions, dry_run: bool) -> QuarantineOptions:
-        from falcoir.core.contain import QuarantineOptions
-
         return QuarantineOptions(
             ingress=options.ingress,
             allow_dns=options.allow_dns,
@@ -383,7 +365,6 @@ class RealBackend:
             future: Future[Prepared] = Future()
             self._prepared_reads[key] = future
         options = self._quarantine_options(plan.options, False)
-        from falcoir.core.contain.isolation import prepare
 
         def run() -> None:
             try:
@@ -420,7 +401,6 @@ class RealBackend:
                 return
             future: Future[DeletePlan] = Future()
             self._delete_plans[key] = (time.monotonic(), future)
-        from falcoir.core.contain import plan_delete
 
         def run() -> None:
             try:
@@ -466,8 +446,6 @@ class RealBackend:
         complete: bool,
         incident: Incident | None,
     ) -> JSONDict:
-        from falcoir.core.bundle import ArtifactMeta, BundleWriter
-
         writer = BundleWriter.reopen(
             bundle_dir, actions_path=incident.actions_path if incident else None
         )
