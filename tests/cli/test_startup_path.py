@@ -155,6 +155,8 @@ NOT_BEFORE_FIRST_REQUEST = {
         ["respond", ALERT, "--dry-run", "-o", "json"],
         ["collect", ALERT, "-o", "json"],
         ["locate", ALERT, "-o", "json"],
+        ["quarantine", ALERT, "--yes", "-o", "json"],
+        ["delete", ALERT, "--yes", "-o", "json"],
     ],
     ids=lambda a: " ".join([a[0], *a[2:]]),
 )
