@@ -63,6 +63,10 @@ TimeoutOpt = Annotated[
 ]
 
 
+LATER_MODULES = ("falcoir.core.bundle", "falcoir.core.collect")
+"""Imported while locate runs (falcoir.cli.prefetch)."""
+
+
 def register(app: typer.Typer) -> None:
     """Add ``collect`` to ``app``."""
     app.command("collect")(collect_command)
@@ -91,12 +95,14 @@ def collect_command(
     written into the pod. Exit 7 when the bundle is written but incomplete.
     """
     from falcoir.cli import common
-    from falcoir.core.collect import CollectOptions, run_collect
+    from falcoir.cli.prefetch import Prefetch
     from falcoir.core.locate import LocateOptions, locate
     from falcoir.render.console import info, safe
 
     parsed, pod_ref = common.alert_or_pod(alert, file, pod)
     gateway = common.connect(kubeconfig, context)
+    # Collection is imported while locate waits for the API server, not before.
+    prefetch = Prefetch(LATER_MODULES, gateway).start()
     quiet = output.is_machine
 
     def step(line: str) -> None:
@@ -115,6 +121,9 @@ def collect_command(
             f"collecting from [bold]{safe(target.namespace)}/{safe(target.pod)}[/] "
             f"container {safe(target.container or '-')} into {safe(out)}"
         )
+    prefetch.wait()
+    from falcoir.core.collect import CollectOptions, run_collect
+
     options = CollectOptions(
         timeout=timeout,
         vpid=pid,
