@@ -128,10 +128,9 @@ def _modules_at_first_request(kubeconfig: Path, argv: list[str]) -> tuple[int, s
     return proc.returncode, set(doc["modules"]) - set(doc["elsewhere"]), proc.stderr
 
 
-# respond's backend (falcoir.core.respond.real) imports bundle, collect, contain and
-# rbac at module level: not checked for respond.
-RESPOND_LOADS = {"falcoir.core.bundle", "falcoir.core.collect", "falcoir.core.contain",
-                 "falcoir.core.rbac"}  # fmt: skip
+# respond's backend imports the permission table (falcoir.core.rbac, small) with
+# itself: it asks the cluster-wide questions as soon as the API server has answered.
+RESPOND_LOADS = {"falcoir.core.rbac"}
 NOT_BEFORE_FIRST_REQUEST = {
     "pydantic",
     "kubernetes",
