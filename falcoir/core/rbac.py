@@ -253,11 +253,15 @@ def check_permissions(
 
 
 def granted(
-    gateway: ClusterGateway, perms: Iterable[Permission], namespace: str | None = None
+    gateway: ClusterGateway,
+    perms: Iterable[Permission],
+    namespace: str | None = None,
+    *,
+    workers: int = 16,
 ) -> frozenset[Permission]:
     """Which of ``perms`` the API server grants (``namespace`` None: in every namespace,
-    which only a ClusterRoleBinding gives), asked all at once. Changes nothing; raises
-    what the gateway raises."""
+    which only a ClusterRoleBinding gives), ``workers`` questions at a time. Changes
+    nothing; raises what the gateway raises."""
     wanted = sorted(set(perms))
     if not wanted:
         return frozenset()
@@ -267,7 +271,7 @@ def granted(
             p.verb, p.resource, namespace=namespace, group=p.group, subresource=p.subresource
         )
 
-    with ThreadPoolExecutor(max_workers=min(16, len(wanted))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wanted)))) as pool:
         answers = list(pool.map(ask, wanted))
     return frozenset(p for p, ok in zip(wanted, answers, strict=True) if ok)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +51,8 @@ LATER_MODULES = (
 )
 FIRST_ANSWER_WAIT_S = 1.0
 """The longest the background work waits for the API server's first answer."""
+IMPORT_SWITCH_S = 0.0005
+"""The interpreter's thread switch interval while those modules are imported."""
 LATER_WAIT_S = 30.0
 """The longest a step waits for the background imports before importing itself."""
 
@@ -63,6 +66,8 @@ PRECHECK_PERMISSIONS: frozenset[Permission] = frozenset(
 """What the check step may ask about in the pod's namespace (all but ``--scale-owner``'s),
 asked cluster-wide as soon as respond starts: what a ClusterRoleBinding grants need not
 be asked again, on the way to containment, once the namespace is known."""
+PRECHECK_WORKERS = 6
+"""Cluster-wide questions in flight at once."""
 PRECHECK_WAIT_S = 5.0
 """The longest the check step waits for that early answer before asking itself."""
 
@@ -108,13 +113,20 @@ class _Later:
             ):
                 time.sleep(0.001)
             first()
-            for name in LATER_MODULES:
-                with contextlib.suppress(Exception):  # the step imports it and says why
-                    importlib.import_module(name)
-            with contextlib.suppress(Exception):
-                from falcoir.core.bundle import preload
+            # Imports hold the interpreter: switch back to locate's threads often, so an
+            # answer that arrives meanwhile is acted on at once.
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, IMPORT_SWITCH_S))
+            try:
+                for name in LATER_MODULES:
+                    with contextlib.suppress(Exception):  # the step imports it, says why
+                        importlib.import_module(name)
+                with contextlib.suppress(Exception):
+                    from falcoir.core.bundle import preload
 
-                preload()
+                    preload()
+            finally:
+                sys.setswitchinterval(interval)
         finally:
             self._done.set()
 
@@ -212,7 +224,12 @@ class RealBackend:
 
         def run() -> None:
             try:
-                future.set_result(granted(self.gateway, PRECHECK_PERMISSIONS))
+                # A few at a time: they only need to be in before the check step (after
+                # locate's exec and owner reads), and a burst of new connections would
+                # take the interpreter from locate meanwhile.
+                future.set_result(
+                    granted(self.gateway, PRECHECK_PERMISSIONS, workers=PRECHECK_WORKERS)
+                )
             except BaseException as exc:
                 future.set_exception(exc)
 
