@@ -491,11 +491,11 @@ class Slow(ContainCluster):
         return out
 
 
-def test_policy_and_label_go_out_together_once_the_probe_has_answered(
+def test_policy_and_label_go_out_together(
     store: IncidentStore,
 ) -> None:
     # Containment is one round trip: the label is sent while the policy is still being
-    # created (the baseline probe has seen the way out by then), not after it.
+    # created, not after it.
     cluster = Slow()
     cluster.timed = []
     cluster.objects = make_cluster().objects
@@ -578,3 +578,66 @@ def test_detaching_refuses_a_forged_owner_of_another_api_group(store: IncidentSt
         run(cluster, store, detach_from_owner=True)
     assert not [c for c in cluster.calls if c[0] == "get" and c[1] == "replicasets"]
     assert policies(cluster) == []
+
+
+class SlowFirstProbe(ContainCluster):
+    """The first probe (the baseline) answers late; ``decide_first``: whether it made its
+    connection at once (then waited) or only tried once the wait was over."""
+
+    delay: float = 0.4
+    decide_first: bool = True
+    first_answer_at: float = 0.0
+    labelled_at: float = 0.0
+
+    def patch(self, resource, name, patch, namespace=None, **kw):  # type: ignore[no-untyped-def]
+        if resource is PODS and not self.labelled_at:
+            self.labelled_at = time.monotonic()
+        return super().patch(resource, name, patch, namespace, **kw)
+
+    def install_miner(self, namespace: str, pod: str) -> None:
+        super().install_miner(namespace, pod)
+        inner = self.exec_handlers[(namespace, pod, None)]
+        probes: list[float] = []
+
+        def handler(argv, stdin):  # type: ignore[no-untyped-def]
+            first = not probes
+            probes.append(time.monotonic())
+            if first and not self.decide_first:
+                time.sleep(self.delay)
+                out = inner(argv, stdin)
+            else:
+                out = inner(argv, stdin)
+                if first:
+                    time.sleep(self.delay)
+            if first:
+                self.first_answer_at = time.monotonic()
+            return out
+
+        self.exec_handlers[(namespace, pod, None)] = handler
+
+
+@pytest.mark.parametrize("decide_first", [True, False])
+def test_the_label_does_not_wait_for_the_baseline_probe(
+    store: IncidentStore, decide_first: bool
+) -> None:
+    cluster = SlowFirstProbe()
+    cluster.decide_first = decide_first
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    t0 = time.monotonic()
+    result, _, steps = run(cluster, store)
+    assert 0 < cluster.labelled_at < cluster.first_answer_at, "the label waited for the probe"
+    assert result.label_status == "applied" and result.policy_status == "created"
+    before = result.verified["probe"]["before"]
+    if decide_first:
+        # It connected before the policy was in force: a baseline, as ever.
+        assert before is not None and before["connected"] is True
+        assert result.verified["egress_blocked"] is True
+    else:
+        # It tried only once the pod was labelled and the policy in place: its failure
+        # proves nothing about before, so it is not used; the proof runs without it.
+        assert before is None
+        assert any("not used as a baseline" in s.detail for s in steps if s.name == "probe")
+        assert any("without a baseline" in w for w in result.warnings)
+        assert result.verified["egress_blocked"] is True
+    assert time.monotonic() - t0 < 5

@@ -384,12 +384,15 @@ def quarantine(
                 timeout=options.probe_timeout,
             )
 
-        # 1. the policy and 2. the label. The policy is created while the baseline probe
-        # runs; the label, which makes the policy select the pod, goes on once the probe
-        # has seen the way out, concurrently with the create when that is still under
-        # way (containment is one round trip, not two). Either alone isolates nothing:
-        # a failure of one is reported as a half-applied quarantine, and a re-run (the
-        # whole is idempotent) completes it. Progress is told in the order they mean.
+        # 1. the policy and 2. the label, sent together: containment is one round trip.
+        # Either alone isolates nothing: a failed create takes the label back, a failed
+        # label is reported as a half-applied quarantine, and a re-run (the whole is
+        # idempotent) completes it. Progress is told in the order they mean.
+        # The baseline probe, started earlier, need not be waited for first: its
+        # connection is made as the requests go out, and no network plugin enforces a
+        # policy before the API server has stored it. A probe that connected shows the
+        # way out was open; one that failed after the label was sent proves nothing
+        # (the policy may have been in force by then) and is not used as a baseline.
         differences: tuple[str, ...] = ()
         policy_status = "unchanged"
         created: Future[str] | None = None
@@ -397,9 +400,12 @@ def quarantine(
         with rec.held():
             if existing is None:
                 created = pool.submit(_send_policy, gateway, body, options.dry_run)
-            baseline = _baseline(baseline_f, endpoint, rec)
+            answered_before = baseline_f is None or baseline_f.done()
             if current != inc_id and created is not None:
                 labelled = pool.submit(_send_label, gateway, ns, name, inc_id, options.dry_run)
+            baseline = _baseline(
+                baseline_f, endpoint, rec, in_time=answered_before or labelled is None
+            )
             if created is not None:
                 try:
                     policy_status = _record_policy(rec, body, created, options.dry_run)
@@ -578,8 +584,15 @@ def prepare(
 
 
 def _baseline(
-    future: Future[ProbeOutcome] | None, endpoint: Endpoint | None, rec: _Recorder
+    future: Future[ProbeOutcome] | None,
+    endpoint: Endpoint | None,
+    rec: _Recorder,
+    *,
+    in_time: bool = True,
 ) -> ProbeOutcome | None:
+    """The probe before the quarantine, if it says something. ``in_time``: it answered
+    before the label was sent (else only a connection it made counts: a failure may be
+    the new policy's doing)."""
     if future is None or endpoint is None:
         return None
     try:
@@ -588,6 +601,19 @@ def _baseline(
         # The policy is in place by now: containment goes on; only the proof is weaker.
         rec.release("probe", "warning", f"before: {endpoint.host}:{endpoint.port} {exc}")
         rec.warnings.append(f"the probe before the quarantine failed: {exc}")
+        return None
+    if not in_time and baseline.connected is not True:
+        where = f"{endpoint.host}:{endpoint.port}"
+        rec.release(
+            "probe",
+            "warning",
+            f"before: {where} {baseline.detail} (answered after the pod was labelled: "
+            "not used as a baseline)",
+        )
+        rec.warnings.append(
+            f"the probe before the quarantine did not reach {where} before the pod was "
+            "labelled: verification runs without a baseline"
+        )
         return None
     rec.release("probe", "ok", f"before: {endpoint.host}:{endpoint.port} {baseline.detail}")
     return baseline
