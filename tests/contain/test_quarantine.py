@@ -616,8 +616,31 @@ class SlowFirstProbe(ContainCluster):
         self.exec_handlers[(namespace, pod, None)] = handler
 
 
+def _run_prepared(cluster: ContainCluster, store: IncidentStore):  # type: ignore[no-untyped-def]
+    """As respond does it: the reads and the baseline probe started ahead (prepare)."""
+    from falcoir.core.contain.isolation import prepare
+
+    t = target(cluster)
+    inc = store.open(NS, POD, t.pod_uid)
+    opts = QuarantineOptions(**FAST)  # type: ignore[arg-type]
+    ready = prepare(cluster, t, alert=miner_alert(), incident_id=inc.id, options=opts)
+    steps: list[Step] = []
+    result = quarantine(
+        cluster,
+        t,
+        alert=miner_alert(),
+        options=opts,
+        incident=inc,
+        log=inc.action_log("tester"),
+        on_step=steps.append,
+        store=store,
+        prepared=ready,
+    )
+    return result, inc, steps
+
+
 @pytest.mark.parametrize("decide_first", [True, False])
-def test_the_label_does_not_wait_for_the_baseline_probe(
+def test_the_label_does_not_wait_for_a_baseline_probe_started_ahead(
     store: IncidentStore, decide_first: bool
 ) -> None:
     cluster = SlowFirstProbe()
@@ -625,7 +648,7 @@ def test_the_label_does_not_wait_for_the_baseline_probe(
     cluster.objects = make_cluster().objects
     cluster.install_miner(NS, POD)
     t0 = time.monotonic()
-    result, _, steps = run(cluster, store)
+    result, _, steps = _run_prepared(cluster, store)
     assert 0 < cluster.labelled_at < cluster.first_answer_at, "the label waited for the probe"
     assert result.label_status == "applied" and result.policy_status == "created"
     before = result.verified["probe"]["before"]
@@ -641,3 +664,19 @@ def test_the_label_does_not_wait_for_the_baseline_probe(
         assert any("without a baseline" in w for w in result.warnings)
         assert result.verified["egress_blocked"] is True
     assert time.monotonic() - t0 < 5
+
+
+def test_a_baseline_probe_started_with_the_quarantine_is_waited_for(
+    store: IncidentStore,
+) -> None:
+    # `falcoir quarantine` starts the probe at the same moment: its exec could connect
+    # only after the policy is enforced, so the label waits for its answer.
+    cluster = SlowFirstProbe()
+    cluster.decide_first = False
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    result, _, _ = run(cluster, store)
+    assert cluster.first_answer_at <= cluster.labelled_at
+    before = result.verified["probe"]["before"]
+    assert before is not None and before["connected"] is True
+    assert result.verified["egress_blocked"] is True

@@ -371,8 +371,10 @@ def quarantine(
         # runs while the policy is created: the policy selects only the quarantine label,
         # which the pod gets after both are done, so the probe still sees the way out.
         baseline_f: Future[ProbeOutcome] | None = None
+        ahead = False  # the baseline probe was started ahead (by prepare), well before
         if ready is not None and ready.baseline is not None and endpoint == ready.endpoint:
             baseline_f = ready.baseline
+            ahead = True
         elif endpoint and not options.dry_run and existing is None and current != inc_id:
             baseline_f = pool.submit(
                 run_probe,
@@ -388,10 +390,11 @@ def quarantine(
         # Either alone isolates nothing: a failed create takes the label back, a failed
         # label is reported as a half-applied quarantine, and a re-run (the whole is
         # idempotent) completes it. Progress is told in the order they mean.
-        # The baseline probe, started earlier, need not be waited for first: its
-        # connection is made as the requests go out, and no network plugin enforces a
-        # policy before the API server has stored it. A probe that connected shows the
-        # way out was open; one that failed after the label was sent proves nothing
+        # A baseline probe started ahead (respond starts it when locate finds the pod,
+        # a round trip or more earlier) is not waited for: its connection is made while
+        # the requests are on the wire, and no network plugin enforces a policy before
+        # the API server has stored it. A probe that connected shows the way out was
+        # open; one that failed and answered after the label was sent proves nothing
         # (the policy may have been in force by then) and is not used as a baseline.
         differences: tuple[str, ...] = ()
         policy_status = "unchanged"
@@ -400,12 +403,18 @@ def quarantine(
         with rec.held():
             if existing is None:
                 created = pool.submit(_send_policy, gateway, body, options.dry_run)
+            if not ahead:
+                # Started just now: its exec could make its connection only after the
+                # new policy is enforced (the lab's takes ~20 ms, a probe's exec more),
+                # so the label waits for its answer, while the policy is created.
+                baseline = _baseline(baseline_f, endpoint, rec)
             answered_before = baseline_f is None or baseline_f.done()
             if current != inc_id and created is not None:
                 labelled = pool.submit(_send_label, gateway, ns, name, inc_id, options.dry_run)
-            baseline = _baseline(
-                baseline_f, endpoint, rec, in_time=answered_before or labelled is None
-            )
+            if ahead:
+                baseline = _baseline(
+                    baseline_f, endpoint, rec, in_time=answered_before or labelled is None
+                )
             if created is not None:
                 try:
                     policy_status = _record_policy(rec, body, created, options.dry_run)
