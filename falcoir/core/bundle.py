@@ -447,9 +447,12 @@ class BundleWriter:
         target: Target | None,
         context: str,
         operator: str,
+        target_file: bool = True,
     ) -> BundleWriter:
         """A new bundle directory ``out_dir/<incident>-<UTC time>`` (``-2``, ``-3``...
-        when it exists), already a valid (empty) BagIt bag."""
+        when it exists), already a valid (empty) BagIt bag. ``target_file=False``:
+        ``target.json`` is written later (:meth:`add_target`), e.g. once locate has
+        read the owner chain."""
         started = utc_now()
         out_dir = out_dir.expanduser().resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -496,14 +499,18 @@ class BundleWriter:
                 ArtifactMeta(source="input", collector="alert"),
                 _reserved=True,
             )
-        if target is not None:
-            writer.add_bytes(
-                TARGET_NAME,
-                (json.dumps(target.to_dict(), indent=2, ensure_ascii=False) + "\n").encode(),
-                ArtifactMeta(source="falcoir", collector="target"),
-                _reserved=True,
-            )
+        if target is not None and target_file:
+            writer.add_target(target)
         return writer
+
+    def add_target(self, target: Target) -> Artifact:
+        """``target.json``: the located target."""
+        return self.add_bytes(
+            TARGET_NAME,
+            (json.dumps(target.to_dict(), indent=2, ensure_ascii=False) + "\n").encode(),
+            ArtifactMeta(source="falcoir", collector="target"),
+            _reserved=True,
+        )
 
     @classmethod
     def reopen(cls, directory: Path, *, actions_path: Path | None = None) -> BundleWriter:
