@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,10 @@ from falcoir.cli.common import (
 )
 from falcoir.errors import EvidenceIncomplete
 from falcoir.render.output import OutputFormat
+
+if TYPE_CHECKING:
+    from falcoir.core.collect import CollectOptions, Started
+    from falcoir.core.target import Target
 
 PodOpt = Annotated[
     str | None,
@@ -63,6 +67,10 @@ TimeoutOpt = Annotated[
 ]
 
 
+LATER_MODULES = ("falcoir.core.bundle", "falcoir.core.collect")
+"""Imported while locate runs (falcoir.cli.prefetch)."""
+
+
 def register(app: typer.Typer) -> None:
     """Add ``collect`` to ``app``."""
     app.command("collect")(collect_command)
@@ -91,31 +99,36 @@ def collect_command(
     written into the pod. Exit 7 when the bundle is written but incomplete.
     """
     from falcoir.cli import common
-    from falcoir.core.collect import CollectOptions, Started, run_collect, start_collect
+    from falcoir.cli.prefetch import Prefetch
     from falcoir.core.locate import LocateOptions, locate
-    from falcoir.core.target import Target
     from falcoir.render.console import info, safe
 
     parsed, pod_ref = common.alert_or_pod(alert, file, pod)
     gateway = common.connect(kubeconfig, context)
+    # Collection is imported while locate waits for the API server, not before.
+    prefetch = Prefetch(LATER_MODULES, gateway).start()
     quiet = output.is_machine
+    live = not quiet and sys.stderr.isatty()
+    early: list[Started] = []
 
     def step(line: str) -> None:
         if not quiet:
             info(f"[dim]locate:[/] {safe(line)}")
 
-    options = CollectOptions(
-        timeout=timeout,
-        vpid=pid,
-        ephemeral_debug=ephemeral_debug,
-        debug_image=debug_image,
-    )
-    live = not quiet and sys.stderr.isatty()
-    early: list[Started] = []
+    def options() -> CollectOptions:
+        prefetch.wait()
+        from falcoir.core.collect import CollectOptions
+
+        return CollectOptions(
+            timeout=timeout, vpid=pid, ephemeral_debug=ephemeral_debug, debug_image=debug_image
+        )
 
     def found(where: Target) -> None:  # collect while locate reads the owner chain
+        opts = options()
+        from falcoir.core.collect import start_collect
+
         early.append(
-            start_collect(gateway, where, alert=parsed, out_dir=out, options=options, located=False)
+            start_collect(gateway, where, alert=parsed, out_dir=out, options=opts, located=False)
         )
 
     try:
@@ -138,15 +151,19 @@ def collect_command(
         )
     if early:
         result = early[0].finish(target)
-    elif live:
-        from falcoir.render.bundle import CollectProgress
-
-        with CollectProgress() as progress:
-            result = run_collect(
-                gateway, target, alert=parsed, out_dir=out, options=options, progress=progress
-            )
     else:
-        result = run_collect(gateway, target, alert=parsed, out_dir=out, options=options)
+        opts = options()
+        from falcoir.core.collect import run_collect
+
+        if live:
+            from falcoir.render.bundle import CollectProgress
+
+            with CollectProgress() as progress:
+                result = run_collect(
+                    gateway, target, alert=parsed, out_dir=out, options=opts, progress=progress
+                )
+        else:
+            result = run_collect(gateway, target, alert=parsed, out_dir=out, options=opts)
     if quiet:
         from falcoir.render.output import write_machine
 

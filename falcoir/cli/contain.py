@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from falcoir.core.gateway import ClusterGateway
     from falcoir.core.target import PodRef, Target
 
+LATER_MODULES = ("falcoir.core.contain", "falcoir.core.contain.record")
+"""What quarantine and delete use after locate: imported while it waits (cli.prefetch)."""
+
 VERIFY_SECONDS = 10.0
 """How long quarantine keeps probing while the network plugin applies the policy."""
 
@@ -128,26 +131,39 @@ def quarantine_cmd(
 ) -> None:
     """Isolate one pod with a deny-all-egress NetworkPolicy on a quarantine label, and
     prove it from inside the pod. Exits 1 when the pod can still connect."""
-    from falcoir.core.contain import QuarantineOptions, parse_host_port, quarantine
+    from falcoir.cli.prefetch import Prefetch
+    from falcoir.render.console import info, safe, warn
+
+    # Containment is imported while locate waits for the API server (unless a flag
+    # needs it first, to be checked).
+    cidrs: tuple[str, ...] = ()
+    if allow_cidr:
+        from falcoir.core.contain.policy import validate_cidr
+
+        cidrs = tuple(dict.fromkeys(validate_cidr(c) for c in allow_cidr))
+    probe_at = None
+    if probe is not None:
+        from falcoir.core.contain import parse_host_port
+
+        probe_at = parse_host_port(probe)
+    parsed, ref = common.alert_or_pod(alert, file, pod)
+    gateway = common.connect(kubeconfig, context)
+    prefetch = Prefetch(LATER_MODULES, gateway).start()
+    target = _target(gateway, parsed, ref)
+    prefetch.wait()
+    from falcoir.core.contain import QuarantineOptions, quarantine
     from falcoir.core.contain.policy import (
         PolicySpecOptions,
         describe_rules,
         policy_name,
         policy_spec,
-        validate_cidr,
     )
     from falcoir.core.contain.probe import probe_endpoint
     from falcoir.core.incident import IncidentStore
     from falcoir.core.rbac import check_permissions, quarantine_permissions
     from falcoir.errors import FalcoirError
-    from falcoir.render.console import info, safe, warn
     from falcoir.render.output import write_machine
 
-    cidrs = tuple(dict.fromkeys(validate_cidr(c) for c in allow_cidr or ()))
-    probe_at = parse_host_port(probe) if probe is not None else None
-    parsed, ref = common.alert_or_pod(alert, file, pod)
-    gateway = common.connect(kubeconfig, context)
-    target = _target(gateway, parsed, ref)
     store = IncidentStore()
     inc_id = _incident_id(store, target)
     options = QuarantineOptions(
@@ -342,10 +358,7 @@ def delete_cmd(
     context: ContextOpt = None,
 ) -> None:
     """Delete the pod, saying first what its owner will do about it."""
-    from falcoir.core.contain import DeleteOptions, delete, plan_delete
-    from falcoir.core.contain.removal import required_permissions
-    from falcoir.core.incident import IncidentStore
-    from falcoir.core.rbac import check_permissions
+    from falcoir.cli.prefetch import Prefetch
     from falcoir.errors import InputError
     from falcoir.render.console import info, safe, warn
 
@@ -353,7 +366,15 @@ def delete_cmd(
         raise InputError("--grace-period must be 0-86400 seconds")
     parsed, ref = common.alert_or_pod(alert, file, pod)
     gateway = common.connect(kubeconfig, context)
+    # Containment is imported while locate waits for the API server.
+    prefetch = Prefetch(LATER_MODULES, gateway).start()
     target = _target(gateway, parsed, ref)
+    prefetch.wait()
+    from falcoir.core.contain import DeleteOptions, delete, plan_delete
+    from falcoir.core.contain.removal import required_permissions
+    from falcoir.core.incident import IncidentStore
+    from falcoir.core.rbac import check_permissions
+
     store = IncidentStore()
     plan = plan_delete(gateway, target, store=store)
     options = DeleteOptions(

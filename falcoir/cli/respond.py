@@ -207,13 +207,15 @@ def _single(
     import sys
 
     from falcoir.cli import common
+
+    alert = common.read_one_alert(alert_text, file)
+    alert_read_s = clock.elapsed()  # -f - may wait for the alert: scripts can subtract it
+    # The rest of respond is imported once the alert is in hand.
     from falcoir.core.respond import RespondRequest, respond
     from falcoir.core.respond.follow import with_actions
     from falcoir.render.console import info, safe
     from falcoir.render.respond import StepView, ask_plan, print_summary
 
-    alert = common.read_one_alert(alert_text, file)
-    alert_read_s = clock.elapsed()  # -f - may wait for the alert: scripts can subtract it
     decision = with_actions(pol.decide(alert), delete=not no_delete)
     if decision.ignored:
         doc = {

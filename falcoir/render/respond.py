@@ -31,6 +31,7 @@ _ICONS = {
 
 ORDER = (
     "locate",
+    "owners",
     "check",
     "confirm",
     "bundle",

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class FakeBackend:
     dry_runs: dict[str, bool] = field(default_factory=dict)
     bundles: list[FakeBundle] = field(default_factory=list)
     egress_blocked: bool = True
+    owners_delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _enter(self, name: str) -> float:
@@ -130,11 +131,16 @@ class FakeBackend:
     def context(self) -> str:
         return "fake"
 
-    def locate(self, alert: Alert, progress: Progress, ahead: object = None) -> Target:
+    def locate(
+        self, alert: Alert, progress: Progress, ahead: object = None, on_found: Any = None
+    ) -> Target:
         s = self._enter("locate")
         progress("via the Falco pod's /proc")
         key = alert.k8s.pod or f"pid:{alert.process.pid}"
         target = self.targets.get(key) or self.target or make_target()
+        if on_found is not None:
+            on_found(replace(target, owner=()))
+        time.sleep(self.owners_delay)  # the owner chain, read after the pod is known
         self._leave("locate", s)
         return target
 

@@ -55,8 +55,10 @@ class CountingBackend(FakeBackend):
             self.active -= 1
         return super().check(target, plan)
 
-    def locate(self, alert: Alert, progress: Progress, ahead: object = None) -> Target:
-        return super().locate(alert, progress)
+    def locate(
+        self, alert: Alert, progress: Progress, ahead: object = None, on_found: Any = None
+    ) -> Target:
+        return super().locate(alert, progress, ahead, on_found)
 
 
 def json_alert(
@@ -193,10 +195,12 @@ def test_locate_failure_is_reported_and_others_go_on(tmp_path: Path) -> None:
     from falcoir.errors import TargetNotFound
 
     class Flaky(FakeBackend):
-        def locate(self, alert: Alert, progress: Progress, ahead: object = None) -> Target:
+        def locate(
+            self, alert: Alert, progress: Progress, ahead: object = None, on_found: Any = None
+        ) -> Target:
             if alert.k8s.pod == "miner-01":
                 raise TargetNotFound("pod default/miner-01 not found")
-            return super().locate(alert, progress)
+            return super().locate(alert, progress, ahead, on_found)
 
     lines = [json_alert("default", f"miner-{i:02d}", 100 + i) for i in range(3)] * 3
     targets = {f"miner-{i:02d}": make_target(pod=f"miner-{i:02d}") for i in range(3)}
@@ -218,3 +222,25 @@ def test_alert_keys() -> None:
     a, b = parse_text(json_alert("ns", "p", 5) + "\n" + text_alert(5) + "\n").alerts
     assert alert_key(a) == ("k8s", "ns", "p")
     assert alert_key(b) == ("pid", "", "5", "xmrig")
+
+
+def test_a_followed_response_starts_when_the_pod_is_known(tmp_path: Path) -> None:
+    # The incident's bundle and snapshot start as soon as locate knows the pod (its owner
+    # chain is still being read); the change waits for the owners, and the incident
+    # record carries them.
+    lines, targets = make_stream()
+    one = next(ln for ln in lines if "xmrig" in ln and '"k8s.pod.name"' in ln)
+    backend = FakeBackend(targets=targets, owners_delay=0.4)
+    seen: list[dict[str, Any]] = []
+    follow(
+        [one],
+        backend=backend,
+        policy=parse_policy(POLICY),
+        store=IncidentStore(tmp_path / "home"),
+        options=FollowOptions(out_dir=tmp_path / "out", apply=True),
+        on_incident=seen.append,
+    )
+    assert len(seen) == 1 and seen[0]["status"] == "ok", seen
+    loc, snap = backend.span("locate"), backend.span("snapshot")
+    assert snap[0] < loc[1], "the snapshot waited for the owner chain"
+    assert seen[0]["locate"]["owner"], "the incident lost its owner chain"

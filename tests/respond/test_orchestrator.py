@@ -249,3 +249,43 @@ def test_graph_runs_independent_steps_concurrently() -> None:
     run = run_graph(steps, clock=Clock.now())
     assert {r.status for r in run.records.values()} == {StepStatus.OK}
     assert run.records["c"].result == 3
+
+
+def test_the_snapshot_starts_while_the_owner_chain_is_read(tmp_path: Path) -> None:
+    # Locate hands over the pod before its owner chain is read: the bundle and the
+    # volatile snapshot start then; the permission check (and so every change) waits
+    # for the owners. The result and report still carry the whole owner chain.
+    backend = FakeBackend(owners_delay=0.4)
+    result = run(tmp_path, backend)
+    assert result.exit_code == 0, result.to_dict()
+    loc = backend.span("locate")
+    bundle, snap, quar = (
+        backend.span("bundle"),
+        backend.span("snapshot"),
+        backend.span("quarantine"),
+    )
+    assert bundle[0] < loc[1] and snap[0] < loc[1], "bundle and snapshot waited for the owners"
+    assert quar[0] >= loc[1], "nothing changes before the owners are known"
+    assert [o["kind"] for o in result.to_dict()["locate"]["owner"]] == ["ReplicaSet", "Deployment"]
+    steps = {s["name"]: s for s in result.to_dict()["steps"]}
+    assert steps["owners"]["status"] == "ok"
+    assert steps["locate"]["ended_s"] < steps["owners"]["ended_s"]
+
+
+def test_an_owner_chain_that_fails_keeps_the_evidence_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    class OwnersFail(FakeBackend):
+        def locate(self, alert, progress, ahead=None, on_found=None):  # type: ignore[no-untyped-def]
+            target = super().locate(alert, progress, ahead, on_found)
+            del target
+            raise ClusterUnreachable("connection refused while reading the owners")
+
+    backend = OwnersFail()
+    result = run(tmp_path, backend)
+    st = statuses(result)
+    assert st["owners"] == "failed" and st["locate"] == "ok"
+    assert st["snapshot"] == "ok" and st["bundle"] == "ok"
+    assert "quarantine" not in backend.order() and "delete" not in backend.order()
+    assert result.exit_code == 3
+    assert result.to_dict()["failed_step"] == "owners"

@@ -173,3 +173,29 @@ def test_warm_imports_the_bundle_library_in_the_background(tmp_path: Path) -> No
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_warm_waits_for_the_first_answer_before_asking_and_importing(tmp_path: Path) -> None:
+    # Imports and a burst of questions are CPU work: sent before locate's first request
+    # has gone out, they delayed it. They start once the API server has answered.
+    import time
+
+    class Stats:
+        bytes_received = 0
+
+    class Quiet(FakeCluster):
+        stats = Stats()
+
+    fake = Quiet()
+    backend = RealBackend(fake, IncidentStore(tmp_path))  # type: ignore[arg-type]
+    backend.warm()
+    time.sleep(0.2)
+    assert not [c for c in fake.calls if c[0] == "access_review"]
+    fake.stats.bytes_received = 512  # locate's first answer
+    deadline = time.monotonic() + 10
+    while not [c for c in fake.calls if c[0] == "access_review"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [c for c in fake.calls if c[0] == "access_review"]
+    backend._later.wait()
+    info = backend.check(make_target(), plan())
+    assert info["granted_cluster_wide"] == len(info["permissions"])

@@ -513,12 +513,16 @@ class Prepared:
     baseline: Future[ProbeOutcome] | None
     at: float
 
+    def fresh(self) -> bool:
+        """Read recently enough to be used."""
+        return time.monotonic() - self.at <= PREPARED_MAX_AGE_S
+
     def usable(self, target: Target, incident: str) -> bool:
         return (self.namespace, self.pod_name, self.incident) == (
             target.namespace,
             target.pod,
             incident,
-        ) and time.monotonic() - self.at <= PREPARED_MAX_AGE_S
+        ) and self.fresh()
 
 
 def _done(value: JSON | None) -> Future[JSON | None]:

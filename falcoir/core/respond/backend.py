@@ -104,10 +104,16 @@ class Backend(Protocol):
     def context(self) -> str: ...
 
     def locate(
-        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+        self,
+        alert: Alert,
+        progress: Progress,
+        ahead: ActionOptions | None = None,
+        on_found: Callable[[Target], None] | None = None,
     ) -> Target:
         """``ahead``: the quarantine will follow unasked, with these options (the
-        backend may start its reads as soon as the pod is known)."""
+        backend may start its reads as soon as the pod is known). ``on_found``: told
+        the target as soon as the pod is known, before its owner chain (at most once;
+        a backend may never call it, and return the whole target only)."""
         ...
 
     def check(self, target: Target, plan: Plan) -> JSONDict:

@@ -105,20 +105,59 @@ class FollowSummary:
 
 
 class _Prelocated:
-    """The backend, with ``locate`` answered from what follow mode already found."""
+    """The backend, with ``locate`` answered from what follow mode already found: the
+    pod at once, the whole target (with its owner chain) when ``whole`` has it."""
 
-    def __init__(self, backend: Backend, target: Target) -> None:
+    def __init__(self, backend: Backend, found: Target, whole: Future[Target]) -> None:
         self._backend = backend
-        self._target = target
+        self._found = found
+        self._whole = whole
 
     def locate(
-        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+        self,
+        alert: Alert,
+        progress: Progress,
+        ahead: ActionOptions | None = None,
+        on_found: Callable[[Target], None] | None = None,
     ) -> Target:
         progress("located when the alert arrived")
-        return self._target
+        if on_found is not None:
+            on_found(self._found)
+        return self._whole.result()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
+
+
+def _locate_early(
+    backend: Backend, alert: Alert, ahead: ActionOptions | None
+) -> tuple[Target, Future[Target]]:
+    """Locate ``alert``'s pod; return as soon as the pod is known (the incident is told
+    apart from the others by its uid, and its response starts then), with the whole
+    target (its owner chain) to come. Raises what locate raises before the pod is
+    known; a failure after it is raised by the future."""
+    whole: Future[Target] = Future()
+    found: list[Target] = []
+    known = threading.Event()
+
+    def on_found(where: Target) -> None:
+        if not found:
+            found.append(where)
+        known.set()
+
+    def run() -> None:
+        try:
+            whole.set_result(backend.locate(alert, lambda _t: None, ahead, on_found))
+        except BaseException as exc:
+            whole.set_exception(exc)
+        finally:
+            known.set()
+
+    threading.Thread(target=run, name="falcoir-follow-locate", daemon=True).start()
+    known.wait()
+    if found:
+        return found[0], whole
+    return whole.result(), whole
 
 
 IncidentCallback = Callable[[dict[str, Any]], None]
@@ -156,10 +195,10 @@ def follow(
         # Timings of a followed alert count from the moment it was read.
         wall = time.time() - (time.monotonic() - slot.received_mono)
         clock = Clock(slot.received_mono, wall, "alert")
+        acting = options.apply and "quarantine" in slot.decision.actions
         try:
-            acting = options.apply and "quarantine" in slot.decision.actions
-            target = backend.locate(
-                slot.first, lambda _t: None, slot.decision.options if acting else None
+            target, whole = _locate_early(
+                backend, slot.first, slot.decision.options if acting else None
             )
         except Exception as exc:
             slot.error = {"step": "locate", **error_info(exc)}
@@ -191,7 +230,7 @@ def follow(
             policy_rule=slot.decision.rule,
         )
         result = respond(
-            _Prelocated(backend, target),
+            _Prelocated(backend, target, whole),
             request,
             store=store,
             clock=clock,

@@ -56,6 +56,7 @@ from falcoir.errors import ConfirmationRefused, ExitCode
 
 STEP_TITLES: Mapping[str, str] = {
     "locate": "Locate the pod",
+    "owners": "Read its owners",
     "check": "Check permissions",
     "confirm": "Confirm the plan",
     "bundle": "Open the evidence bundle",
@@ -205,7 +206,10 @@ class _State:
     """What the steps share; each field is written by one step only."""
 
     def __init__(self) -> None:
+        self.found: Target | None = None
+        """The pod, as soon as locate knows it (its owner chain may be on its way)."""
         self.target: Target | None = None
+        """The same with its owner chain: what check, quarantine and delete act on."""
         self.incident: Incident | None = None
         self.log: ActionLog | None = None
         self.plan: Plan | None = None
@@ -264,9 +268,36 @@ def respond(
 
         return emit
 
+    located: dict[str, Any] = {}
+    pod_known = threading.Event()
+    locate_done = threading.Event()
+
+    def call_locate() -> None:
+        def on_found(where: Target) -> None:
+            located.setdefault("found", where)
+            pod_known.set()
+
+        try:
+            located["target"] = backend.locate(alert, note("locate"), ahead, on_found)
+        except BaseException as exc:  # raised again by the step that waits for it
+            located["error"] = exc
+        finally:
+            locate_done.set()
+            pod_known.set()
+
     def do_locate() -> JSONDict:
-        target = backend.locate(alert, note("locate"), ahead)
-        st.target = target
+        """Done as soon as the pod is known (the owner chain may still be on its way:
+        the ``owners`` step waits for it), so the bundle and the snapshot start then."""
+        threading.Thread(target=call_locate, name="falcoir-locate-call", daemon=True).start()
+        pod_known.wait()
+        target: Target | None = located.get("found")
+        if target is None:
+            locate_done.wait()
+            if "error" in located:
+                raise located["error"]
+            target = located["target"]
+        assert target is not None
+        st.found = target
         if request.dry_run:
             inc_id = new_incident_id()
             st.incident = Incident(
@@ -284,6 +315,14 @@ def respond(
             )
         st.log = st.incident.action_log(operator())
         return target.to_dict()
+
+    def do_owners() -> JSONDict:
+        locate_done.wait()
+        if "error" in located:
+            raise located["error"]
+        target: Target = located["target"]
+        st.target = target
+        return {"owner": [o.kind + "/" + o.name for o in target.owner]}
 
     def do_check() -> JSONDict:
         assert st.target is not None and st.incident is not None
@@ -316,11 +355,11 @@ def respond(
         return {"confirmed": True, "by": "operator"}
 
     def do_bundle() -> JSONDict:
-        assert st.target is not None and st.incident is not None
+        assert st.found is not None and st.incident is not None
         if request.dry_run:
             raise StepSkip("dry run: no evidence is collected")
         try:
-            st.bundle = backend.open_bundle(request.out_dir, st.incident, alert, st.target)
+            st.bundle = backend.open_bundle(request.out_dir, st.incident, alert, st.found)
         except BaseException:
             st.snapshot_started.set()  # no snapshot will come: containment must not wait
             raise
@@ -329,9 +368,9 @@ def respond(
         return {"dir": str(st.bundle_dir)}
 
     def do_snapshot() -> JSONDict:
-        assert st.target is not None and st.bundle is not None
+        assert st.found is not None and st.bundle is not None
         try:
-            return backend.snapshot(st.target, st.bundle, note("snapshot"), st.snapshot_started.set)
+            return backend.snapshot(st.found, st.bundle, note("snapshot"), st.snapshot_started.set)
         finally:
             st.snapshot_started.set()
 
@@ -404,7 +443,8 @@ def respond(
 
     steps: list[Step] = [
         Step("locate", do_locate),
-        Step("check", do_check, needs=("locate",)),
+        Step("owners", do_owners, needs=("locate",)),
+        Step("check", do_check, needs=("owners",)),
         Step("confirm", do_confirm, needs=("check",)),
     ]
     if request.dry_run:
@@ -471,7 +511,7 @@ def respond(
         actions = list(read_actions(st.incident.actions_path)) if st.incident else []
         return {
             "alert": alert,
-            "target": st.target,
+            "target": st.target or st.found,
             "incident": st.incident.id if st.incident else None,
             "operator": operator(),
             "context": _safe_call(backend.context, ""),
@@ -523,7 +563,7 @@ def respond(
         records=recs,
         interrupted=run.interrupted,
         incident=st.incident,
-        target=st.target,
+        target=st.target or st.found,
         plan=st.plan,
         bundle=st.seal,
         artifacts=artifacts(),
@@ -548,12 +588,13 @@ def _mark_interrupted(
     if st.log is not None:
         done = [n for n, r in recs.items() if r.status is StepStatus.OK]
         not_done = [n for n, r in recs.items() if r.status is not StepStatus.OK]
+        where = st.target or st.found
         try:
             st.log.append(
                 "interrupt",
                 "Respond",
-                st.target.namespace if st.target else None,
-                st.target.pod if st.target else "-",
+                where.namespace if where else None,
+                where.pod if where else "-",
                 "interrupted",
                 f"Ctrl-C: done {', '.join(done) or 'nothing'}; not done {', '.join(not_done)}",
             )

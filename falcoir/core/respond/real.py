@@ -9,24 +9,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from falcoir.core.alert import Alert
-from falcoir.core.bundle import ArtifactMeta, BundleResult, BundleWriter
-from falcoir.core.bundle import preload as preload_bundle
-from falcoir.core.collect import CollectOptions, CollectorEvent, collect, snapshot
-from falcoir.core.contain import (
-    DeleteOptions,
-    DeletePlan,
-    QuarantineOptions,
-    check_permissions,
-    delete,
-    plan_delete,
-    quarantine,
-)
-from falcoir.core.contain.common import Step as ContainStep
-from falcoir.core.contain.isolation import PREPARED_MAX_AGE_S, Prepared, prepare
-from falcoir.core.contain.removal import with_current_evidence
 from falcoir.core.gateway import PODS, ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
@@ -45,6 +30,28 @@ from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
 from falcoir.core.respond.cache import FalcoPodsCache
 from falcoir.core.target import LocateMethod, Target
 from falcoir.errors import FalcoirError, Forbidden, TargetNotFound
+
+if TYPE_CHECKING:
+    from falcoir.core.bundle import BundleResult, BundleWriter
+    from falcoir.core.collect import CollectOptions, CollectorEvent
+    from falcoir.core.contain import DeletePlan, QuarantineOptions
+    from falcoir.core.contain.common import Step as ContainStep
+    from falcoir.core.contain.isolation import Prepared
+
+# Collection, the bundle and containment are imported by the steps that use them, not
+# with this module, so locate's first request does not wait for them: warm() imports
+# them in the background once the API server has answered (see _Later).
+LATER_MODULES = (
+    "falcoir.core.bundle",
+    "falcoir.core.collect",
+    "falcoir.core.contain",
+    "falcoir.core.contain.isolation",
+    "falcoir.core.contain.removal",
+)
+FIRST_ANSWER_WAIT_S = 1.0
+"""The longest the background work waits for the API server's first answer."""
+LATER_WAIT_S = 30.0
+"""The longest a step waits for the background imports before importing itself."""
 
 PRECHECK_PERMISSIONS: frozenset[Permission] = frozenset(
     {
@@ -71,13 +78,58 @@ def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+class _Later:
+    """What respond does in the background while locate waits on the network: once the
+    API server has answered a first time (so locate's first requests are out: imports
+    are CPU work and would delay them), start ``first`` (the cluster-wide permission
+    questions), then import the later steps' modules (``bagit`` too). Steps call
+    :meth:`wait` before importing them, so no package is imported by two threads."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._started = False
+
+    def start(self, gateway: ClusterGateway, first: Callable[[], None]) -> None:
+        self._started = True
+        threading.Thread(
+            target=self._run, args=(gateway, first), name="falcoir-later", daemon=True
+        ).start()
+
+    def _run(self, gateway: ClusterGateway, first: Callable[[], None]) -> None:
+        import importlib
+
+        try:
+            stats = getattr(gateway, "stats", None)
+            deadline = time.monotonic() + FIRST_ANSWER_WAIT_S
+            while (
+                stats is not None
+                and not int(getattr(stats, "bytes_received", 1) or 0)
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.001)
+            first()
+            for name in LATER_MODULES:
+                with contextlib.suppress(Exception):  # the step imports it and says why
+                    importlib.import_module(name)
+            with contextlib.suppress(Exception):
+                from falcoir.core.bundle import preload
+
+                preload()
+        finally:
+            self._done.set()
+
+    def wait(self) -> None:
+        if self._started:
+            self._done.wait(LATER_WAIT_S)
+
+
 def _fresh(reads: Future[Prepared]) -> bool:
     """Reads still running, or done, without error, and young enough to be used."""
     if not reads.done():
         return True
     if reads.exception() is not None:
         return False
-    return time.monotonic() - reads.result().at <= PREPARED_MAX_AGE_S
+    return reads.result().fresh()
 
 
 def _sealed(result: BundleResult) -> JSONDict:
@@ -116,6 +168,7 @@ class RealBackend:
     _prepared_reads: dict[tuple[str, str], Future[Prepared]] = field(default_factory=dict)
     _everywhere: Future[frozenset[Permission]] | None = None
     _falco: FalcoPodsCache | None = None
+    _later: _Later = field(default_factory=_Later)
     delete_plan_max_age: float = 10.0
     """Seconds a delete plan read while containment is verified stays good to use."""
 
@@ -163,10 +216,12 @@ class RealBackend:
             except BaseException as exc:
                 future.set_exception(exc)
 
-        threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
+        def ask() -> None:
+            threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
+
         # The bundle is opened right after locate, before the snapshot that containment
-        # waits for: its library is imported now, while locate waits on the network.
-        threading.Thread(target=preload_bundle, name="falcoir-preload", daemon=True).start()
+        # waits for: its modules (bagit...) are imported while locate waits.
+        self._later.start(self.gateway, ask)
 
     def _granted_everywhere(self) -> frozenset[Permission]:
         future = self._everywhere
@@ -179,7 +234,11 @@ class RealBackend:
 
     # -- steps --------------------------------------------------------------------------
     def locate(
-        self, alert: Alert, progress: Progress, ahead: ActionOptions | None = None
+        self,
+        alert: Alert,
+        progress: Progress,
+        ahead: ActionOptions | None = None,
+        on_found: Callable[[Target], None] | None = None,
     ) -> Target:
         """``ahead``: the quarantine will go ahead without a question (``--yes``, not a
         dry run) with these options: its reads and the baseline probe start as soon as
@@ -188,6 +247,8 @@ class RealBackend:
         def found(where: Target) -> None:
             if ahead is not None:
                 self._prepare_ahead(alert, where, ahead)
+            if on_found is not None:
+                on_found(where)
 
         cache = self._falco
         hits = cache.hits if cache is not None else 0
@@ -251,6 +312,9 @@ class RealBackend:
             "granted_cluster_wide": len(everywhere),
         }
         if plan.delete and plan.ask:
+            self._later.wait()
+            from falcoir.core.contain import plan_delete
+
             dplan = plan_delete(self.gateway, target, store=self.store)
             info["owner_effect"] = dplan.consequence
             info["delete_plan"] = dplan.to_dict()
@@ -262,6 +326,8 @@ class RealBackend:
     def _check_all(self, perms: list[Permission], namespace: str) -> None:
         """Every access review at once (``check_permissions`` asks eight at a time):
         one round trip instead of two or three, on the way to containment."""
+        from falcoir.core.rbac import check_permissions
+
         chunks = [perms[i : i + 8] for i in range(0, len(perms), 8)]
         if len(chunks) <= 1:
             check_permissions(self.gateway, perms, namespace)
@@ -295,6 +361,9 @@ class RealBackend:
     def open_bundle(
         self, out_dir: Path, incident: Incident, alert: Alert, target: Target
     ) -> BundleWriter:
+        self._later.wait()
+        from falcoir.core.bundle import BundleWriter
+
         writer = BundleWriter.create(
             out_dir,
             incident,
@@ -307,6 +376,9 @@ class RealBackend:
         return writer
 
     def _collect_options(self, options: ActionOptions, *, volatile: bool) -> CollectOptions:
+        self._later.wait()
+        from falcoir.core.collect import CollectOptions
+
         return CollectOptions(
             timeout=self.collect_timeout,
             ephemeral_debug=options.ephemeral_debug,
@@ -343,6 +415,8 @@ class RealBackend:
             show(event)
 
         try:
+            from falcoir.core.collect import snapshot
+
             result = snapshot(
                 self.gateway,
                 target,
@@ -368,6 +442,8 @@ class RealBackend:
         # Processes and network again, after containment: the state the pod was left
         # in. (Also, collect's binary and file collectors wait for the process list.)
         volatile = True
+        from falcoir.core.collect import collect
+
         result = collect(
             self.gateway,
             target,
@@ -399,6 +475,9 @@ class RealBackend:
                     self._prefetch_delete_plan(target)
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
 
+        self._later.wait()
+        from falcoir.core.contain import quarantine
+
         result = quarantine(
             self.gateway,
             target,
@@ -416,6 +495,8 @@ class RealBackend:
         return doc
 
     def seal(self, bundle: BundleWriter, complete: bool, note: str | None) -> JSONDict:
+        from falcoir.core.bundle import ArtifactMeta
+
         if note:
             bundle.add_bytes(
                 "respond-seal-note.txt",
@@ -435,6 +516,10 @@ class RealBackend:
     ) -> JSONDict:
         def on_step(step: ContainStep) -> None:
             progress(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
+
+        self._later.wait()
+        from falcoir.core.contain import DeleteOptions, delete, plan_delete
+        from falcoir.core.contain.removal import with_current_evidence
 
         prefetched = self._prefetched_delete_plan(target)
         # The bundle was sealed after the plan was read ahead: its evidence is read now.
@@ -465,6 +550,9 @@ class RealBackend:
         return doc
 
     def _quarantine_options(self, options: ActionOptions, dry_run: bool) -> QuarantineOptions:
+        self._later.wait()
+        from falcoir.core.contain import QuarantineOptions
+
         return QuarantineOptions(
             ingress=options.ingress,
             allow_dns=options.allow_dns,
@@ -517,11 +605,13 @@ class RealBackend:
                 return  # in flight or fresh (started when locate found the pod)
             future: Future[Prepared] = Future()
             self._prepared_reads[key] = future
-        options = self._quarantine_options(action_options, False)
         where = Target(namespace, pod, container, LocateMethod.POD_FLAG)
 
         def run() -> None:
             try:
+                options = self._quarantine_options(action_options, False)
+                from falcoir.core.contain.isolation import prepare
+
                 future.set_result(
                     prepare(
                         self.gateway,
@@ -558,6 +648,9 @@ class RealBackend:
 
         def run() -> None:
             try:
+                self._later.wait()
+                from falcoir.core.contain import plan_delete
+
                 future.set_result(plan_delete(self.gateway, target, store=self.store))
             except BaseException as exc:
                 future.set_exception(exc)
@@ -600,6 +693,9 @@ class RealBackend:
         complete: bool,
         incident: Incident | None,
     ) -> JSONDict:
+        self._later.wait()
+        from falcoir.core.bundle import ArtifactMeta, BundleWriter
+
         writer = BundleWriter.reopen(
             bundle_dir, actions_path=incident.actions_path if incident else None
         )
