@@ -18,9 +18,9 @@ phase alone (``elapsed_s`` of the result: without Python start-up, the ``kuberne
 import and locate). Each falcoir run also records every API request it makes
 (``FALCOIR_API_TRACE``): the table gives the number of requests, the round trips on
 falcoir's critical path (the longest chain of requests each sent after the previous
-one was answered: with an API latency L they alone take at least that many L), and
-the start-up time before the first request. Run as root (the lab isolates pods only
-as root)::
+one was answered: with an API latency L they alone take at least that many L), the
+start-up time before the first request, and the process's CPU time. Run as root (the
+lab isolates pods only as root)::
 
     python benchmarks/collect_bench.py [--runs 3] [--latency-ms 0,50] [-o json]
 """
@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -182,6 +183,9 @@ class Run:
     startup: float
     """From the process start to its first API request."""
     by_verb: dict[str, int]
+    cpu: float
+    """The falcoir process's CPU time (user + system), steadier than the wall clock on
+    a busy machine."""
 
 
 def run_falcoir(
@@ -192,11 +196,14 @@ def run_falcoir(
     trace = out.with_name(out.name + ".trace.jsonl")
     t0 = time.perf_counter()
     started = time.monotonic()  # the same clock as the child's (CLOCK_MONOTONIC)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = falcoir(
         "collect", *what, "--out", str(out), "--kubeconfig", str(kubeconfig), "-o", "json",
         extra_env={"FALCOIR_HOME": str(home), TRACE_ENV: str(trace)},
     )  # fmt: skip
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     phase = float("nan")
     with contextlib.suppress(ValueError, KeyError, TypeError):
         phase = float(json.loads(r.stdout)["elapsed_s"])
@@ -206,7 +213,7 @@ def run_falcoir(
         by_verb[sp.verb] = by_verb.get(sp.verb, 0) + 1
     first = min((sp.start for sp in spans), default=float("nan"))
     return Run(
-        wall, r.returncode, phase, len(spans), critical_path(spans), first - started, by_verb
+        wall, r.returncode, phase, len(spans), critical_path(spans), first - started, by_verb, cpu
     )
 
 
@@ -271,6 +278,7 @@ def main() -> None:
                         "falcoir_after_startup_s": round(
                             statistics.median(r.wall - r.startup for r in runs), 3
                         ),
+                        "falcoir_cpu_s": round(statistics.median(r.cpu for r in runs), 3),
                         "falcoir_requests": max(r.requests for r in runs),
                         "falcoir_requests_by_verb": runs[-1].by_verb,
                         "falcoir_round_trips": max(r.round_trips for r in runs),
@@ -290,19 +298,20 @@ def main() -> None:
         return
     how = "from Falco's alert (locate included)" if alert else "--pod"
     print(f"target {ns}/{pod}, falcoir {how}, median of {args.runs} runs (goal: ratio <= 0.3)")
-    print(f"{'latency':>8} {'falcoir':>9} {'(start-up)':>11} {'(collect)':>10} "
+    print(f"{'latency':>8} {'falcoir':>9} {'(cpu)':>7} {'(start-up)':>11} {'(collect)':>10} "
           f"{'requests':>9} {'round trips':>12} {'walkthrough':>12} "
           f"{'same-evid.':>11} {'ratio/walk':>11} {'ratio/same':>11}")  # fmt: skip
     for r in rows:
         print(
-            f"{r['latency_ms']:>6.0f}ms {r['falcoir_s']:>8.3f}s "
+            f"{r['latency_ms']:>6.0f}ms {r['falcoir_s']:>8.3f}s {r['falcoir_cpu_s']:>6.3f}s "
             f"{r['falcoir_startup_s']:>10.3f}s "
             f"{r['falcoir_collection_phase_s']:>9.3f}s {r['falcoir_requests']:>9} "
             f"{r['falcoir_round_trips']:>12} {r['walkthrough_s']:>11.3f}s "
             f"{r['same_evidence_s']:>10.3f}s {r['ratio_vs_walkthrough']:>11.3f} "
             f"{r['ratio_vs_same_evidence']:>11.3f}"
         )
-    print("(start-up: process start to its first API request; round trips: the longest "
+    print("(cpu: the falcoir process's user + system time; "
+          "start-up: process start to its first API request; round trips: the longest "
           "chain of requests each sent after the previous one's answer)")  # fmt: skip
 
 

@@ -15,9 +15,13 @@ Layout of a bundle directory (and of the ``.tar.gz`` made from it)::
         actions.jsonl          the incident's append-only action log (at sealing)
 
 Artifacts are written to ``data/`` as they arrive and their sidecar as each one ends,
-so a crash keeps what was captured. :meth:`BundleWriter.finalize` seals the bag with the
-``bagit`` library (manifests, tag manifest, ``bag-info.txt``) and writes the archive;
-:meth:`BundleWriter.reopen` lets a later step add files and seal it again.
+so a crash keeps what was captured. Every file is hashed as it is written;
+:meth:`BundleWriter.finalize` seals the bag (manifests, tag manifest, ``bag-info.txt``,
+written here in the ``bagit`` library's own format) from those hashes (a file changed
+after it was captured fails verification), reading back only files it did not write,
+and writes the archive, hashing it as it goes; :meth:`BundleWriter.reopen` lets a later
+step add files and seal it again. The ``bagit`` library reads and validates bags
+(:func:`verify`); writing one does not need it, so ``falcoir collect`` never imports it.
 
 :func:`verify` checks a directory or an archive; archives are never extracted blindly:
 every member is checked (no absolute paths, no ``..``, no links or devices, one top
@@ -27,6 +31,7 @@ directory, bounded sizes) and copied out by hand into a private temporary direct
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -89,6 +94,11 @@ _ARCHIVE_MAX_BYTES = 4 * 1024**3
 _ARCHIVE_MAX_RATIO = 500
 _ARCHIVE_SMALL = 64 * 1024**2
 _DISK_MARGIN = 256 * 1024**2
+ARCHIVE_LEVEL = 1
+"""gzip level of the archive: the fastest (a level 9 archive of a large binary takes
+several times as long to write, for a few per cent less)."""
+MANIFEST = f"manifest-{ALGORITHM}.txt"
+TAGMANIFEST = f"tagmanifest-{ALGORITHM}.txt"
 
 # bagit's writer changes the process's working directory while it works: one at a time.
 _BAGIT_LOCK = threading.Lock()
@@ -416,6 +426,13 @@ class BundleWriter:
         self._streams: set[ArtifactStream] = set()
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
+        self._hashes: dict[str, tuple[str, int]] = {}
+        """Bundle-relative path -> (sha256, size) of each file as this writer wrote it:
+        sealing reads back only the files it did not write."""
+        self._info_lists: dict[str, list[str]] = {}
+        self._algorithms: tuple[str, ...] = (ALGORITHM,)
+        """The bag's manifest algorithms (a reopened bag made elsewhere may have others)."""
+        """``bag-info.txt`` tags given more than once (kept as they are when resealing)."""
         self.default_mode: int | None = 0o444
         """Payload files are read-only once recorded (evidence is not edited)."""
 
@@ -430,11 +447,12 @@ class BundleWriter:
         target: Target | None,
         context: str,
         operator: str,
+        target_file: bool = True,
     ) -> BundleWriter:
         """A new bundle directory ``out_dir/<incident>-<UTC time>`` (``-2``, ``-3``...
-        when it exists), already a valid (empty) BagIt bag."""
-        bagit = _bagit()
-
+        when it exists), already a valid (empty) BagIt bag. ``target_file=False``:
+        ``target.json`` is written later (:meth:`add_target`), e.g. once locate has
+        read the owner chain."""
         started = utc_now()
         out_dir = out_dir.expanduser().resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -443,7 +461,7 @@ class BundleWriter:
         n = 1
         while True:
             try:
-                directory.mkdir()
+                directory.mkdir(mode=0o700)
                 break
             except FileExistsError:
                 n += 1
@@ -464,16 +482,13 @@ class BundleWriter:
             INFO_OPERATOR: neutralize(operator),
             INFO_STARTED: iso(started),
             INFO_COMPLETE: "false",
-            "Bag-Software-Agent": f"falcoir {__version__} (bagit.py {bagit.VERSION})",
+            "Bag-Software-Agent": f"falcoir {__version__}",
+            "Bagging-Date": f"{started:%Y-%m-%d}",
         }
-        # bagit makes the directory a bag: an empty data/ plus tag files.
-        with _BAGIT_LOCK, _restore_cwd():
-            bagit.make_bag(str(directory), dict(info), checksums=[ALGORITHM])
-            (directory / "bagit.txt").write_text(
-                f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n",
-                encoding="utf-8",
-            )
-            bagit.Bag(str(directory)).save()
+        # An empty bag (data/ plus tag files), then the marker: the unsealed marker is
+        # what says "still being written", as the bag-info has no Falcoir-Sealed yet.
+        (directory / "data").mkdir(mode=0o700)
+        _write_tags(directory, info, {}, [])
         writer = cls(directory, incident.id, info)
         writer._mark_unsealed()
         writer.actions_path = incident.actions_path
@@ -484,14 +499,18 @@ class BundleWriter:
                 ArtifactMeta(source="input", collector="alert"),
                 _reserved=True,
             )
-        if target is not None:
-            writer.add_bytes(
-                TARGET_NAME,
-                (json.dumps(target.to_dict(), indent=2, ensure_ascii=False) + "\n").encode(),
-                ArtifactMeta(source="falcoir", collector="target"),
-                _reserved=True,
-            )
+        if target is not None and target_file:
+            writer.add_target(target)
         return writer
+
+    def add_target(self, target: Target) -> Artifact:
+        """``target.json``: the located target."""
+        return self.add_bytes(
+            TARGET_NAME,
+            (json.dumps(target.to_dict(), indent=2, ensure_ascii=False) + "\n").encode(),
+            ArtifactMeta(source="falcoir", collector="target"),
+            _reserved=True,
+        )
 
     @classmethod
     def reopen(cls, directory: Path, *, actions_path: Path | None = None) -> BundleWriter:
@@ -506,6 +525,10 @@ class BundleWriter:
         info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
         incident_id = info.get(INFO_INCIDENT, "")
         writer = cls(directory, incident_id, info)
+        writer._info_lists = {
+            str(k): [str(x) for x in v] for k, v in bag.info.items() if isinstance(v, list)
+        }
+        writer._algorithms = tuple(bag.algorithms)
         writer.previous_complete = info.get(INFO_COMPLETE) == "true"
         writer.actions_path = actions_path
         for art in _load_index(directory):
@@ -609,6 +632,7 @@ class BundleWriter:
             if self.default_mode is not None:
                 os.chmod(err_file, self.default_mode)
             stderr_path = str(err_file.relative_to(self.dir))
+            self._remember(stderr_path, meta.stderr)
         mode = self.default_mode if mode is None else mode
         if mode is not None:
             os.chmod(path, mode)
@@ -635,14 +659,21 @@ class BundleWriter:
         )
         sidecar = path.with_name(path.name + META_SUFFIX)
         tmp = sidecar.with_name(sidecar.name + ".tmp")
-        tmp.write_text(
-            json.dumps(_meta_doc(art, meta.stderr), indent=2, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
+        doc = json.dumps(_meta_doc(art, meta.stderr), indent=2, ensure_ascii=False) + "\n"
+        body = doc.encode("utf-8")
+        tmp.write_bytes(body)
         tmp.replace(sidecar)
+        self._remember(str(sidecar.relative_to(self.dir)), body)
         with self._lock:
+            self._hashes[art.path] = (digest, size)
             self._artifacts[name] = art
         return art
+
+    def _remember(self, rel: str, data: bytes) -> None:
+        """``data`` is what the file at bundle-relative ``rel`` now holds."""
+        entry = (hashlib.sha256(data).hexdigest(), len(data))
+        with self._lock:
+            self._hashes[rel] = entry
 
     @property
     def artifacts(self) -> list[Artifact]:
@@ -653,8 +684,6 @@ class BundleWriter:
     def finalize(self, complete: bool) -> BundleResult:
         """Copy the action log in, write ``index.json``, seal the bag (manifests,
         tag manifest, ``bag-info.txt``) and write ``<dir>.tar.gz``."""
-        bagit = _bagit()
-
         # No new artifacts from here; wait for the ones being written (quick, bounded
         # writes), then record what still-open streams hold (a collector that did not
         # finish): their later writes are dropped.
@@ -674,35 +703,133 @@ class BundleWriter:
             if stale.exists():
                 stale.unlink()
         if self.actions_path is not None and self.actions_path.exists():
-            shutil.copyfile(self.actions_path, self.data / ACTIONS_NAME)
+            log = self.actions_path.read_bytes()
+            (self.data / ACTIONS_NAME).write_bytes(log)
+            self._remember(f"data/{ACTIONS_NAME}", log)
         index = {
             "incident": self.incident_id,
             "complete": complete,
             "artifacts": [a.to_dict() for a in arts],
         }
-        (self.data / INDEX_NAME).write_text(
-            json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        body = (json.dumps(index, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        (self.data / INDEX_NAME).write_bytes(body)
+        self._remember(f"data/{INDEX_NAME}", body)
         # A leftover half-written sidecar would make the bag lie: drop it.
         for tmp in self.data.rglob("*" + META_SUFFIX + ".tmp"):
             tmp.unlink()
-        for marker in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / marker).unlink()
-        with _BAGIT_LOCK, _restore_cwd():
-            bag = bagit.Bag(str(self.dir))
-            bag.info.update(self.info)
-            bag.info[INFO_COMPLETE] = "true" if complete else "false"
-            bag.info[INFO_SEALED] = iso(utc_now())
-            bag.info["Bagging-Date"] = f"{utc_now():%Y-%m-%d}"
-            bag.save(manifests=True)
-            self.info = {str(k): str(v) for k, v in bag.info.items()}
+        now = utc_now()
+        self.info[INFO_COMPLETE] = "true" if complete else "false"
+        self.info[INFO_SEALED] = iso(now)
+        self.info["Bagging-Date"] = f"{now:%Y-%m-%d}"
+        if self._algorithms == (ALGORITHM,):
+            with self._lock:
+                known = dict(self._hashes)
+            _write_tags(self.dir, self.info, self._info_lists, _payload(self.dir, known))
+        else:
+            self._remove_marker()  # bagit would list it in the tag manifest
+            self._save_with_bagit()
+        # Sealed once the tag files are: only then is the marker removed (a writer
+        # killed before this point leaves a bundle that says it was never sealed).
+        self._remove_marker()
         archive = self.dir.with_name(self.dir.name + ".tar.gz")
         archive_sha = _write_archive(self.dir, archive)
         # Sealed: late writes (a collector thread that outlived its deadline) are
         # refused; add more with ``BundleWriter.reopen(dir)`` and seal again.
         self.sealed = BundleResult(self.dir, archive, archive_sha, complete, tuple(arts))
         return self.sealed
+
+    def _remove_marker(self) -> None:
+        for marker in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / marker).unlink()
+
+    def _save_with_bagit(self) -> None:
+        """Seal a reopened bag that has manifests in other algorithms than ours (one
+        made by another tool): ``bagit`` rewrites all of them."""
+        bagit = _bagit()
+        with _BAGIT_LOCK, _restore_cwd():
+            bag = bagit.Bag(str(self.dir))
+            bag.info.update(self.info)
+            bag.save(manifests=True)
+            self.info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
+
+
+_NEWLINES = re.compile(r"\n|\r|(\r\n)")
+
+
+def _tag_line(key: str, value: str) -> str:
+    # as bagit writes them: CR and LF dropped so a value stays on its line
+    return f"{key}: {_NEWLINES.sub('', value)}\n"
+
+
+def _encode_filename(name: str) -> str:
+    return name.replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _payload(directory: Path, known: Mapping[str, tuple[str, int]]) -> list[tuple[str, str, int]]:
+    """``(bundle-relative path, sha256, size)`` of every file under ``data/``, in the
+    order bagit lists them. A file this writer wrote keeps the hash it had when it was
+    written (a file changed between its capture and the seal then fails verification
+    instead of being sealed as changed); any other file is hashed as it is now."""
+    out: list[tuple[str, str, int]] = []
+    for dirpath, dirnames, filenames in os.walk(directory / "data"):
+        dirnames.sort()
+        filenames.sort()
+        for fn in filenames:
+            path = Path(dirpath, fn)
+            rel = path.relative_to(directory).as_posix()
+            entry = known.get(rel)
+            if entry is None:
+                entry = _sha256_file(path)
+            out.append((rel, entry[0], entry[1]))
+    return out
+
+
+def _write_tags(
+    directory: Path,
+    info: Mapping[str, str],
+    info_lists: Mapping[str, Sequence[str]],
+    payload: Sequence[tuple[str, str, int]],
+) -> None:
+    """Write a bag's tag files as ``bagit`` would (``bagit.txt``, the manifest,
+    ``bag-info.txt`` with its ``Payload-Oxum``, the tag manifest), each one's hash
+    taken from the bytes written."""
+    tags: dict[str, bytes] = {
+        "bagit.txt": (
+            f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n"
+        ).encode(),
+        MANIFEST: "".join(
+            f"{digest}  {_encode_filename(rel)}\n" for rel, digest, _ in payload
+        ).encode("utf-8"),
+    }
+    fields: dict[str, list[str]] = {k: list(v) for k, v in info_lists.items()}
+    for key, value in info.items():
+        fields[key] = [value]
+    fields["Payload-Oxum"] = [f"{sum(size for _, _, size in payload)}.{len(payload)}"]
+    tags["bag-info.txt"] = "".join(
+        _tag_line(key, value) for key in sorted(fields) for value in fields[key]
+    ).encode("utf-8")
+    for name, body in tags.items():
+        (directory / name).write_bytes(body)
+    # Every other tag file (none that falcoir writes; one a later tool added) too.
+    listed = [(hashlib.sha256(body).hexdigest(), name) for name, body in tags.items()]
+    for entry in sorted(os.listdir(directory)):
+        if entry in tags or entry == "data" or entry.startswith("tagmanifest-"):
+            continue
+        if entry in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
+            continue
+        path = directory / entry
+        if path.is_symlink():
+            continue
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            if f.is_symlink() or f.name.startswith("tagmanifest-"):
+                continue
+            digest, _ = _sha256_file(f)
+            listed.append((digest, f.relative_to(directory).as_posix()))
+    (directory / TAGMANIFEST).write_text(
+        "".join(f"{digest} {name}\n" for digest, name in listed), encoding="utf-8"
+    )
 
 
 @contextlib.contextmanager
@@ -714,9 +841,32 @@ def _restore_cwd() -> Iterator[None]:
         os.chdir(old)
 
 
-def _write_archive(directory: Path, archive: Path) -> str:
+class _HashingFile(io.RawIOBase):
+    """A file that hashes what is written to it (the archive's SHA-256 without
+    reading it back)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        super().__init__()
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self._fh.write(view)
+        return len(view)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _write_archive(directory: Path, archive: Path, *, level: int = ARCHIVE_LEVEL) -> str:
     """``directory`` as a gzip'd tar (regular files and directories only, owner
-    numeric 0, modes as on disk), written atomically; returns its SHA-256."""
+    numeric 0, modes as on disk), written atomically and hashed as it is written;
+    returns its SHA-256."""
     tmp = archive.with_name(archive.name + ".part")
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -724,17 +874,23 @@ def _write_archive(directory: Path, archive: Path) -> str:
         info.uname = info.gname = ""
         return info
 
-    with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        root = directory.name
-        tar.add(directory, arcname=root, recursive=False, filter=clean)
-        for path in sorted(directory.rglob("*")):
-            if path.is_symlink() or not (path.is_file() or path.is_dir()):
-                continue
-            tar.add(
-                path, arcname=f"{root}/{path.relative_to(directory)}", recursive=False, filter=clean
-            )
-    digest, _ = _sha256_file(tmp)
-    os.chmod(tmp, 0o600)  # evidence (pod specs, logs) is for the responders only
+    # evidence (pod specs, logs) is for the responders only
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as raw:
+        os.chmod(tmp, 0o600)
+        sink = _HashingFile(raw)
+        gz = gzip.GzipFile(filename=archive.name, mode="wb", fileobj=sink, compresslevel=level)
+        with gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            root = directory.name
+            tar.add(directory, arcname=root, recursive=False, filter=clean)
+            for path in sorted(directory.rglob("*")):
+                if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                    continue
+                rel = f"{root}/{path.relative_to(directory)}"
+                tar.add(path, arcname=rel, recursive=False, filter=clean)
+        raw.flush()
+        os.fsync(raw.fileno())
+    digest = sink.digest.hexdigest()
     tmp.replace(archive)
     archive.with_name(archive.name + ".sha256").write_text(
         f"{digest}  {archive.name}\n", encoding="utf-8"

@@ -177,3 +177,35 @@ def test_live_progress_only_on_a_terminal_and_never_with_json(
     assert j.exit_code == 0
     assert "✓" not in j.stderr and "running" not in j.stderr
     assert json.loads(j.stdout)["complete"] is True
+
+
+def test_fast_exit_flushes_and_runs_exit_handlers(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from falcoir.cli.collect import _exit_now
+
+    _exit_now()  # under pytest: a no-op (this test is still running)
+    flag = tmp_path / "handler-ran"
+    code = (
+        "import atexit, sys\n"
+        "sys.argv[0] = 'falcoir'\n"
+        f"atexit.register(lambda: open({str(flag)!r}, 'w').write('ran'))\n"
+        "sys.stdout.write('{\"complete\": true}')\n"
+        "from falcoir.cli.collect import _exit_now\n"
+        "_exit_now()\n"
+        "print('not reached')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == '{"complete": true}'
+    assert flag.read_text() == "ran"

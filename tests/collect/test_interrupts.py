@@ -102,15 +102,17 @@ def test_ctrl_c_seals_an_incomplete_bundle(tmp_path: Path) -> None:
     time.sleep(2.0)
 
 
+@pytest.mark.parametrize("where", ["_launch", "_await"])
 def test_an_exception_while_collecting_still_seals(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     from falcoir.core.collect import engine
 
     def boom(*a: Any, **k: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(engine, "_run_collectors", boom)
+    # while starting the collectors, and while waiting for them
+    monkeypatch.setattr(engine, where, boom)
     cluster = ScriptedCluster()
     cluster.containers["miner"] = Container()
     with pytest.raises(RuntimeError):

@@ -7,6 +7,9 @@ Public API (other commands code against it):
   before containment;
 - :func:`run_collect` the whole ``falcoir collect``: incident, bundle, collect, seal
   (also when interrupted), record the bundle in the incident store;
+- :func:`start_collect` the same, started from the target locate hands over before it
+  reads the owner chain (``locate(on_found=...)``), finished with the final one
+  (:meth:`Started.finish`), one round trip earlier;
 - :func:`target_from_pod` a :class:`~falcoir.core.target.Target` for ``--pod NS/NAME``.
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from falcoir.core.alert import Alert
 from falcoir.core.bundle import INFO_OPERATOR, BundleResult, BundleWriter
-from falcoir.core.collect.engine import collect, snapshot
+from falcoir.core.collect.engine import Pending, begin, collect, snapshot
 from falcoir.core.collect.model import (
     BinaryEvidence,
     CollectOptions,
@@ -28,7 +31,7 @@ from falcoir.core.collect.model import (
     CollectResult,
 )
 from falcoir.core.gateway import PODS, ClusterGateway
-from falcoir.core.incident import IncidentStore
+from falcoir.core.incident import Incident, IncidentStore
 from falcoir.core.target import LocateMethod, OwnerRef, PodRef, Target
 from falcoir.core.text import neutralize
 from falcoir.errors import FalcoirError, TargetAmbiguous, TargetNotFound
@@ -40,9 +43,11 @@ __all__ = [
     "CollectorEvent",
     "CollectorOutcome",
     "CollectorStatus",
+    "Started",
     "collect",
     "run_collect",
     "snapshot",
+    "start_collect",
     "target_from_pod",
 ]
 
@@ -123,6 +128,88 @@ def run_collect(
     """Open (or reuse) the pod's incident, write a new bundle, collect, seal it (also
     when something fails or the user interrupts: then it is marked incomplete), and
     record it in the incident store."""
+    started = start_collect(
+        gateway,
+        target,
+        alert=alert,
+        out_dir=out_dir,
+        options=options,
+        store=store,
+        progress=progress,
+    )
+    return started.finish(target)
+
+
+class Started:
+    """A collection under way (:func:`start_collect`): :meth:`finish` it with the
+    final target, or :meth:`abandon` it when locate fails after all."""
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        incident: Incident,
+        writer: BundleWriter,
+        pending: Pending | None,
+        asking: threading.Thread,
+        who: list[str],
+    ) -> None:
+        self.store = store
+        self.incident = incident
+        self.writer = writer
+        self.pending = pending
+        self._asking = asking
+        self._who = who
+        self._sealed = False
+
+    def _seal(self, complete: bool) -> BundleResult:
+        self._sealed = True
+        self._asking.join(30)
+        self.writer.info[INFO_OPERATOR] = neutralize(self._who[0] if self._who else "unknown")
+        sealed = self.writer.finalize(complete)
+        self.store.add_bundle(self.incident, sealed.dir)
+        return sealed
+
+    def finish(self, target: Target) -> CollectResult:
+        """``target``: locate's final one (the same pod, with its owner chain); written
+        to the bundle at once, then every collector is waited for and the bundle is
+        sealed (incomplete when something failed or Ctrl-C was pressed)."""
+        interrupted = False
+        try:
+            try:
+                self.writer.add_target(target)
+            except KeyboardInterrupt:
+                interrupted = True  # sealed below as interrupted, with what was captured
+            if self.pending is None:
+                raise KeyboardInterrupt
+            result = self.pending.wait(target, interrupted=interrupted)
+        except BaseException:
+            if not self._sealed:
+                self._seal(False)
+            raise
+        return result.sealed(self._seal(result.complete), self.incident.id)
+
+    def abandon(self) -> BundleResult | None:
+        """Seal what was captured as incomplete (locate failed, or Ctrl-C, after the
+        collection had started): the bundle says so, nothing is lost."""
+        if self._sealed:
+            return None
+        return self._seal(False)
+
+
+def start_collect(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    out_dir: Path,
+    options: CollectOptions | None = None,
+    store: IncidentStore | None = None,
+    progress: Callable[[CollectorEvent], None] | None = None,
+    located: bool = True,
+) -> Started:
+    """Open (or reuse) the pod's incident, create the bundle and start every collector;
+    returns at once. ``located=False``: ``target`` is the one locate hands over before
+    reading the owner chain; the owners collector waits for :meth:`Started.finish`."""
     store = store or IncidentStore()
     incident = store.open(
         target.namespace, target.pod, target.pod_uid, alert_raw=alert.raw if alert else None
@@ -147,15 +234,10 @@ def run_collect(
         target=target,
         context=gateway.context,
         operator="unknown",
+        target_file=False,
     )
-
-    def seal(complete: bool) -> BundleResult:
-        asking.join(30)
-        writer.info[INFO_OPERATOR] = neutralize(who[0] if who else "unknown")
-        return writer.finalize(complete)
-
     try:
-        result = collect(
+        pending = begin(
             gateway,
             target,
             alert=alert,
@@ -163,11 +245,9 @@ def run_collect(
             options=options,
             progress=progress,
             action_log=log,
+            located=located,
         )
     except BaseException:
-        seal(False)
-        store.add_bundle(incident, writer.dir)
+        Started(store, incident, writer, None, asking, who).abandon()
         raise
-    sealed = seal(result.complete)
-    store.add_bundle(incident, sealed.dir)
-    return result.sealed(sealed, incident.id)
+    return Started(store, incident, writer, pending, asking, who)

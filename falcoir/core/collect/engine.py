@@ -59,8 +59,16 @@ NO_TOOLS_NOTE = (
 )
 
 
+# libyaml's emitter writes the same text as PyYAML's in a fifth of the time (the pod,
+# owner, node and event YAML were most of collect's own CPU). Only an empty key or
+# one of 125-128 characters comes out in another valid form (``? key``) of the same
+# object; tests/collect/test_yaml_dump.py compares the two.
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _yaml(doc: Any) -> bytes:
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=False, width=1 << 16).encode()
+    text = yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, allow_unicode=False, width=1 << 16)
+    return str(text).encode()
 
 
 def _json(doc: Any) -> bytes:
@@ -123,6 +131,9 @@ class _Run:
     binary: BinaryEvidence | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     deadline_at: float = 0.0
+    located: threading.Event = field(default_factory=threading.Event)
+    """Set once ``target`` is locate's final one (with the owner chain): collection may
+    start from the target locate hands over before reading the owners."""
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(max(1, self.options.concurrency))
@@ -148,6 +159,11 @@ class _Run:
 
     def remaining(self) -> float:
         return max(1.0, self.deadline_at - time.monotonic())
+
+    def final_target(self) -> Target:
+        """The target with its owner chain, once locate has it (bounded wait)."""
+        self.located.wait(self.remaining())
+        return self.target
 
     def add(self, collector: str, name: str, data: bytes, meta: ArtifactMeta) -> Artifact:
         return self.keep(self.writer.add_bytes(self.label + name, data, meta))
@@ -689,14 +705,14 @@ def collect_pod(run: _Run) -> CollectorOutcome:
     return run.finish(name, CollectorStatus.OK, None, arts)
 
 
-def _located_owners(run: _Run) -> tuple[list[JSON], str] | None:
+def _located_owners(target: Target) -> tuple[list[JSON], str] | None:
     """The owner objects locate read for this very target moments ago (and how long
     ago), when it read every one of the chain that is ever read."""
-    known = recall(run.target)
-    if known is None or not run.target.owner:
+    known = recall(target)
+    if known is None or not target.owner:
         return None
     objects: list[JSON] = []
-    for ref in run.target.owner:
+    for ref in target.owner:
         obj = known.owners.get((ref.kind, ref.name))
         if obj is None:
             if followable(ref) is not None:
@@ -709,8 +725,9 @@ def _located_owners(run: _Run) -> tuple[list[JSON], str] | None:
 
 def collect_owners(run: _Run) -> CollectorOutcome:
     name = "owners"
+    target = run.final_target()  # the owner chain is what locate read last
     started = utc_now()
-    located = _located_owners(run)
+    located = _located_owners(target)
     if located is not None:
         objects, when = located
         meta = _api_meta(name, started, note=when)
@@ -719,10 +736,10 @@ def collect_owners(run: _Run) -> CollectorOutcome:
             f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}" for o in objects
         )
         return run.finish(name, CollectorStatus.OK, f"{note} ({when})", arts)
-    if run.target.owner and run.target.method is not LocateMethod.POD_FLAG:
+    if target.owner and target.method is not LocateMethod.POD_FLAG:
         # locate already walked the chain (owner_chain): read its objects at once.
         objects, problems = objects_for_refs(
-            run.gateway, run.target.namespace, run.target.owner, call=run.api_call
+            run.gateway, target.namespace, target.owner, call=run.api_call
         )
     else:
         run.pod_ready.wait(run.remaining())
@@ -852,11 +869,16 @@ def collect_logs(run: _Run) -> CollectorOutcome:
         # is bounded on purpose, so a full log counts as collected.
         statuses.append(ArtifactStatus.OK)
 
-    known = recall(run.target)
+    if not run.located.is_set() and run.target.container:
+        # Started before locate was done: the suspect container's log first, while
+        # locate reads the owner chain (the other containers' are known after).
+        read_one(run.target.container, False)
+    known = recall(run.final_target())
     if known is not None:
         # The pod as locate read it names the containers: no need to wait for it.
         for cname, previous in _log_plan(known.pod, run.target.container):
-            read_one(cname, previous)
+            if (cname, previous) not in done:
+                read_one(cname, previous)
     run.pod_ready.wait(run.remaining())
     for cname, previous in _log_plan(run.pod or {}, run.target.container):
         if (cname, previous) not in done:  # a container that restarted since
@@ -879,12 +901,8 @@ COLLECTORS: dict[str, Callable[[_Run], CollectorOutcome]] = {
 }
 
 
-def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
-    """Run ``names`` concurrently until done or the deadline; returns False when
-    interrupted (Ctrl-C). Collectors still running are recorded as timed out (or
-    interrupted) and left behind: their threads are daemons, and the sealed bundle
-    refuses their late writes."""
-    done: dict[str, threading.Event] = {n: threading.Event() for n in names}
+def _launch(run: _Run, names: Sequence[str], done: dict[str, threading.Event]) -> None:
+    """Start ``names``, each in its own daemon thread that sets its ``done`` event."""
     # A collector waits only on what another one in *this* run will produce: an event
     # whose producer is not running is set now (never wait on what nobody will set).
     if "processes" not in names:
@@ -903,14 +921,20 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
             done[cname].set()
         run.emit(CollectorEvent(cname, "done", status=out.status, bytes=out.bytes, detail=out.note))
 
-    interrupted = False
+    for cname in names:
+        threading.Thread(target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True).start()
+
+
+def _await(run: _Run, done: dict[str, threading.Event], *, interrupted: bool = False) -> bool:
+    """Wait for launched collectors until done or the deadline (not at all when
+    already ``interrupted``); returns False when interrupted (Ctrl-C). Collectors
+    still running are recorded as timed out (or interrupted) and left behind: their
+    threads are daemons, and the sealed bundle refuses their late writes."""
     try:
-        for cname in names:
-            threading.Thread(
-                target=body, args=(cname,), name=f"falcoir-{cname}", daemon=True
-            ).start()
         # Event.wait, not Thread.join: an interrupted join can leave is_alive() wrong.
         for ev in done.values():
+            if interrupted:
+                break
             ev.wait(max(0.0, run.deadline_at - time.monotonic()))
     except KeyboardInterrupt:
         interrupted = True
@@ -924,7 +948,18 @@ def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
     # Unblock anything still waiting on the others.
     run.procs_ready.set()
     run.pod_ready.set()
+    run.located.set()
     return not interrupted
+
+
+def _run_collectors(run: _Run, names: Sequence[str]) -> bool:
+    """Run ``names`` concurrently until done or the deadline (see :func:`_await`)."""
+    done = {n: threading.Event() for n in names}
+    try:
+        _launch(run, names, done)
+    except KeyboardInterrupt:
+        return _await(run, done, interrupted=True)
+    return _await(run, done)
 
 
 # -- ephemeral debug container ---------------------------------------------------------
@@ -1063,6 +1098,7 @@ def snapshot(
     opts = options or CollectOptions()
     started = time.monotonic()
     run = _start(gateway, target, alert, writer, opts, progress, None)
+    run.located.set()
     ok = _run_collectors(run, VOLATILE)
     return _result(run, VOLATILE, started, ok)
 
@@ -1084,6 +1120,62 @@ def collect(
     in-pod collectors run again there, reading the suspect container through
     ``/proc/1/root``.
     """
+    pending = begin(
+        gateway,
+        target,
+        alert=alert,
+        writer=writer,
+        options=options,
+        progress=progress,
+        action_log=action_log,
+    )
+    return pending.wait(target)
+
+
+@dataclass
+class Pending:
+    """Collectors started by :func:`begin`; :meth:`wait` collects their result."""
+
+    run: _Run
+    names: list[str]
+    done: dict[str, threading.Event]
+    started: float
+    launched: bool = True
+
+    def wait(self, target: Target | None = None, *, interrupted: bool = False) -> CollectResult:
+        """``target``: locate's final target (same pod and container, with the owner
+        chain), when collection began from the one it handed over before. Waits for
+        every collector (Ctrl-C, or ``interrupted``: the bundle keeps what was
+        captured), then runs the ephemeral debug pass if asked and needed."""
+        run, names, opts = self.run, self.names, self.run.options
+        if target is not None:
+            run.target = target
+        run.located.set()
+        ok = _await(run, self.done, interrupted=interrupted or not self.launched)
+        no_tools = NO_TOOLS_NOTE in run.notes
+        if ok and no_tools and not opts.ephemeral_debug:
+            run.note("re-run with --ephemeral-debug to collect through a debug container")
+        if ok and no_tools and opts.ephemeral_debug:
+            ok = _debug_pass(run, names)
+        return _result(run, names, self.started, ok)
+
+
+def begin(
+    gateway: ClusterGateway,
+    target: Target,
+    *,
+    alert: Alert | None,
+    writer: BundleWriter,
+    options: CollectOptions | None = None,
+    progress: Progress | None = None,
+    action_log: ActionLog | None = None,
+    located: bool = True,
+) -> Pending:
+    """Start every collector into ``writer`` and return at once.
+
+    ``located=False``: ``target`` is the one locate hands over before it has read the
+    owner chain (``on_found``); the collectors that need the chain (owners, the other
+    containers' logs) wait for :meth:`Pending.wait` to give the final one."""
     opts = options or CollectOptions()
     started = time.monotonic()
     if action_log is None and writer.actions_path is not None:
@@ -1091,34 +1183,42 @@ def collect(
         operator = writer.info.get("Falcoir-Operator") or None
         action_log = ActionLog(writer.actions_path, writer.incident_id, operator)
     run = _start(gateway, target, alert, writer, opts, progress, action_log)
+    if located:
+        run.located.set()
     names = [n for n in COLLECTORS if opts.volatile or n not in VOLATILE]
-    ok = _run_collectors(run, names)
-    no_tools = NO_TOOLS_NOTE in run.notes
-    if ok and no_tools and not opts.ephemeral_debug:
-        run.note("re-run with --ephemeral-debug to collect through a debug container")
-    if ok and no_tools and opts.ephemeral_debug:
-        debug = add_debug_container(run)
-        if debug is not None:
-            first = dict(run.outcomes)
-            run.container = debug
-            run.root = "/proc/1/root"
-            run.label = "debug/"
-            run.procs_ready = threading.Event()
-            run.marker = scripts.new_marker()
-            again = [n for n in EXEC_COLLECTORS if n in names]
-            for n in again:
-                run.outcomes.pop(n, None)
-            ok = _run_collectors(run, again)
-            for n in again:
-                prev = first.get(n)
-                cur = run.outcomes.get(n)
-                if cur is not None:
-                    extra = f"ran in ephemeral container {debug}"
-                    run.outcomes[n] = CollectorOutcome(
-                        cur.name,
-                        cur.status,
-                        f"{cur.note}; {extra}" if cur.note else extra,
-                        (prev.artifacts if prev else ()) + cur.artifacts,
-                        cur.bytes + (prev.bytes if prev else 0),
-                    )
-    return _result(run, names, started, ok)
+    done = {n: threading.Event() for n in names}
+    try:
+        _launch(run, names, done)
+    except KeyboardInterrupt:
+        return Pending(run, names, done, started, launched=False)
+    return Pending(run, names, done, started)
+
+
+def _debug_pass(run: _Run, names: Sequence[str]) -> bool:
+    """The in-pod collectors again, in an ephemeral debug container."""
+    debug = add_debug_container(run)
+    if debug is None:
+        return True
+    first = dict(run.outcomes)
+    run.container = debug
+    run.root = "/proc/1/root"
+    run.label = "debug/"
+    run.procs_ready = threading.Event()
+    run.marker = scripts.new_marker()
+    again = [n for n in EXEC_COLLECTORS if n in names]
+    for n in again:
+        run.outcomes.pop(n, None)
+    ok = _run_collectors(run, again)
+    for n in again:
+        prev = first.get(n)
+        cur = run.outcomes.get(n)
+        if cur is not None:
+            extra = f"ran in ephemeral container {debug}"
+            run.outcomes[n] = CollectorOutcome(
+                cur.name,
+                cur.status,
+                f"{cur.note}; {extra}" if cur.note else extra,
+                (prev.artifacts if prev else ()) + cur.artifacts,
+                cur.bytes + (prev.bytes if prev else 0),
+            )
+    return ok
