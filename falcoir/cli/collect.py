@@ -19,6 +19,7 @@ from falcoir.cli.common import (
     ContextOpt,
     KubeconfigOpt,
     OutputOpt,
+    exit_now,
     guarded,
 )
 from falcoir.errors import EvidenceIncomplete
@@ -180,23 +181,4 @@ def collect_command(
             f"the bundle is sealed and says so: {result.bundle.dir if result.bundle else '?'}",
             hint="falcoir bundle show BUNDLE lists each artifact with its status and error",
         )
-    _exit_now()
-
-
-def _exit_now() -> None:
-    """End the ``falcoir`` process at once (never under a test runner): output flushed
-    and exit handlers run (they remove the kubeconfig's temporary key files), but the
-    interpreter's teardown of every imported module skipped (40-100 ms)."""
-    import atexit
-    import os
-    import sys as system  # the real one (tests stand in for the module's ``sys``)
-
-    spec = getattr(system.modules.get("__main__"), "__spec__", None)
-    if getattr(spec, "name", "") == "falcoir.__main__" or Path(system.argv[0]).name == "falcoir":
-        atexit._run_exitfuncs()
-        try:
-            system.stdout.flush()
-            system.stderr.flush()
-        except OSError:
-            return  # (a closed pipe) the usual exit reports it
-        os._exit(0)
+    exit_now()

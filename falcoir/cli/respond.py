@@ -15,6 +15,7 @@ from falcoir.cli.common import (
     KubeconfigOpt,
     OutputOpt,
     YesOpt,
+    exit_now,
     guarded,
 )
 from falcoir.render.output import OutputFormat
@@ -269,6 +270,9 @@ def _single(
     else:
         print_summary(doc)
     _exit(result)
+    # Everything is written and sealed; the threads left (read-only probes) have
+    # nothing to save: skip the interpreter's teardown.
+    exit_now()
 
 
 def _render_report(data: Any) -> Any:

@@ -184,17 +184,17 @@ def test_fast_exit_flushes_and_runs_exit_handlers(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from falcoir.cli.collect import _exit_now
+    from falcoir.cli.common import exit_now
 
-    _exit_now()  # under pytest: a no-op (this test is still running)
+    exit_now()  # under pytest: a no-op (this test is still running)
     flag = tmp_path / "handler-ran"
     code = (
         "import atexit, sys\n"
         "sys.argv[0] = 'falcoir'\n"
         f"atexit.register(lambda: open({str(flag)!r}, 'w').write('ran'))\n"
         "sys.stdout.write('{\"complete\": true}')\n"
-        "from falcoir.cli.collect import _exit_now\n"
-        "_exit_now()\n"
+        "from falcoir.cli.common import exit_now\n"
+        "exit_now()\n"
         "print('not reached')\n"
     )
     root = Path(__file__).resolve().parents[2]
