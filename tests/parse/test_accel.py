@@ -644,3 +644,29 @@ def test_wrappers_with_a_new_time_on_every_line(fast: accel.TextAlert) -> None:
     assert taken(fast, lines) == len(lines)
     kinds = {dict(i.wrapper)["kind"] for i in items if isinstance(i, Alert)}
     assert kinds == {"kubectl-timestamps", "kubectl-prefix+kubectl-timestamps", "syslog"}
+
+
+def test_importing_the_package_again_falls_back_instead_of_failing() -> None:
+    # The extension keeps its first configuration; a second import (a reload, or the
+    # package's modules dropped from sys.modules) must fall back to the pure path.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import importlib, sys\n"
+        "import falcoir.core.parse.accel as a\n"
+        "importlib.reload(a)\n"
+        "for m in [m for m in sys.modules if m.startswith('falcoir')]:\n"
+        "    del sys.modules[m]\n"
+        "from falcoir.core.parse import iter_parse\n"
+        "line = '08:30:00.123 - Critical - Suspicious crypto miner process (name=xmrig, pid=1)'\n"
+        "print(next(iter(iter_parse([line]))).process.name)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "xmrig"

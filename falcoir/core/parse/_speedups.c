@@ -896,7 +896,9 @@ static KEntry *key_entry(const char *p, Py_ssize_t len) {
     PyObject *str = PyUnicode_New(len, 127);
     if (str == NULL) return NULL;
     memcpy(PyUnicode_1BYTE_DATA(str), p, (size_t)len);
-    PyUnicode_InternInPlace(&str);
+    /* Not interned: the key table already shares one string per name, and interned
+       strings are never freed on some CPython 3.12 releases (an alert could invent names
+       without bound). */
     int slot = -1, rank = 0, kid = -1;
     PyObject *info = PyDict_GetItemWithError(slots_map, str);
     if (info == NULL && PyErr_Occurred()) {

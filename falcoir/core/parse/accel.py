@@ -77,7 +77,12 @@ def _load() -> TextAlert | None:
         return None
     if _stale(_speedups.__file__):
         return None
-    return configure(_speedups)
+    try:
+        return configure(_speedups)
+    except Exception:
+        # e.g. the package imported a second time (reload, or its modules dropped from
+        # sys.modules): the extension keeps its first configuration; the pure path serves.
+        return None
 
 
 def _stale(built: str | None) -> bool:
