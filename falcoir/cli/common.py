@@ -187,10 +187,10 @@ def exit_now() -> None:
 
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if getattr(spec, "name", "") == "falcoir.__main__" or Path(sys.argv[0]).name == "falcoir":
-        atexit._run_exitfuncs()
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except OSError:
-            return  # (a closed pipe) the usual exit reports it
+            return  # (a closed pipe) the usual exit reports it, and runs the handlers
+        atexit._run_exitfuncs()
         os._exit(0)

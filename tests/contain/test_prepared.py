@@ -69,3 +69,27 @@ def test_stale_or_foreign_prepared_reads_are_not_used(tmp_path: Path) -> None:
     )
     kinds = [c[0] for c in cluster.calls]
     assert kinds.index("get") < kinds.index("create")  # read again before changing
+
+
+def test_a_probe_read_ahead_waits_for_the_snapshot(tmp_path: Path) -> None:
+    # respond reads ahead when locate finds the pod; its baseline probe waits until the
+    # volatile snapshot's commands run, so the snapshot does not record its connection.
+    import threading
+    import time
+
+    cluster = make_cluster()
+    store = IncidentStore(tmp_path / "home")
+    t = target(cluster)
+    inc = store.open(NS, POD, t.pod_uid)
+    opts = QuarantineOptions(check_permissions=False, **FAST)  # type: ignore[arg-type]
+    snapshot_running = threading.Event()
+    ready = prepare(
+        cluster, t, alert=miner_alert(), incident_id=inc.id, options=opts,
+        probe_after=snapshot_running,
+    )  # fmt: skip
+    time.sleep(0.3)
+    assert ready.baseline is not None and not ready.baseline.done()
+    assert not [c for c in cluster.calls if c[0] == "exec"]
+    snapshot_running.set()
+    assert ready.baseline.result(timeout=10).connected is True
+    assert [c for c in cluster.calls if c[0] == "exec"]

@@ -680,3 +680,32 @@ def test_a_baseline_probe_started_with_the_quarantine_is_waited_for(
     before = result.verified["probe"]["before"]
     assert before is not None and before["connected"] is True
     assert result.verified["egress_blocked"] is True
+
+
+def test_changes_are_logged_before_a_slow_probe_read_ahead_answers(
+    store: IncidentStore,
+) -> None:
+    # The policy and the label are live once sent: the action log must say so at once,
+    # not after a probe that may take its whole timeout (a Ctrl-C meanwhile would lose it).
+    import threading
+
+    cluster = SlowFirstProbe()
+    cluster.delay = 1.0
+    cluster.objects = make_cluster().objects
+    cluster.install_miner(NS, POD)
+    out: list[object] = []
+    runner = threading.Thread(target=lambda: out.append(_run_prepared(cluster, store)))
+    runner.start()
+    deadline = time.monotonic() + 0.8
+    logged: list[tuple[str, str]] = []
+    while time.monotonic() < deadline:
+        inc = store.for_pod(NS, POD, None)
+        if inc is not None and inc.actions_path.exists():
+            logged = [(a.kind, a.outcome) for a in read_actions(inc.actions_path)]
+            if len(logged) >= 2:
+                break
+        time.sleep(0.02)
+    assert cluster.first_answer_at == 0.0, "the probe answered already: the test proves nothing"
+    assert logged[:2] == [("NetworkPolicy", "ok"), ("Pod", "ok")]
+    runner.join(10)
+    assert out, "quarantine did not finish"

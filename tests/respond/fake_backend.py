@@ -239,8 +239,12 @@ class FakeBackend:
         self._leave("collect", s)
         return {"artifacts": arts, "complete": "collect" not in self.incomplete}
 
-    def seal(self, bundle: FakeBundle, complete: bool, note: str | None) -> dict[str, Any]:  # type: ignore[override]
+    def seal(  # type: ignore[override]
+        self, bundle: FakeBundle, complete: bool, note: str | None, target: Any = None
+    ) -> dict[str, Any]:
         s = self._enter("seal")
+        if target is not None:
+            bundle.files["target.json"] = json.dumps(target.to_dict()).encode()
         bundle.sealed.append(complete)
         self._leave("seal", s)
         return self._sealed(bundle, complete)

@@ -131,6 +131,9 @@ def test_respond_yes_contains_collects_deletes(
 
     bagit.Bag(str(bundle)).validate()
     # the report's process tree shows the miner, marked
+    # target.json (the bundle opens as soon as the pod is known) has the owner chain
+    located = json.loads((bundle / "data" / "target.json").read_text())
+    assert [o["kind"] for o in located["owner"]] == ["ReplicaSet", "Deployment"]
     md = (bundle / "data" / "report.md").read_text()
     suspect = [ln for ln in md.splitlines() if ln.endswith("<== SUSPECT")]
     assert suspect and "/tmp/xmrig" in suspect[0], md[:3000]

@@ -8,7 +8,9 @@ policy can never select another replica: no other pod carries the incident's lab
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -411,10 +413,9 @@ def quarantine(
             answered_before = baseline_f is None or baseline_f.done()
             if current != inc_id and created is not None:
                 labelled = pool.submit(_send_label, gateway, ns, name, inc_id, options.dry_run)
-            if ahead:
-                baseline = _baseline(
-                    baseline_f, endpoint, rec, in_time=answered_before or labelled is None
-                )
+            if ahead and answered_before:
+                baseline = _baseline(baseline_f, endpoint, rec)  # in already: no wait
+                ahead = False
             if created is not None:
                 try:
                     policy_status = _record_policy(rec, body, created, options.dry_run)
@@ -432,7 +433,15 @@ def quarantine(
                         dry_run=options.dry_run,
                     ) from exc
                 if policy_status == "exists":
-                    existing = with_retries(lambda: gateway.get(NETWORK_POLICIES, pname, ns))
+                    try:
+                        existing = with_retries(lambda: gateway.get(NETWORK_POLICIES, pname, ns))
+                    except FalcoirError:
+                        if labelled is not None:  # it went on: the log must say so
+                            with contextlib.suppress(FalcoirError):
+                                _record_label(
+                                    rec, ns, name, inc_id, current, labelled, options.dry_run
+                                )
+                        raise
         if existing is not None:
             differences = tuple(pol.spec_differences(existing.get("spec") or {}, body["spec"]))
             if not pol.is_falcoir_policy(existing):
@@ -467,6 +476,12 @@ def quarantine(
                     f"falcoir release --incident {inc_id}",
                 ) from exc
             raise
+        if ahead:
+            # Still running: only now, with both changes recorded (it may take its whole
+            # timeout), is its answer waited for.
+            baseline = _baseline(
+                baseline_f, endpoint, rec, in_time=answered_before or labelled is None
+            )
 
     # 3. detaching from the owner
     detach: dict[str, Any] | None = None
@@ -553,9 +568,13 @@ def prepare(
     alert: Alert | None,
     incident_id: str,
     options: QuarantineOptions,
+    probe_after: threading.Event | None = None,
 ) -> Prepared:
     """Read ahead what :func:`quarantine` needs before its first change (reads and a
     probe from inside the pod only; nothing changes). Raises what the reads raise.
+    ``probe_after``: the probe waits for it (at most :data:`PROBE_AFTER_WAIT_S`): respond
+    sets it once the volatile snapshot's commands run, so the snapshot does not record
+    the probe's own connection.
 
     The baseline probe starts with the reads, not after them: it is read-only, and its
     exec is the longest of the three. When the reads show a quarantine already in place
@@ -571,13 +590,14 @@ def prepare(
     try:
         if endpoint and not options.dry_run:
             speculative = pool.submit(
-                run_probe,
+                _probe_once,
+                probe_after,
                 gateway,
                 ns,
                 name,
                 target.container,
                 endpoint,
-                timeout=options.probe_timeout,
+                options.probe_timeout,
             )
         existing_f = pool.submit(
             _get_optional, gateway, lambda: gateway.get(NETWORK_POLICIES, pname, ns)
@@ -590,6 +610,24 @@ def prepare(
     current = pol.pod_labels(pod).get(pol.LABEL_KEY)
     baseline = speculative if existing is None and current != inc_id else None
     return Prepared(ns, name, inc_id, pod, existing, endpoint, baseline, at)
+
+
+PROBE_AFTER_WAIT_S = 10.0
+"""The longest a probe read ahead waits for the snapshot's commands to run."""
+
+
+def _probe_once(
+    after: threading.Event | None,
+    gateway: ClusterGateway,
+    ns: str,
+    name: str,
+    container: str | None,
+    endpoint: Endpoint,
+    timeout: int,
+) -> ProbeOutcome:
+    if after is not None:
+        after.wait(PROBE_AFTER_WAIT_S)
+    return run_probe(gateway, ns, name, container, endpoint, timeout=timeout)
 
 
 def _baseline(

@@ -150,8 +150,11 @@ class Backend(Protocol):
         """The full collection: ``{"artifacts": [...], "complete": bool}``."""
         ...
 
-    def seal(self, bundle: Bundle, complete: bool, note: str | None) -> JSONDict:
-        """Finalize: ``{"dir", "archive", "archive_sha256", "complete"}``."""
+    def seal(
+        self, bundle: Bundle, complete: bool, note: str | None, target: Target | None = None
+    ) -> JSONDict:
+        """Finalize: ``{"dir", "archive", "archive_sha256", "complete"}``; ``target``: the
+        located target (owner chain included) to record as ``target.json``."""
         ...
 
     def delete(

@@ -418,7 +418,12 @@ def respond(
     def do_seal() -> JSONDict:
         assert st.bundle is not None
         complete = evidence_complete()
-        st.seal = backend.seal(st.bundle, complete, None if complete else "evidence incomplete")
+        st.seal = backend.seal(
+            st.bundle,
+            complete,
+            None if complete else "evidence incomplete",
+            st.target or st.found,
+        )
         return st.seal
 
     def do_delete() -> JSONDict:
@@ -460,7 +465,7 @@ def respond(
             Step("collect", do_collect, needs=("bundle", "confirm"), after=("snapshot",)),
             # Sealed as soon as the evidence is in, while containment is still being
             # verified; the report step seals it again with every action.
-            Step("seal", do_seal, needs=("bundle",), after=("snapshot", "collect")),
+            Step("seal", do_seal, needs=("bundle",), after=("owners", "snapshot", "collect")),
             Step("delete", do_delete, needs=("seal", "confirm"), after=("quarantine",)),
             Step("report", do_report, needs=("bundle",), after=("delete", "seal")),
         ]
@@ -604,7 +609,7 @@ def _mark_interrupted(
         return
     try:
         if recs.get("seal") is None or recs["seal"].status is not StepStatus.OK:
-            st.seal = backend.seal(st.bundle, False, "interrupted (Ctrl-C)")
+            st.seal = backend.seal(st.bundle, False, "interrupted (Ctrl-C)", st.target or st.found)
         rep = recs.get("report")
         if rep is None or rep.status is not StepStatus.OK:
             st.seal = {**write_report(final=True, interrupted=True)}

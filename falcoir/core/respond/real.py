@@ -181,6 +181,7 @@ class RealBackend:
     _everywhere: Future[frozenset[Permission]] | None = None
     _falco: FalcoPodsCache | None = None
     _later: _Later = field(default_factory=_Later)
+    _snapshot_running: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
     delete_plan_max_age: float = 10.0
     """Seconds a delete plan read while containment is verified stays good to use."""
 
@@ -388,6 +389,9 @@ class RealBackend:
             target=target,
             context=self.context(),
             operator=self.operator(),
+            # Opened as soon as the pod is known: target.json waits for the owner chain
+            # (written when the bundle is sealed).
+            target_file=False,
         )
         self._alerts[str(writer.dir)] = alert
         return writer
@@ -420,6 +424,7 @@ class RealBackend:
         started: Callable[[], None],
     ) -> JSONDict:
         show = self._progress(progress)
+        probe_may_go = self._snapshot_running_event((target.namespace, target.pod))
         running: set[str] = set()
         lock = threading.Lock()
 
@@ -429,6 +434,7 @@ class RealBackend:
                     running.add(event.collector)
                     if running >= {"processes", "network"}:
                         started()
+                        probe_may_go.set()
             show(event)
 
         try:
@@ -445,6 +451,8 @@ class RealBackend:
         except BaseException:
             self._snapshot_ok[str(bundle.dir)] = False
             raise
+        finally:
+            probe_may_go.set()  # ran or failed: the probe read ahead need wait no more
         doc: JSONDict = result.to_dict()
         self._snapshot_ok[str(bundle.dir)] = bool(result.complete)
         return doc
@@ -511,9 +519,17 @@ class RealBackend:
             doc[IN_FORCE_KEY] = in_force[0]
         return doc
 
-    def seal(self, bundle: BundleWriter, complete: bool, note: str | None) -> JSONDict:
+    def seal(
+        self,
+        bundle: BundleWriter,
+        complete: bool,
+        note: str | None,
+        target: Target | None = None,
+    ) -> JSONDict:
         from falcoir.core.bundle import ArtifactMeta
 
+        if target is not None:
+            bundle.add_target(target)
         if note:
             bundle.add_bytes(
                 "respond-seal-note.txt",
@@ -602,6 +618,8 @@ class RealBackend:
             )
         except (OSError, ValueError):
             return  # the respond run opens it and says what is wrong
+        if incident.policy:
+            return  # quarantined already (another alert of this pod): nothing to read ahead
         self._start_prepare(
             where.namespace, where.pod, where.container, alert, incident.id, options
         )
@@ -623,6 +641,7 @@ class RealBackend:
             future: Future[Prepared] = Future()
             self._prepared_reads[key] = future
         where = Target(namespace, pod, container, LocateMethod.POD_FLAG)
+        after = self._snapshot_running_event(key)
 
         def run() -> None:
             try:
@@ -636,6 +655,7 @@ class RealBackend:
                         alert=alert,
                         incident_id=incident_id,
                         options=options,
+                        probe_after=after,
                     )
                 )
             except BaseException as exc:
@@ -643,9 +663,16 @@ class RealBackend:
 
         threading.Thread(target=run, name="falcoir-prepare", daemon=True).start()
 
+    def _snapshot_running_event(self, key: tuple[str, str]) -> threading.Event:
+        """Set once the pod's volatile snapshot has its commands running: the baseline
+        probe read ahead waits for it, so the snapshot does not see its connection."""
+        with self._lock:
+            return self._snapshot_running.setdefault(key, threading.Event())
+
     def _prepared(self, target: Target) -> Prepared | None:
         with self._lock:
             future = self._prepared_reads.pop((target.namespace, target.pod), None)
+            self._snapshot_running.pop((target.namespace, target.pod), None)
         if future is None:
             return None
         try:
