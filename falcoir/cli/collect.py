@@ -69,7 +69,7 @@ TimeoutOpt = Annotated[
 
 
 LATER_MODULES = ("falcoir.core.bundle", "falcoir.core.collect")
-"""Imported while locate runs (falcoir.cli.prefetch)."""
+"""Imported while locate runs (falcoir.core.prefetch)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -100,8 +100,8 @@ def collect_command(
     written into the pod. Exit 7 when the bundle is written but incomplete.
     """
     from falcoir.cli import common
-    from falcoir.cli.prefetch import Prefetch
     from falcoir.core.locate import LocateOptions, locate
+    from falcoir.core.prefetch import Prefetch
     from falcoir.render.console import info, safe
 
     parsed, pod_ref = common.alert_or_pod(alert, file, pod)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from falcoir.core.target import PodRef, Target
 
 LATER_MODULES = ("falcoir.core.contain", "falcoir.core.contain.record")
-"""What quarantine and delete use after locate: imported while it waits (cli.prefetch)."""
+"""What quarantine and delete use after locate: imported while it waits (core.prefetch)."""
 
 VERIFY_SECONDS = 10.0
 """How long quarantine keeps probing while the network plugin applies the policy."""
@@ -131,7 +131,7 @@ def quarantine_cmd(
 ) -> None:
     """Isolate one pod with a deny-all-egress NetworkPolicy on a quarantine label, and
     prove it from inside the pod. Exits 1 when the pod can still connect."""
-    from falcoir.cli.prefetch import Prefetch
+    from falcoir.core.prefetch import Prefetch
     from falcoir.render.console import info, safe, warn
 
     # Containment is imported while locate waits for the API server (unless a flag
@@ -358,7 +358,7 @@ def delete_cmd(
     context: ContextOpt = None,
 ) -> None:
     """Delete the pod, saying first what its owner will do about it."""
-    from falcoir.cli.prefetch import Prefetch
+    from falcoir.core.prefetch import Prefetch
     from falcoir.errors import InputError
     from falcoir.render.console import info, safe, warn
 

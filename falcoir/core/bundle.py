@@ -104,13 +104,6 @@ TAGMANIFEST = f"tagmanifest-{ALGORITHM}.txt"
 _BAGIT_LOCK = threading.Lock()
 
 
-def preload() -> None:
-    """Import what writing a bundle needs (``bagit`` pulls in ``importlib.metadata``:
-    tens of milliseconds), e.g. in a background thread while the pod is being located,
-    so opening the bundle is not slowed by it on the way to containment."""
-    _bagit()
-
-
 def _bagit() -> Any:
     """The ``bagit`` module, with its logger kept off the terminal (it prints file
     names from the bag, which may be hostile); falcoir reports problems itself."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from falcoir.cli.prefetch import Prefetch
+from falcoir.core.prefetch import Prefetch
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERT = (
@@ -205,7 +205,7 @@ def test_prefetch_without_stats_starts_at_once() -> None:
 
 
 def test_prefetch_gives_up_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    import falcoir.cli.prefetch as mod
+    import falcoir.core.prefetch as mod
 
     monkeypatch.setattr(mod, "START_WAIT_S", 0.05)
     prefetch = Prefetch(["json"], _Gateway()).start()
@@ -215,3 +215,18 @@ def test_prefetch_gives_up_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_wait_before_start_returns() -> None:
     Prefetch(["json"]).wait()
+
+
+def test_prefetch_calls_first_once_the_first_answer_is_in() -> None:
+    # respond's backend sends its cluster-wide questions through it: not before the
+    # first answer (they would hold up locate's first request), then at once.
+    gateway = _Gateway()
+    asked: list[list[str]] = []
+    prefetch = Prefetch(["colorsys"], gateway, first=lambda: asked.append(list(prefetch.imported)))
+    prefetch.start()
+    time.sleep(0.05)
+    assert asked == []
+    gateway.stats.bytes_received = 64
+    prefetch.wait()
+    assert asked == [[]]  # called once, before anything was imported
+    assert prefetch.imported == ["colorsys"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.locate.hostproc import find_falco_pods
 from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS
 from falcoir.core.policy import ActionOptions
+from falcoir.core.prefetch import Prefetch
 from falcoir.core.rbac import (
     COLLECT_IN_NAMESPACE,
     OWNER_RESOURCES,
@@ -41,20 +41,16 @@ if TYPE_CHECKING:
 
 # Collection, the bundle and containment are imported by the steps that use them, not
 # with this module, so locate's first request does not wait for them: warm() imports
-# them in the background once the API server has answered (see _Later).
+# them in the background once the API server has answered (falcoir.core.prefetch), and
+# the steps wait for that before importing them.
 LATER_MODULES = (
     "falcoir.core.bundle",
     "falcoir.core.collect",
     "falcoir.core.contain",
     "falcoir.core.contain.isolation",
     "falcoir.core.contain.removal",
+    "bagit",  # reopening the bundle for the report
 )
-FIRST_ANSWER_WAIT_S = 1.0
-"""The longest the background work waits for the API server's first answer."""
-IMPORT_SWITCH_S = 0.0005
-"""The interpreter's thread switch interval while those modules are imported."""
-LATER_WAIT_S = 30.0
-"""The longest a step waits for the background imports before importing itself."""
 
 PRECHECK_PERMISSIONS: frozenset[Permission] = frozenset(
     {
@@ -81,58 +77,6 @@ def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
             fn()
 
     return run
-
-
-class _Later:
-    """What respond does in the background while locate waits on the network: once the
-    API server has answered a first time (so locate's first requests are out: imports
-    are CPU work and would delay them), start ``first`` (the cluster-wide permission
-    questions), then import the later steps' modules (``bagit`` too). Steps call
-    :meth:`wait` before importing them, so no package is imported by two threads."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self._started = False
-
-    def start(self, gateway: ClusterGateway, first: Callable[[], None]) -> None:
-        self._started = True
-        threading.Thread(
-            target=self._run, args=(gateway, first), name="falcoir-later", daemon=True
-        ).start()
-
-    def _run(self, gateway: ClusterGateway, first: Callable[[], None]) -> None:
-        import importlib
-
-        try:
-            stats = getattr(gateway, "stats", None)
-            deadline = time.monotonic() + FIRST_ANSWER_WAIT_S
-            while (
-                stats is not None
-                and not int(getattr(stats, "bytes_received", 1) or 0)
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.001)
-            first()
-            # Imports hold the interpreter: switch back to locate's threads often, so an
-            # answer that arrives meanwhile is acted on at once.
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(min(interval, IMPORT_SWITCH_S))
-            try:
-                for name in LATER_MODULES:
-                    with contextlib.suppress(Exception):  # the step imports it, says why
-                        importlib.import_module(name)
-                with contextlib.suppress(Exception):
-                    from falcoir.core.bundle import preload
-
-                    preload()
-            finally:
-                sys.setswitchinterval(interval)
-        finally:
-            self._done.set()
-
-    def wait(self) -> None:
-        if self._started:
-            self._done.wait(LATER_WAIT_S)
 
 
 def _fresh(reads: Future[Prepared]) -> bool:
@@ -180,7 +124,8 @@ class RealBackend:
     _prepared_reads: dict[tuple[str, str], Future[Prepared]] = field(default_factory=dict)
     _everywhere: Future[frozenset[Permission]] | None = None
     _falco: FalcoPodsCache | None = None
-    _later: _Later = field(default_factory=_Later)
+    _later: Prefetch = field(default_factory=lambda: Prefetch(()))
+    """The later steps' imports (started by warm(); until then nothing to wait for)."""
     _snapshot_running: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
     delete_plan_max_age: float = 10.0
     """Seconds a delete plan read while containment is verified stays good to use."""
@@ -237,9 +182,9 @@ class RealBackend:
         def ask() -> None:
             threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
 
-        # The bundle is opened right after locate, before the snapshot that containment
-        # waits for: its modules (bagit...) are imported while locate waits.
-        self._later.start(self.gateway, ask)
+        # Once the API server has first answered: the questions, then the imports of
+        # what the bundle, snapshot and quarantine need, while locate waits.
+        self._later = Prefetch(LATER_MODULES, self.gateway, first=ask).start()
 
     def _granted_everywhere(self) -> frozenset[Permission]:
         future = self._everywhere

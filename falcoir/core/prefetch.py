@@ -1,8 +1,9 @@
 """Import what a command needs after locate while locate waits for the API server.
 
-``falcoir collect`` uses it for the bundle and the collectors. (``respond`` could do
-the same for its later steps once ``falcoir.core.respond.real`` stops importing them
-at module level: wrap its backend so those steps call :meth:`Prefetch.wait` first.)
+``collect``, ``quarantine`` and ``delete`` (falcoir.cli) use it for the bundle, the
+collectors and containment; ``respond``'s backend (falcoir.core.respond.real) for its
+later steps, with a ``first`` call (its cluster-wide permission questions) sent as soon
+as the first answer is in.
 
 Imports are CPU work and Python runs one thread at a time, so importing in a thread
 only helps while the main thread is blocked on the network. :class:`Prefetch` waits
@@ -22,13 +23,16 @@ that fails here is skipped: the caller imports the module again and gets the err
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+WAIT_S = 30.0
+"""The longest :meth:`Prefetch.wait` waits (the caller then imports, and reports)."""
 START_WAIT_S = 1.0
 """Longest wait for the first answer before importing anyway."""
 POLL_S = 0.001
@@ -37,8 +41,15 @@ SWITCH_S = 0.0005
 
 
 class Prefetch:
-    def __init__(self, modules: Sequence[str], gateway: Any = None) -> None:
+    def __init__(
+        self,
+        modules: Sequence[str],
+        gateway: Any = None,
+        *,
+        first: Callable[[], None] | None = None,
+    ) -> None:
         self.modules = tuple(modules)
+        self._first = first
         self._stats = getattr(gateway, "stats", None)
         self._thread = threading.Thread(target=self._run, name="falcoir-prefetch", daemon=True)
         self._started = False
@@ -53,6 +64,9 @@ class Prefetch:
         deadline = time.monotonic() + START_WAIT_S
         while not self._answer_received() and time.monotonic() < deadline:
             time.sleep(POLL_S)
+        if self._first is not None:
+            with contextlib.suppress(Exception):  # whoever needs it asks again
+                self._first()
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_S))
         try:
@@ -74,4 +88,4 @@ class Prefetch:
     def wait(self) -> None:
         """Block until every module is imported (at once if never started)."""
         if self._started:
-            self._thread.join()
+            self._thread.join(WAIT_S)
