@@ -661,6 +661,7 @@ class KubeGateway:
         grace_period_seconds: int | None = None,
         propagation_policy: str | None = None,
         dry_run: bool = False,
+        uid: str | None = None,
     ) -> JSON:
         ns = namespace if resource.namespaced else None
         op = Op("delete", resource.plural, ns, name)
@@ -671,8 +672,21 @@ class KubeGateway:
             query.append(("propagationPolicy", propagation_policy))
         if dry_run:
             query.append(("dryRun", "All"))
+        # A uid precondition (DeleteOptions in the body, as client-go sends it): the
+        # server deletes only that very object, and answers 409 when the name now
+        # belongs to another (a StatefulSet's replacement) -- no read-then-delete race.
+        body = (
+            {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+            if uid
+            else None
+        )
         return self._send_json(
-            "DELETE", self._path(resource, ns, name), op, query=query, safety=Safety.IDEMPOTENT
+            "DELETE",
+            self._path(resource, ns, name),
+            op,
+            query=query,
+            body=body,
+            safety=Safety.IDEMPOTENT,
         )
 
     # -- ClusterGateway: logs, reviews, identity -------------------------------------

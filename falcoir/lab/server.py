@@ -902,12 +902,24 @@ class LabServer:
             if body.get("orphanDependents") is True:
                 propagation = "Orphan"
             pre = body.get("preconditions") or {}
-            if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
-                raise conflict(rtype.group, rtype.plural, name)
-            if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"].get(
-                "resourceVersion"
-            ):
-                raise conflict(rtype.group, rtype.plural, name)
+            md = obj["metadata"]
+            if pre.get("uid") and pre["uid"] != md.get("uid"):
+                raise conflict(
+                    rtype.group,
+                    rtype.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, "
+                    f"UID in object meta: {md.get('uid')}",
+                )
+            if pre.get("resourceVersion") and pre["resourceVersion"] != md.get("resourceVersion"):
+                raise conflict(
+                    rtype.group,
+                    rtype.plural,
+                    name,
+                    "Precondition failed: ResourceVersion in precondition: "
+                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                    f"{md.get('resourceVersion')}",
+                )
             result = self.delete(
                 rtype,
                 obj,
