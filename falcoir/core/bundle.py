@@ -501,14 +501,17 @@ class BundleWriter:
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
         self._hashes: dict[str, tuple[str, int]] = {}
-        """Bundle-relative path -> (sha256, size) of each file as this writer wrote it:
-        sealing reads back only the files it did not write."""
+        """Bundle-relative path -> (sha256, size) of each file as this writer wrote it, or
+        as recorded before (``reopen``): sealing reads back only the other files."""
         self._info_lists: dict[str, list[str]] = {}
         self._algorithms: tuple[str, ...] = (ALGORITHM,)
         """The bag's manifest algorithms (a reopened bag made elsewhere may have others)."""
         """``bag-info.txt`` tags given more than once (kept as they are when resealing)."""
         self.default_mode: int | None = 0o444
         """Payload files are read-only once recorded (evidence is not edited)."""
+        self._new_parents: list[Path] = []
+        """Directories in which ``create`` made the output directory or its parents: fsynced
+        when sealing, so that the bundle's path survives a power cut as well."""
 
     # -- creation ------------------------------------------------------------------
     @classmethod
@@ -529,6 +532,7 @@ class BundleWriter:
         read the owner chain."""
         started = utc_now()
         out_dir = out_dir.expanduser().resolve()
+        made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
         out_dir.mkdir(parents=True, exist_ok=True)
         base = f"{incident.id}-{started:%Y%m%dT%H%M%SZ}"
         directory = out_dir / base
@@ -564,6 +568,7 @@ class BundleWriter:
         (directory / "data").mkdir(mode=0o700)
         _write_tags(directory, info, {}, [], durable=False)
         writer = cls(directory, incident.id, info)
+        writer._new_parents = [p.parent for p in made]
         writer._mark_unsealed()
         writer.actions_path = incident.actions_path
         if alert_raw is not None:
@@ -795,10 +800,10 @@ class BundleWriter:
             mode=f"{stat.S_IMODE(path.stat().st_mode):04o}",
             extra=dict(meta.extra),
         )
-        # Renamed into place, not fsynced: one fsync per artifact (its data, above the
-        # caller) is the budget; a sidecar lost to a power cut before the seal is
-        # skipped when read back (the file is then sealed as interrupted), and
-        # finalize's index.json, fsynced, holds the same record.
+        # Renamed into place, not fsynced: one fsync per artifact (its data, by the
+        # caller) is the budget. A sidecar a power cut empties is skipped when read
+        # back (its file is sealed as interrupted), or reported by verify once sealed;
+        # index.json, fsynced when sealing, holds the same record.
         sidecar = path.with_name(path.name + META_SUFFIX)
         tmp = sidecar.with_name(sidecar.name + ".tmp")
         doc = json.dumps(_meta_doc(art, meta.stderr), indent=2, ensure_ascii=False) + "\n"
@@ -873,6 +878,7 @@ class BundleWriter:
         if (self.data / ACTIONS_NAME).is_file():
             before.append(self.data / ACTIONS_NAME)
         dirs = [Path(dirpath) for dirpath, _, _ in os.walk(self.data)] + [self.dir]
+        dirs += self._new_parents
         now = utc_now()
         self.info[INFO_COMPLETE] = "true" if complete else "false"
         self.info[INFO_SEALED] = iso(now)
@@ -1226,7 +1232,7 @@ class UnsealedState:
             return f"not sealed yet: falcoir{who} is still writing it"
         return (
             f"never sealed: the falcoir process writing it{who} stopped before sealing it "
-            "(killed?); its files have no recorded hashes, so nothing can be verified"
+            "(killed?); no manifest covers its files, so nothing can be verified"
         )
 
 
@@ -1537,9 +1543,11 @@ def seal_unsealed(
     actions_path: Path | None = None,
     force: bool = False,
 ) -> BundleResult:
-    """Seal, as incomplete, a bundle directory whose writer died before sealing it: every
-    file it holds is hashed as it is now, files cut short (no sidecar) are recorded as
-    interrupted, and ``bag-info.txt`` says why (``Falcoir-Incomplete-Reason``).
+    """Seal, as incomplete, a bundle directory whose writer died before sealing it: each
+    artifact keeps the hash its sidecar recorded when it was written (one changed since
+    then fails ``verify``), every other file it holds is hashed as it is now, files cut
+    short (no sidecar) are recorded as interrupted, and ``bag-info.txt`` says why
+    (``Falcoir-Incomplete-Reason``).
 
     Refuses an archive, a bundle that was sealed (sealing again would hide any change
     made since: that is for ``verify`` to report), and one whose writer still runs on
