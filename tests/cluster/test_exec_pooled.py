@@ -15,6 +15,7 @@ import hashlib
 import json
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -164,12 +165,15 @@ class RawApi:
     stdout, Success), ``reset`` (the request read, then a TCP reset with no answer: a
     connection the server had closed looks the same), ``partial`` (half a status line,
     then a reset). With ``close_idle`` the server closes each connection right after
-    answering /version (an idle timeout)."""
+    answering /version (an idle timeout); with ``reset_idle`` set, it resets those
+    waiting for a request."""
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self.ctx = ssl_context
         self.plan: list[str] = []
         self.close_idle = False
+        self.reset_idle = threading.Event()
+        """Set: every connection waiting for a request is reset (within 20 ms)."""
         self.accepted = 0
         self.requests: list[tuple[str, tuple[str, int]]] = []
         self._lock = threading.Lock()
@@ -210,7 +214,16 @@ class RawApi:
             buf = b""
             while True:
                 while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
+                    conn.settimeout(0.02)
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        if self.reset_idle.is_set() and not buf:
+                            _reset(conn)  # idle, between requests
+                            return
+                        continue
+                    finally:
+                        conn.settimeout(10)
                     if not data:
                         return
                     buf += data
@@ -224,7 +237,7 @@ class RawApi:
                 with self._lock:
                     self.requests.append((target, peer))
                 if target.startswith(EXEC):
-                    self._exec(conn, raw, headers)
+                    self._exec(conn, headers)
                     return
                 body = json.dumps({"major": "1", "minor": "32"}).encode()
                 conn.sendall(
@@ -239,16 +252,16 @@ class RawApi:
         except (OSError, ssl.SSLError):
             return
 
-    def _exec(self, conn: ssl.SSLSocket, raw: socket.socket, headers: dict[str, str]) -> None:
+    def _exec(self, conn: ssl.SSLSocket, headers: dict[str, str]) -> None:
         with self._lock:
             what = self.plan.pop(0) if self.plan else "ok"
         if what == "reset":
-            _reset(raw)
+            _reset(conn)
             return
         if what == "partial":
             conn.sendall(b"HTTP/1.1 101 Swi")
             time.sleep(0.05)
-            _reset(raw)
+            _reset(conn)
             return
         accept = base64.b64encode(
             hashlib.sha1((headers["sec-websocket-key"] + WS_GUID).encode()).digest()
@@ -269,10 +282,10 @@ class RawApi:
         conn.close()
 
 
-def _reset(raw: socket.socket) -> None:
+def _reset(conn: socket.socket) -> None:
     """Close with a TCP reset (SO_LINGER 0), as a server that drops a connection."""
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    raw.close()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
 
 @pytest.fixture
@@ -344,6 +357,45 @@ def test_the_replacement_happens_once_and_uses_no_other_pooled_connection(
         gw.close()
 
 
+def test_a_pooled_connection_reset_after_it_was_taken_fails_the_write_and_is_replaced(
+    raw_api: RawApi, certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race itself: the connection was idle and open when taken, and the server
+    resets it before the upgrade request is written (the write fails: EPIPE or
+    ECONNRESET). The server never read the request: it goes again on a new connection."""
+    gw = raw_gw(raw_api, certs, tmp_path, SLOW_RETRY)
+    take = gw.take_idle_socket
+
+    def take_then_reset() -> Any:
+        sock = take()
+        if sock is not None:
+            raw_api.reset_idle.set()
+            deadline = time.monotonic() + 5
+            while not select_readable(sock) and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the reset has arrived
+            raw_api.reset_idle.clear()
+        return sock
+
+    monkeypatch.setattr(gw, "take_idle_socket", take_then_reset)
+    try:
+        gw.version()
+        t0 = time.monotonic()
+        r = gw.exec("prod", "web-1", None, ["echo"])
+        assert r.ok and r.stdout == b"hi\n" and time.monotonic() - t0 < 2
+        assert len(raw_api.exec_requests()) == 1  # the reset one never had the request
+        assert raw_api.accepted == 2
+        snap = gw.stats.snapshot()
+        assert snap["by_verb"]["exec"] == 2 and snap["retries"] == 1
+    finally:
+        gw.close()
+
+
+def select_readable(sock: socket.socket) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 def test_a_drop_after_the_answer_began_is_a_try_of_the_session(
     raw_api: RawApi, certs: Certs, tmp_path: Path
 ) -> None:
@@ -390,5 +442,40 @@ def test_the_pooled_socket_is_closed_with_the_websocket(
         gw.exec("prod", "web-1", None, ["echo"])
         socks = [s for s in taken if s is not None]
         assert len(socks) == 2 and all(s.fileno() == -1 for s in socks)  # closed
+    finally:
+        gw.close()
+
+
+# -- plain http, and the lab -------------------------------------------------------------
+def test_over_plain_http_too(api: FakeApi, gw: KubeGateway) -> None:
+    api.add_pod("prod", "web-1")
+    gw.get(PODS, "web-1", "prod")
+    assert gw.exec("prod", "web-1", None, ["echo", "ws"]).stdout == b"ws\n"
+    assert api.connections_accepted == 1 and gw.stats.exec_reused == 1
+
+
+@pytest.mark.lab
+def test_the_lab_takes_an_upgrade_on_a_connection_that_carried_requests(
+    lab: Any, fresh_namespace: str
+) -> None:
+    from tests.cluster.test_lab import pod_body, running
+    from tests.cluster.test_lab_connections import our_sockets_to
+
+    gw = connect(str(lab.kubeconfig), retry=FAST_RETRY)
+    try:
+        gw.create(PODS, pod_body(fresh_namespace, "target"))
+        running(gw, fresh_namespace, "target")
+        port = int(gw.server.rsplit(":", 1)[1])
+        before = our_sockets_to(port)
+        opened = gw.stats.connections
+        for i in range(3):
+            gw.get(PODS, "target", fresh_namespace)  # leaves its connection idle
+            r = gw.exec(fresh_namespace, "target", "app", ["echo", f"pooled {i}"])
+            assert r.ok and r.stdout == f"pooled {i}\n".encode(), r
+        # Each exec took the idle connection and closed it with the WebSocket; each GET
+        # opened the next one (after the first, which found one idle).
+        assert gw.stats.exec_reused == 3 and gw.stats.retries == 0
+        assert gw.stats.connections == opened + 2
+        assert gw.idle_connections == 0 and not (our_sockets_to(port) - before)
     finally:
         gw.close()
