@@ -343,12 +343,15 @@ class _Session:
                 # nothing to read when taken, so the server closed it (its idle timeout,
                 # a restart, a load balancer) while our request was on its way: a server
                 # closes a keep-alive connection only between requests, so it closed
-                # this one before reading ours, and nothing ran. The same request on a
-                # new connection is safe, and is no retry of the session's: at once,
-                # not counted as a try, once (the other idle connections are likely
-                # closed too: no more are taken). Once a byte of the answer has arrived
-                # the server had the request: any failure after that is the try's, and
-                # connect() handles it as for any connection.
+                # this one before reading ours, and nothing ran. (A server that read the
+                # request and died before answering looks the same; connect() already
+                # retries that on any connection, as the command starts only once the
+                # upgrade is answered.) So the request goes again at once on a new
+                # connection, without using up one of the session's tries (stats count
+                # it as a request and a retry), and once: no more pooled connections
+                # are taken (the other idle ones are likely closed too). Once a byte of
+                # the answer has arrived the server had the request: a failure after
+                # that is the try's, handled by connect() as on any connection.
                 self.stale_pool = True
                 self.gw.stats.retried()
                 self.gw.stats.count("exec")
