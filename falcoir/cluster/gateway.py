@@ -960,6 +960,8 @@ def _exec_can_use(conn: Any, configuration: Any) -> bool:
         return isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)
     if not isinstance(sock, ssl.SSLSocket):
         return False
+    if sock.selected_alpn_protocol() not in (None, "http/1.1"):
+        return False  # an HTTP/2 connection has no Upgrade
 
     def same(attr: str, setting: str) -> bool:
         have = getattr(conn, attr, None) or None

@@ -145,6 +145,9 @@ def test_no_idle_connection_is_taken_through_a_proxy_or_with_other_tls_settings(
     assert tls_gw.take_idle_socket() is None
     assert tls_gw.idle_connections == 1  # left in the pool, as it was
     conn.server_hostname = None
+    conn.sock.selected_alpn_protocol = lambda: "h2"  # HTTP/2 has no Upgrade
+    assert tls_gw.take_idle_socket() is None
+    del conn.sock.selected_alpn_protocol
     tls_gw.configuration.proxy = "http://127.0.0.1:9"  # type: ignore[attr-defined]
     try:
         assert tls_gw.take_idle_socket() is None
