@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import os
 import signal
@@ -90,6 +91,17 @@ def wait_gone(state_dir: Path, uids: list[str], timeout: float = 5.0) -> list[st
         time.sleep(0.05)
 
 
+def pod_cgroups(uids: list[str]) -> list[str]:
+    """The cgroup directories of these pods that still exist (any hierarchy, any base)."""
+    found: list[str] = []
+    for uid in uids:
+        for depth in range(4):
+            base = "/sys/fs/cgroup/*" + "/*" * depth
+            for pattern in (f"{base}/kubepods/*/pod{uid}", f"{base}/kubepods/pod{uid}"):
+                found.extend(glob.glob(pattern))
+    return sorted(set(found))
+
+
 def shims_of(state_dir: Path) -> int:
     return sum(1 for line in lab_processes(state_dir, []) if "shim.py" in line)
 
@@ -140,6 +152,7 @@ def test_down_while_pods_start_leaves_no_process(shims: int) -> None:
         creating.join(30)
         left = wait_gone(lab.state_dir, uids)
         assert not left, "pod processes outlived lab down:\n" + "\n".join(left)
+        assert not pod_cgroups(uids), "pod cgroups outlived lab down"
 
 
 def test_pod_deleted_while_starting_leaves_no_process() -> None:
@@ -160,6 +173,7 @@ def test_pod_deleted_while_starting_leaves_no_process() -> None:
         # Deleted pods leave nothing behind while the lab goes on running.
         left = wait_gone(lab.state_dir, uids)
         assert not left, "processes of deleted pods still run:\n" + "\n".join(left)
+        assert not pod_cgroups(uids), "cgroups of deleted pods stay"
         assert not list((lab.state_dir / "runtime" / "pods").glob("*.json"))
 
 
@@ -181,6 +195,7 @@ def test_server_killed_while_pods_start_then_down_leaves_no_process(sig: int) ->
         assert down.returncode == 0, down.stderr
         left = wait_gone(lab.state_dir, uids)
         assert not left, "pod processes outlived lab down:\n" + "\n".join(left)
+        assert not pod_cgroups(uids), "pod cgroups outlived lab down"
 
 
 def wait_running(lab: Lab, name: str) -> dict[str, object]:
@@ -231,6 +246,7 @@ def test_debug_container_starting_leaves_no_process(how: str) -> None:
         t.join(30)
         left = wait_gone(lab.state_dir, uids)
         assert not left, f"pod processes outlived {how}:\n" + "\n".join(left)
+        assert not pod_cgroups(uids), f"pod cgroups outlived {how}"
 
 
 def test_down_sweeps_what_the_records_lost() -> None:
@@ -265,6 +281,7 @@ def test_down_sweeps_what_the_records_lost() -> None:
         assert "left in cgroup" in down.stderr, down.stderr
         left = wait_gone(lab.state_dir, uids)
         assert not left, "pod processes outlived lab down:\n" + "\n".join(left)
+        assert not pod_cgroups(uids), "pod cgroups outlived lab down"
         assert not list((lab.state_dir / "runtime").glob("cgroups-*.txt"))
         # The other lab, on the same machine, lost nothing.
         assert other.client.get("pods", "bystander0", "default")["status"]["phase"] == "Running"
@@ -329,6 +346,7 @@ def test_runtime_start_in_flight_leaves_no_process(tmp_path: Path, case: str) ->
     assert not left_after_kill, "a deleted pod's processes run on:\n" + "\n".join(left_after_kill)
     left = wait_gone(state, [uid])
     assert not left, "pod processes outlived the runtime:\n" + "\n".join(left)
+    assert not pod_cgroups([uid]), "pod cgroups outlived the runtime"
     assert not list((state / "runtime").glob("*/*.json")), "records left behind"
 
 

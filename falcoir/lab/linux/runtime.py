@@ -309,18 +309,22 @@ class LinuxRuntime:
 
     async def shutdown(self) -> None:
         self._closing = True  # no pod or container starts from now on
-        await asyncio.gather(
-            *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())), return_exceptions=True
-        )
-        if self._pool is not None:
-            await self._pool.stop()
-            self._pool = None
-        # The sweep: any process still in this lab's cgroups, any shim of this lab.
-        for line in await asyncio.to_thread(cleanup, self.state_dir, lab_id=self.lab_id):
-            if line.startswith("killed"):
-                log.warning("falcoir lab: shutdown %s", line)
-            else:
-                log.info("falcoir lab: shutdown removed %s", line)
+        try:
+            await asyncio.gather(
+                *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())),
+                return_exceptions=True,
+            )
+            if self._pool is not None:
+                await self._pool.stop()
+                self._pool = None
+        finally:
+            # Also when the shutdown ran out of time (cancelled): the sweep of whatever
+            # is left, any process in this lab's cgroups, any shim of this lab.
+            for line in await asyncio.to_thread(cleanup, self.state_dir, lab_id=self.lab_id):
+                if line.startswith("killed"):
+                    log.warning("falcoir lab: shutdown %s", line)
+                else:
+                    log.info("falcoir lab: shutdown removed %s", line)
         if self._subnet is not None:
             net.release_subnet(self._subnet)
             self._subnet = None
