@@ -18,7 +18,12 @@ probes (a running container is ready), no configMap/secret/projected volumes (ho
 and emptyDir only), named ports in NetworkPolicies match nothing.
 
 Everything made is recorded under ``<state dir>/runtime`` first, so :func:`cleanup`
-can undo it even after the lab was killed with SIGKILL.
+can undo it even after the lab was killed with SIGKILL. No container may outlive its lab:
+a start that is cancelled (pod deleted, lab stopping) kills its shim's process group and
+cgroups at once; ``kill_pod`` cancels and waits for every start of the pod first; and
+:func:`cleanup` (the shutdown's last step and ``falcoir lab down``) sweeps what records
+missed: shims of the lab (found in ``/proc`` by state dir and ``--falcoir-lab=<id>``)
+and any process in the lab's cgroups (listed in ``cgroups-<id>.txt`` before any is made).
 """
 
 from __future__ import annotations
