@@ -177,7 +177,7 @@ def test_pod_deleted_while_starting_leaves_no_process() -> None:
         assert not list((lab.state_dir / "runtime" / "pods").glob("*.json"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_server_killed_while_pods_start_then_down_leaves_no_process(sig: int) -> None:
     with start_lab() as lab:
         pid = json.loads((lab.state_dir / "server.json").read_text())["pid"]
