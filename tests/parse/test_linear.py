@@ -291,3 +291,21 @@ def test_template_split_is_what_the_regular_expression_gave(
     assert _split_template(body, literals, ends_with_field) == _old_template_match(
         body, literals, ends_with_field
     )
+
+
+# --- what a hostile stream leaves in the parser's caches ---------------------------------
+
+
+def test_long_names_and_prefixes_are_not_kept_in_the_caches(pure: object) -> None:
+    from falcoir.core.parse import normalize, pairs, textline
+
+    lines = [
+        f"{'w' * 4000}{i} {ANCHOR}Shell ({'k' * 5000}{i}=v {'x' * 5000}{i}=y user=root)"
+        for i in range(50)
+    ]
+    items = list(iter_parse(lines))
+    assert [type(i) for i in items] == [Alert] * 50
+    assert items[7].fields[0] == ("x" * 5000 + "7", "y")  # a key, though long
+    assert all(len(w) <= pairs._KEY_CACHE_WORD_MAX for w in pairs._KEY_CACHE)
+    assert all(len(p) <= textline._WRAPPER_CACHE_PREFIX_MAX for p in textline._WRAPPER_CACHE)
+    assert all(sum(map(len, keys)) <= normalize._PLAN_KEYS_MAX_CHARS for keys in normalize._PLANS)

@@ -74,6 +74,8 @@ _WRAPPERS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 _WRAPPER_CACHE: dict[str, tuple[tuple[str, str], ...]] = {}
 _WRAPPER_CACHE_MAX = 1024
+_WRAPPER_CACHE_PREFIX_MAX = 512
+"""Longer prefixes are not kept (1024 of up to a line's length each would be 1 GiB)."""
 
 
 def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
@@ -84,6 +86,8 @@ def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
     found = _WRAPPER_CACHE.get(prefix)
     if found is None:
         found = _wrapper_of(prefix)
+        if len(prefix) > _WRAPPER_CACHE_PREFIX_MAX:
+            return found
         if len(_WRAPPER_CACHE) >= _WRAPPER_CACHE_MAX:
             _WRAPPER_CACHE.clear()
         _WRAPPER_CACHE[prefix] = found
