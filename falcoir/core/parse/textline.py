@@ -143,7 +143,12 @@ def split_body(
     truncated = False
     pipe = body.find(" | ")
     # A field list opened by "(" must start before the pipe to matter.
-    paren = _paren_open(body, pipe if pipe >= 0 else len(body))
+    end = pipe if pipe >= 0 else len(body)
+    if body.find(" (id=", 0, end) < 0:  # the common case, inlined from _paren_open
+        paren_m = _PAREN_KEY.search(body, 0, end)
+        paren = paren_m.start() if paren_m is not None else -1
+    else:
+        paren = _paren_open(body, end)
     if pipe >= 0 and (paren < 0 or pipe < paren) and _PIPE_FIELDS.match(body[pipe + 3 :]):
         message = body[:pipe].rstrip()
         if not with_pairs:
