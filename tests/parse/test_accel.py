@@ -17,11 +17,13 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import string
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -40,58 +42,6 @@ REPO = Path(__file__).resolve().parents[2]
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 Item = Alert | ParseProblem | Skipped
-
-
-def _build_into(tmp: Path) -> ModuleType | None:
-    """Compile the extension with setup.py into ``tmp`` and load it (not into sys.modules)."""
-    cc = str(sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        return None
-    out = subprocess.run(
-        [
-            sys.executable,
-            "setup.py",
-            "build_ext",
-            "--build-lib",
-            str(tmp / "lib"),
-            "--build-temp",
-            str(tmp / "tmp"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    found = list((tmp / "lib").rglob("_speedups*.so")) if out.returncode == 0 else []
-    if not found:
-        pytest.fail(f"a C compiler is here but _speedups did not build:\n{out.stderr[-3000:]}")
-    spec = importlib.util.spec_from_file_location("falcoir.core.parse._speedups", found[0])
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def speedups(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """The C module: the installed one when it is in use, else one built from source."""
-    if accel.TEXT_ALERT is not None:
-        from falcoir.core.parse import _speedups
-
-        return _speedups
-    if os.environ.get("FALCOIR_PURE_PARSER", "") not in ("", "0"):
-        pytest.skip("FALCOIR_PURE_PARSER is set: only the pure path runs")
-    mod = _build_into(tmp_path_factory.mktemp("speedups"))
-    if mod is None:
-        pytest.skip("no C compiler: falcoir runs its pure-Python parser only")
-    assert accel.configure(mod) is not None, "the built _speedups does not match accel.py"
-    return mod
-
-
-@pytest.fixture(scope="session")
-def fast(speedups: ModuleType) -> accel.TextAlert:
-    fn: accel.TextAlert = speedups.text_alert
-    return fn
 
 
 def both(fast: accel.TextAlert, lines: list[str]) -> tuple[list[Item], list[Item]]:
@@ -367,6 +317,102 @@ def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
     os.utime(built, (2_000_000_000 - 2, 2_000_000_000 - 2))
     assert not accel._stale(str(built))  # unpacked from a wheel a moment apart
     assert not accel._stale(None)
+
+
+def _sources(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A fake package directory: a built module and every mirrored source, all old."""
+    pkg = tmp_path / "falcoir" / "core" / "parse"
+    pkg.mkdir(parents=True)
+    built = pkg / "_speedups.cpython-311-x86_64-linux-gnu.so"
+    built.write_bytes(b"")
+    sources = [pkg / name for name in accel.MIRRORED]
+    for path in [built, *sources]:
+        path.write_text("")
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    return built, sources
+
+
+@pytest.mark.parametrize("name", accel.MIRRORED)
+def test_a_build_older_than_a_mirrored_source_is_stale(tmp_path: Path, name: str) -> None:
+    built, sources = _sources(tmp_path)
+    assert not accel._stale(str(built))
+    (source,) = [s for s in sources if s.name == os.path.basename(name)]
+    os.utime(source, (1_000_000_002, 1_000_000_002))
+    assert not accel._stale(str(built))  # within a wheel's unpacking time
+    os.utime(source, (1_000_000_060, 1_000_000_060))
+    assert accel._stale(str(built))
+    os.utime(built, (1_000_000_100, 1_000_000_100))
+    assert not accel._stale(str(built))  # rebuilt since
+
+
+def test_missing_mirrored_sources_do_not_make_a_build_stale(tmp_path: Path) -> None:
+    built, sources = _sources(tmp_path)
+    for source in sources:
+        source.unlink()  # a wheel may ship the module alone
+    assert not accel._stale(str(built))
+    os.utime(built, (0, 0))
+    assert not accel._stale(str(built))
+
+
+def test_mirrored_sources_are_the_files_the_c_code_names() -> None:
+    here = Path(accel.__file__).parent
+    for name in accel.MIRRORED:
+        assert (here / name).is_file(), name  # renamed or moved: update MIRRORED
+    c_source = (here / "_speedups.c").read_text()
+    named = set(re.findall(r"\b(\w+)\.py\b", c_source))
+    named |= set(re.findall(r"falcoir\.core\.parse\.(\w+)\.\w", c_source))
+    named -= {"accel", "_speedups"}  # the loader, and the module itself
+    assert named, "the C source names the Python files it mirrors"
+    basenames = {os.path.basename(name).removesuffix(".py") for name in accel.MIRRORED}
+    assert named <= basenames
+
+
+def test_the_stale_check_costs_microseconds(tmp_path: Path) -> None:
+    built = _sources(tmp_path)[0]  # every source there: each one is looked at
+    calls = 200
+    started = time.process_time()
+    for _ in range(calls):
+        assert not accel._stale(str(built))
+    per_call = (time.process_time() - started) / calls
+    assert per_call < 0.0005, per_call  # about 10 us; it runs at every `falcoir parse`
+
+
+def test_setup_py_rebuilds_after_an_edit_to_a_mirrored_source(tmp_path: Path) -> None:
+    import runpy
+
+    depends = runpy.run_path(str(REPO / "setup.py"), run_name="setup")["mirrored"]()
+    here = Path(accel.__file__).parent
+    assert [REPO / d for d in depends] == [(here / n).resolve() for n in accel.MIRRORED]
+    cc = str(sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip("no C compiler")
+    # A copy of what the build reads, so the checkout's own files keep their times.
+    shutil.copy(REPO / "setup.py", tmp_path)
+    for dep in depends:
+        (tmp_path / dep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / dep, tmp_path / dep)
+        os.utime(tmp_path / dep, (1_000_000_000, 1_000_000_000))
+    shutil.copy(REPO / "falcoir/core/parse/accel.py", tmp_path / "falcoir/core/parse")
+
+    def build() -> Path:
+        out = subprocess.run(
+            [sys.executable, "setup.py", "build_ext", "--inplace"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        (built,) = (tmp_path / "falcoir/core/parse").glob("_speedups*.so")
+        return built
+
+    built = build()
+    assert not accel._stale(str(built))
+    os.utime(built, (1_500_000_000, 1_500_000_000))
+    edited = tmp_path / "falcoir/core/parse/pairs.py"
+    os.utime(edited, (1_600_000_000, 1_600_000_000))
+    assert accel._stale(str(built))
+    assert not accel._stale(str(build()))  # compiled anew, not skipped as up to date
 
 
 # --- generated lines ---------------------------------------------------------------------

@@ -526,28 +526,35 @@ static Py_ssize_t split_pairs(const char *s, Py_ssize_t a, Py_ssize_t e, Pairs *
 
 /* ---- split_body ------------------------------------------------------------------ */
 
-/* _PAREN_OPEN's lookahead at q, not looking past e: \s*(?:[A-Za-z_%][\w.\[\] -]{0,60}=|\S+ \(id=) */
-static int paren_look(const char *s, Py_ssize_t q, Py_ssize_t e) {
-    while (q < e && is_sp(s[q])) q++;
-    if (q < e && (is_alpha(s[q]) || s[q] == '_' || s[q] == '%')) {
-        Py_ssize_t r = q + 1;
-        int cnt = 0;
-        while (r < e && cnt < 60 && (is_word(s[r]) || s[r] == '.' || s[r] == '[' || s[r] == ']' ||
-                                     s[r] == ' ' || s[r] == '-')) {
-            r++;
-            cnt++;
-        }
-        if (r < e && s[r] == '=') return 1;
-    }
-    Py_ssize_t r = q;
-    while (r < e && !is_sp(s[r])) r++;
-    if (r == q) return 0;
-    return r + 5 <= e && memcmp(s + r, " (id=", 5) == 0;
-}
-
+/* textline._paren_open: the first "(" in [a, e) followed (not looking past e) by
+ * \s*(?:[A-Za-z_%][\w.\[\] -]{0,60}=|\S+ \(id=), or -1. The run of non-space that
+ * "\S+" takes ends where the next whitespace is: one scan finds that end for every
+ * "(" whose run starts inside the last run scanned, so a long run of "(" (or of "(a")
+ * costs linear time, not a scan of the rest of the run for each "(". */
 static Py_ssize_t paren_open(const char *s, Py_ssize_t a, Py_ssize_t e) {
+    Py_ssize_t run_a = 0, run_e = -1; /* [run_a, run_e): non-space, ending at space or e */
     for (Py_ssize_t p = a; p < e; p++) {
-        if (s[p] == '(' && paren_look(s, p + 1, e)) return p;
+        if (s[p] != '(') continue;
+        Py_ssize_t q = p + 1;
+        while (q < e && is_sp(s[q])) q++;
+        if (q < e && (is_alpha(s[q]) || s[q] == '_' || s[q] == '%')) {
+            Py_ssize_t r = q + 1;
+            int cnt = 0;
+            while (r < e && cnt < 60 && (is_word(s[r]) || s[r] == '.' || s[r] == '[' || s[r] == ']' ||
+                                         s[r] == ' ' || s[r] == '-')) {
+                r++;
+                cnt++;
+            }
+            if (r < e && s[r] == '=') return p;
+        }
+        if (q >= e) continue; /* "\S+" needs a character */
+        if (!(run_a <= q && q < run_e)) {
+            Py_ssize_t r = q;
+            while (r < e && !is_sp(s[r])) r++;
+            run_a = q;
+            run_e = r;
+        }
+        if (run_e + 5 <= e && memcmp(s + run_e, " (id=", 5) == 0) return p;
     }
     return -1;
 }

@@ -6,7 +6,8 @@ line exactly as :func:`falcoir.core.parse.build.text_alert` does, or declines th
 (returns ``None``) and the pure-Python parser reads it. The pure-Python code is the
 reference; tests compare both on the corpus and on generated lines.
 
-``FALCOIR_PURE_PARSER=1`` in the environment (read at import) keeps the pure path.
+``FALCOIR_PURE_PARSER=1`` in the environment (read at import) keeps the pure path, and
+so does a build older than one of the sources it mirrors (:data:`MIRRORED`).
 """
 
 from __future__ import annotations
@@ -85,18 +86,42 @@ def _load() -> TextAlert | None:
         return None
 
 
+MIRRORED = (
+    "_speedups.c",
+    "textline.py",
+    "pairs.py",
+    "normalize.py",
+    "build.py",
+    "../alert.py",
+)
+"""The sources a build of ``_speedups`` must not be older than, relative to this package:
+its C source and the Python files whose logic it repeats (the text-line parser, the pair
+splitter, the normalisation, the Alert builder) or whose records it builds field by
+field (:mod:`falcoir.core.alert`). After an edit to one of them, a build from before
+could give other results than the pure path. ``setup.py`` reads this tuple (a literal)
+for the extension's ``depends``, so that a build after such an edit compiles anew."""
+
+
 def _stale(built: str | None) -> bool:
-    """In a checkout, a build older than its C source (edited or pulled since) is not
-    used: ``pip install -e .`` or ``python setup.py build_ext --inplace`` rebuilds it."""
+    """In a checkout, a build older than one of its :data:`MIRRORED` sources (edited or
+    pulled since) is not used: ``pip install -e .`` or ``python setup.py build_ext
+    --inplace`` rebuilds it. One ``stat`` per source (tens of microseconds in all)."""
     if built is None:
         return False
-    source = os.path.join(os.path.dirname(built), "_speedups.c")
+    here = os.path.dirname(built)
     try:
-        # Wheels carry the source too, unpacked just before or after the module: only
+        # Wheels carry the sources too, unpacked just before or after the module: only
         # a source newer by more than the unpacking could take is an edit.
-        return os.stat(source).st_mtime > os.stat(built).st_mtime + _UNPACK_SLACK_S
+        limit = os.stat(built).st_mtime + _UNPACK_SLACK_S
     except OSError:
-        return False  # no C source next to the module
+        return False
+    for name in MIRRORED:
+        try:
+            if os.stat(os.path.join(here, name)).st_mtime > limit:
+                return True
+        except OSError:
+            continue  # not shipped next to the module (a wheel without the C source)
+    return False
 
 
 _UNPACK_SLACK_S = 5.0

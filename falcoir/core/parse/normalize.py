@@ -206,6 +206,7 @@ _Plan = tuple[
 ]
 _PLANS: dict[tuple[str, ...], _Plan] = {}
 _PLANS_MAX = 4096
+_PLAN_KEYS_MAX_CHARS = 4096
 
 
 def _plan(keys: tuple[str, ...]) -> _Plan:
@@ -232,6 +233,8 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
         tuple(name for name, _ in slot_cands),
         tuple(keys[0] for _, keys in slot_cands),
     )
+    if sum(map(len, keys)) > _PLAN_KEYS_MAX_CHARS:
+        return plan  # not kept: a hostile line's names can be a megabyte long
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[keys] = plan

@@ -169,13 +169,16 @@ def split_comma(text: str) -> list[Pair] | None:
 _KEY_FULL = re.compile(r"%?[A-Za-z_][\w.]*(?:\[[^\]\s=]*\])?")
 _KEY_CACHE: dict[str, bool] = {}
 _KEY_CACHE_MAX = 8192
+_KEY_CACHE_WORD_MAX = 128
+"""Longer words are not kept: a hostile stream could otherwise park 8192 words of up to
+a line's length (1 MiB) each in the cache."""
 
 
 def _is_key(word: str) -> bool:
     ok = _KEY_CACHE.get(word)
     if ok is None:
         ok = _KEY_FULL.fullmatch(word) is not None and _HAS_LOWER.search(word) is not None
-        if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+        if len(_KEY_CACHE) < _KEY_CACHE_MAX and len(word) <= _KEY_CACHE_WORD_MAX:
             _KEY_CACHE[word] = ok
     return ok
 

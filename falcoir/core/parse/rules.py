@@ -5,6 +5,11 @@ against each rule's ``output`` template (``Shell in container (user=%user.name
 cmdline=%proc.cmdline)``): literal text must match exactly, each ``%field`` captures a
 value, so the split is exact even when values hold spaces, ``=`` or commas, and each
 label's real Falco field name is known (``cmdline`` -> ``proc.cmdline``).
+
+The match is what a regular expression of the template would give (literal text joined
+by lazy ``(.*?)`` fields, anchored at both ends), found with ``str.find`` in linear
+time: that regular expression backtracked in polynomial time (one alert line of 18 KB
+took 54 s) when a hostile value repeated the template's literal text.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ class RuleMatch:
 class _Compiled:
     rule: Rule
     prefix: str
-    pattern: re.Pattern[str]
+    literals: tuple[str, ...]
+    """The template's literal text before each field, and after the last one."""
     labels: tuple[str, ...]
     field_names: tuple[str, ...]
     ends_with_field: bool
@@ -59,7 +65,6 @@ class _Compiled:
 
 def _compile(rule: Rule) -> _Compiled:
     template = " ".join(rule.output.split())
-    parts: list[str] = []
     labels: list[str] = []
     names: list[str] = []
     pos = 0
@@ -73,29 +78,12 @@ def _compile(rule: Rule) -> _Compiled:
             name = stripped
         literal = template[pos : m.start()]
         literal_before.append(literal)
-        parts.append(re.escape(literal))
-        parts.append(f"(?P<f{len(names)}>.*?)")
         label_m = _LABEL.search(literal)
         labels.append(label_m.group(1) if label_m else f"%{name}")
         names.append(name)
         pos = end
     tail_literal = template[pos:]
-    parts.append(re.escape(tail_literal))
     ends_with_field = bool(names) and tail_literal == ""
-    if ends_with_field:
-        # The last value runs to the end; appended fields are split off afterwards.
-        parts[-2] = f"(?P<f{len(names) - 1}>.*)"
-        pattern = re.compile("".join(parts) + r"$", re.S)
-    else:
-        # Exact first (a value may itself end in ")"); appended text only if needed.
-        pattern = re.compile(
-            "(?:"
-            + "".join(parts)
-            + "$)|(?:"
-            + "".join(parts).replace("(?P<f", "(?P<t")
-            + r"(?P<tail>\s.*)$)",
-            re.S,
-        )
     prefix = literal_before[0] if literal_before else template
     # The message: the literal text before the field list, when it has no field.
     msg: str | None = None
@@ -111,12 +99,63 @@ def _compile(rule: Rule) -> _Compiled:
     return _Compiled(
         rule=rule,
         prefix=prefix,
-        pattern=pattern,
+        literals=(*literal_before, tail_literal),
         labels=tuple(labels),
         field_names=tuple(names),
         ends_with_field=ends_with_field,
         message=msg,
     )
+
+
+def _split_template(
+    body: str, literals: tuple[str, ...], ends_with_field: bool
+) -> tuple[list[str], str | None] | None:
+    """``(values, tail)`` of ``body`` against a template, or ``None`` when it does not fit.
+
+    Exactly what ``re.fullmatch`` of the template's regular expression captures
+    (``re.S``; each field a lazy ``(.*?)``, the last one greedy when the template ends
+    with it; when not, a second alternative lets the last literal be followed by
+    ``(?P<tail>\\s.*)``, appended fields). Lazy fields take the earliest place of the
+    next literal where the rest can still match, and an earlier place never leaves less
+    room for the rest: so each literal's first occurrence is the one, and one pass of
+    ``str.find`` gives the match. ``body`` must not end with a line break (the regular
+    expression's ``$`` would also match before one).
+    """
+    last = len(literals) - 1
+    final = literals[last]
+    if last == 0:  # no field: the literal text alone, or followed by appended fields
+        if body == final:
+            return [], None
+        n = len(final)
+        if body.startswith(final) and body[n : n + 1].isspace():
+            return [], body[n:]
+        return None
+    if not body.startswith(literals[0]):
+        return None
+    pos = len(literals[0])
+    values: list[str] = []
+    for i in range(1, last):
+        literal = literals[i]
+        at = body.find(literal, pos)
+        if at < 0:
+            return None
+        values.append(body[pos:at])
+        pos = at + len(literal)
+    if ends_with_field:
+        values.append(body[pos:])
+        return values, None
+    end = len(body) - len(final)
+    if end >= pos and body.endswith(final):
+        values.append(body[pos:end])
+        return values, None
+    at = body.find(final, pos)
+    while at >= 0:
+        after = at + len(final)
+        if body[after : after + 1].isspace():
+            values.append(body[pos:at])
+            return values, body[after:]
+        at = body.find(final, at + 1)
+    return None
 
 
 class RuleSet:
@@ -147,13 +186,11 @@ class RuleSet:
         for c in self._compiled:
             if not body.startswith(c.prefix):
                 continue
-            mm = c.pattern.match(body)
-            if mm is None:
+            split = _split_template(body, c.literals, c.ends_with_field)
+            if split is None:
                 continue
-            tail = mm.groupdict().get("tail")
-            group = "f" if tail is None else "t"  # which alternative matched
-            values = [mm.group(f"{group}{i}") or "" for i in range(len(c.field_names))]
-            tail = tail or ""
+            values, tail_or_none = split
+            tail = tail_or_none or ""
             if c.ends_with_field and values:
                 last = values[-1]
                 cut = _appended_start(last)

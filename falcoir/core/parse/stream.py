@@ -45,7 +45,13 @@ _FALCO_STATS = re.compile(
     r"|- num times actions taken:|Falco initialized|\* )"
     r"|^\s+(?:[A-Z]+|[^:]{1,200}): \d+$"
 )
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+# A JSON string, or (group 1) the quote that opens one left unterminated together with
+# the rest it would take: removing only the terminated ones (r'"(?:[^"\\]|\\.)*"' with
+# re.sub) retried each escaped quote of a long unterminated string ('"\\"\\"\\"...') and
+# took quadratic time; every quote inside that rest fails the same way, so it is taken
+# whole and only its opening quote is left. Possessive runs: nothing to backtrack into
+# (each character has one reading), and the run of plain characters is one fast loop.
+_STRINGS = re.compile(r'"(?:[^"\\]++|\\.)*+"|(")(?:[^"\\]++|\\.)*+')
 _JSON_CONT = re.compile(r'^(?:\s|[}\]"])')
 
 
@@ -74,7 +80,7 @@ def _trim(text: str) -> str:
 
 def _json_state(fragment: str) -> tuple[int, bool]:
     """(brace/bracket depth change, ends inside a string) of one line of JSON."""
-    without = _STRINGS.sub("", fragment)
+    without = _STRINGS.sub(r"\1", fragment)
     if '"' in without:
         return 0, True
     depth = without.count("{") + without.count("[") - without.count("}") - without.count("]")

@@ -34,7 +34,13 @@ ANCHOR = re.compile(
 )
 
 # "(" that opens the field list: followed by a key=, or by "%container.info" (name (id=.
-_PAREN_OPEN = re.compile(r"\((?=\s*(?:[A-Za-z_%][\w.\[\] -]{0,60}=|\S+ \(id=))")
+# As one regex, r"\((?=\s*(?:[A-Za-z_%][\w.\[\] -]{0,60}=|\S+ \(id=))", searched in
+# quadratic time: each "(" of a long run without whitespace ("((((...") scanned the whole
+# run for " (id=". :func:`_paren_open` finds the same "(" in linear time.
+_PAREN_KEY = re.compile(r"\((?=\s*[A-Za-z_%][\w.\[\] -]{0,60}=)")
+# A run of non-space followed by " (id=", starting where a run starts (so each run is
+# scanned once), or a "(" and whitespace in front of that run ("gap").
+_PAREN_INFO = re.compile(r"(?:(?P<gap>\()\s+|(?<!\S))\S+(?= \(id=)")
 _APPENDED = re.compile(r"(?:\s*$|\s+[A-Za-z_%][\w.\[\]]*=|,\s*[A-Za-z_])")
 _PIPE_FIELDS = re.compile(r"^\s*[A-Za-z_%][\w.\[\]]*=")
 _INFO_LEAD = re.compile(r"^\s*(\S+ \(id=(?:[0-9a-f]{12}|[0-9a-f]{64}|host)\))\s*$")
@@ -68,6 +74,8 @@ _WRAPPERS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 _WRAPPER_CACHE: dict[str, tuple[tuple[str, str], ...]] = {}
 _WRAPPER_CACHE_MAX = 1024
+_WRAPPER_CACHE_PREFIX_MAX = 512
+"""Longer prefixes are not kept (1024 of up to a line's length each would be 1 GiB)."""
 
 
 def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
@@ -78,6 +86,8 @@ def wrapper_of(prefix: str) -> tuple[tuple[str, str], ...]:
     found = _WRAPPER_CACHE.get(prefix)
     if found is None:
         found = _wrapper_of(prefix)
+        if len(prefix) > _WRAPPER_CACHE_PREFIX_MAX:
+            return found
         if len(_WRAPPER_CACHE) >= _WRAPPER_CACHE_MAX:
             _WRAPPER_CACHE.clear()
         _WRAPPER_CACHE[prefix] = found
@@ -133,8 +143,12 @@ def split_body(
     truncated = False
     pipe = body.find(" | ")
     # A field list opened by "(" must start before the pipe to matter.
-    paren_m = _PAREN_OPEN.search(body, 0, pipe) if pipe >= 0 else _PAREN_OPEN.search(body)
-    paren = paren_m.start() if paren_m is not None else -1
+    end = pipe if pipe >= 0 else len(body)
+    if body.find(" (id=", 0, end) < 0:  # the common case, inlined from _paren_open
+        paren_m = _PAREN_KEY.search(body, 0, end)
+        paren = paren_m.start() if paren_m is not None else -1
+    else:
+        paren = _paren_open(body, end)
     if pipe >= 0 and (paren < 0 or pipe < paren) and _PIPE_FIELDS.match(body[pipe + 3 :]):
         message = body[:pipe].rstrip()
         if not with_pairs:
@@ -182,6 +196,33 @@ def split_body(
             fields.pop()
         return lead.rstrip(), "bare", fields, [], truncated
     return rest.strip(), "bare", [], [], truncated
+
+
+def _paren_open(body: str, end: int) -> int:
+    """The first "(" of ``body[:end]`` followed (looking no further than ``end``) by
+    ``\\s*`` and either a ``key=`` or a run of non-space and " (id=" (the run's end is
+    where the next whitespace is); -1 when there is none. Linear time."""
+    m = _PAREN_KEY.search(body, 0, end)
+    best = m.start() if m is not None else end
+    if body.find(" (id=", 0, end) < 0:
+        return best if best < end else -1
+    pos = 0
+    while pos < best:
+        info = _PAREN_INFO.search(body, pos, end)
+        if info is None or info.start() >= best:
+            break
+        start, run_end = info.span()
+        if info.group("gap") is not None:
+            best = start  # "(", whitespace, then the run
+            break
+        # A "(" inside the run, with at least one character of the run after it.
+        inside = body.find("(", start, run_end - 1)
+        if inside >= 0:
+            best = min(best, inside)
+            break
+        # Later matches give later "(" (a gap "(" may end this run: look again there).
+        pos = max(start + 1, run_end - 1)
+    return best if best < end else -1
 
 
 def _closing_paren(body: str, start: int) -> int:
