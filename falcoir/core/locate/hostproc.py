@@ -9,7 +9,7 @@ an alert ever reaches a shell.
 from __future__ import annotations
 
 import contextlib
-import secrets
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -242,7 +242,9 @@ class DebugPod:
     node: str
     image: str
     step: Callable[[str], None]
-    name: str = field(default_factory=lambda: f"falcoir-node-debug-{secrets.token_hex(4)}")
+    # os.urandom(4).hex() is secrets.token_hex(4), without importing secrets (hmac,
+    # hashlib, random) on the way to locate's first request.
+    name: str = field(default_factory=lambda: f"falcoir-node-debug-{os.urandom(4).hex()}")
     namespace: str = DEBUG_POD_NAMESPACE
     record: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
