@@ -19,6 +19,10 @@ Whoever needs the modules calls :meth:`Prefetch.wait` before importing them, so 
 module is imported by two threads at once (a package whose submodules import from it, as
 ``falcoir.core.contain`` does, could otherwise be seen half-initialised). An import
 that fails here is skipped: the caller imports the module again and gets the error.
+``wait(names)`` returns as soon as those are done (list them first), so a command can
+go on with what it needs next while the rest is still being imported; :meth:`Prefetch.go`
+starts the imports at once when waiting for an answer is pointless (the first request
+failed before any answer came: its error is on its way, and so is the command's end).
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class Prefetch:
         self._stats = getattr(gateway, "stats", None)
         self._thread = threading.Thread(target=self._run, name="falcoir-prefetch", daemon=True)
         self._started = False
+        self._go = threading.Event()
+        self._done: set[str] = set()
+        """Modules tried (imported or failed)."""
+        self._cond = threading.Condition()
         self.imported: list[str] = []
 
     def _answer_received(self) -> bool:
@@ -63,7 +71,8 @@ class Prefetch:
     def _run(self) -> None:
         deadline = time.monotonic() + START_WAIT_S
         while not self._answer_received() and time.monotonic() < deadline:
-            time.sleep(POLL_S)
+            if self._go.wait(POLL_S):
+                break
         if self._first is not None:
             with contextlib.suppress(Exception):  # whoever needs it asks again
                 self._first()
@@ -73,11 +82,17 @@ class Prefetch:
             for name in self.modules:
                 try:
                     importlib.import_module(name)
-                except Exception:  # noqa: S112 - the caller imports it again and reports it
-                    continue
-                self.imported.append(name)
+                    self.imported.append(name)
+                except Exception:  # noqa: S110 - the caller imports it again and reports it
+                    pass
+                with self._cond:
+                    self._done.add(name)
+                    self._cond.notify_all()
         finally:
             sys.setswitchinterval(interval)
+            with self._cond:
+                self._done.update(self.modules)  # whatever happened: nobody waits for more
+                self._cond.notify_all()
 
     def start(self) -> Prefetch:
         if not self._started:
@@ -85,7 +100,18 @@ class Prefetch:
             self._thread.start()
         return self
 
-    def wait(self) -> None:
-        """Block until every module is imported (at once if never started)."""
-        if self._started:
+    def go(self) -> None:
+        """Import now, without waiting any longer for the first answer."""
+        self._go.set()
+
+    def wait(self, modules: Sequence[str] | None = None) -> None:
+        """Block until ``modules`` (default: every module) are imported, or failed to
+        import (at once if never started, or for a module not in the list)."""
+        if not self._started:
+            return
+        if modules is None:
             self._thread.join(WAIT_S)
+            return
+        wanted = set(modules) & set(self.modules)
+        with self._cond:
+            self._cond.wait_for(lambda: wanted <= self._done, WAIT_S)
