@@ -248,8 +248,8 @@ def _single(
         selector=selector,
     )  # fmt: skip
     # Locate's first request goes out now; the orchestrator and the live view are
-    # imported while it is on the wire (once the first answer is in, or at once if
-    # locate ends without one), with the later steps' modules after them.
+    # imported while it is on the wire (falcoir.core.prefetch: once its connection is
+    # open, or at once if locate ends first), the later steps' modules after them.
     ahead = ahead_for(
         decision.actions, decision.options, dry_run=dry_run, asks=not (yes or dry_run)
     )

@@ -7,13 +7,16 @@ as the first answer is in.
 
 Imports are CPU work and Python runs one thread at a time, so importing in a thread
 only helps while the main thread is blocked on the network. :class:`Prefetch` waits
-until the gateway has received its first answer (``KubeGateway.stats.bytes_received``;
-at once for a gateway without stats, and after :data:`START_WAIT_S` at the latest):
-by then the first requests are out, and the rest of locate is mostly waiting. Starting
-at the first request instead delayed that request by 20-40 ms on the benchmark (the
-thread took the interpreter while the request was being sent). While it imports, the
-interpreter switches threads every :data:`SWITCH_S` instead of every 5 ms, so the
-main thread gets the interpreter back soon after each answer arrives.
+until the gateway has opened its first connection (``KubeGateway.stats.connections``:
+the TCP and TLS handshakes are done, the request follows at once), leaves that request
+:data:`SEND_GRACE_S` to go out, and imports while it is on the wire; or until the
+first answer is in (``stats.bytes_received``; at once for a gateway without stats, and
+after :data:`START_WAIT_S` at the latest). Starting at the first request instead
+delayed that request by 20-40 ms on the benchmark (the thread took the interpreter
+during the handshakes). ``first`` is called once the first answer is in, whatever the
+imports are doing then. While it imports, the interpreter switches threads every
+:data:`SWITCH_S` instead of every 5 ms, so locate's threads get the interpreter back
+soon after each answer arrives.
 
 Whoever needs the modules calls :meth:`Prefetch.wait` before importing them, so no
 module is imported by two threads at once (a package whose submodules import from it, as
@@ -40,6 +43,8 @@ WAIT_S = 30.0
 START_WAIT_S = 1.0
 """Longest wait for the first answer before importing anyway."""
 POLL_S = 0.001
+SEND_GRACE_S = 0.002
+"""Once the first connection is open, how long the imports leave its request alone."""
 SWITCH_S = 0.0005
 """The interpreter's thread switch interval while the prefetch imports."""
 
@@ -68,18 +73,33 @@ class Prefetch:
             return True
         return int(getattr(self._stats, "bytes_received", 1) or 0) > 0
 
+    def _connected(self) -> bool:
+        """The first connection is open (its request follows at once)."""
+        return self._stats is not None and int(getattr(self._stats, "connections", 0) or 0) > 0
+
+    def _call_first(self) -> None:
+        first, self._first = self._first, None
+        if first is not None:
+            with contextlib.suppress(Exception):  # whoever needs it asks again
+                first()
+
     def _run(self) -> None:
         deadline = time.monotonic() + START_WAIT_S
+        connected = False
         while not self._answer_received() and time.monotonic() < deadline:
+            if not connected and self._connected():
+                connected = True
+                deadline = min(deadline, time.monotonic() + SEND_GRACE_S)
             if self._go.wait(POLL_S):
                 break
-        if self._first is not None:
-            with contextlib.suppress(Exception):  # whoever needs it asks again
-                self._first()
+        if self._answer_received():
+            self._call_first()
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_S))
         try:
             for name in self.modules:
+                if self._first is not None and self._answer_received():
+                    self._call_first()
                 try:
                     importlib.import_module(name)
                     self.imported.append(name)
@@ -93,6 +113,13 @@ class Prefetch:
             with self._cond:
                 self._done.update(self.modules)  # whatever happened: nobody waits for more
                 self._cond.notify_all()
+        if self._first is not None:
+            # Imported before the answer came: the questions wait for it still.
+            end = time.monotonic() + START_WAIT_S
+            while not self._answer_received() and time.monotonic() < end:
+                if self._go.wait(POLL_S):
+                    break
+            self._call_first()
 
     def start(self) -> Prefetch:
         if not self._started:
@@ -109,9 +136,6 @@ class Prefetch:
         import (at once if never started, or for a module not in the list)."""
         if not self._started:
             return
-        if modules is None:
-            self._thread.join(WAIT_S)
-            return
-        wanted = set(modules) & set(self.modules)
+        wanted = set(self.modules if modules is None else modules) & set(self.modules)
         with self._cond:
             self._cond.wait_for(lambda: wanted <= self._done, WAIT_S)

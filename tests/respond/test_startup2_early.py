@@ -262,3 +262,45 @@ def test_pod_flag_checks_are_containments(value: str) -> None:
             except InputError as exc:
                 outcome.append("error:" + exc.message)
         assert outcome[0] == outcome[1]
+
+
+class _ConnStats:
+    def __init__(self) -> None:
+        self.connections = 0
+        self.bytes_received = 0
+
+
+class _ConnGateway:
+    def __init__(self) -> None:
+        self.stats = _ConnStats()
+
+
+def test_imports_start_once_the_first_connection_is_open() -> None:
+    # The request follows its connection at once: the imports use the round trip,
+    # the permission questions (``first``) still wait for the answer.
+    gateway = _ConnGateway()
+    asked: list[list[str]] = []
+    prefetch = Prefetch(["colorsys"], gateway, first=lambda: asked.append(list(prefetch.imported)))
+    prefetch.start()
+    time.sleep(0.05)
+    assert prefetch.imported == []  # not connected yet
+    gateway.stats.connections = 1
+    prefetch.wait(["colorsys"])
+    assert prefetch.imported == ["colorsys"]
+    time.sleep(0.05)
+    assert asked == []  # no answer yet
+    gateway.stats.bytes_received = 100
+    deadline = time.monotonic() + 2
+    while not asked and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert asked == [["colorsys"]]
+
+
+def test_wait_for_all_does_not_wait_for_the_answer() -> None:
+    gateway = _ConnGateway()
+    gateway.stats.connections = 1
+    prefetch = Prefetch(["colorsys"], gateway, first=lambda: None).start()
+    start = time.monotonic()
+    prefetch.wait()  # every module is imported; ``first`` still waits for its answer
+    assert prefetch.imported == ["colorsys"]
+    assert time.monotonic() - start < 0.5
