@@ -71,6 +71,7 @@ AFTER_LOCATE = {
     # locate's own, used only after its first answer
     "falcoir.core.locate.scan",
     "falcoir.core.locate.known",
+    "falcoir.core.cgroup",
     "secrets",
 }
 """Not loaded, by any thread, when the first request is sent."""
