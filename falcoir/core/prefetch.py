@@ -13,8 +13,8 @@ the TCP and TLS handshakes are done, the request follows at once), leaves that r
 first answer is in (``stats.bytes_received``; at once for a gateway without stats, and
 after :data:`START_WAIT_S` at the latest). Starting at the first request instead
 delayed that request by 20-40 ms on the benchmark (the thread took the interpreter
-during the handshakes). ``first`` is called once the first answer is in, whatever the
-imports are doing then. While it imports, the interpreter switches threads every
+during the handshakes). ``first`` is called once the first answer is in (between two
+imports, if they have begun). While it imports, the interpreter switches threads every
 :data:`SWITCH_S` instead of every 5 ms, so locate's threads get the interpreter back
 soon after each answer arrives.
 
@@ -66,6 +66,7 @@ class Prefetch:
         self._done: set[str] = set()
         """Modules tried (imported or failed)."""
         self._cond = threading.Condition()
+        self._finished = False
         self.imported: list[str] = []
 
     def _answer_received(self) -> bool:
@@ -84,16 +85,8 @@ class Prefetch:
                 first()
 
     def _run(self) -> None:
-        deadline = time.monotonic() + START_WAIT_S
-        connected = False
-        while not self._answer_received() and time.monotonic() < deadline:
-            if not connected and self._connected():
-                connected = True
-                deadline = min(deadline, time.monotonic() + SEND_GRACE_S)
-            if self._go.wait(POLL_S):
-                break
-        if self._answer_received():
-            self._call_first()
+        if not self._wait_for_the_wire():
+            self._call_first()  # answered, or no answer is coming soon: ask now
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_S))
         try:
@@ -112,14 +105,26 @@ class Prefetch:
             sys.setswitchinterval(interval)
             with self._cond:
                 self._done.update(self.modules)  # whatever happened: nobody waits for more
+                self._finished = True
                 self._cond.notify_all()
         if self._first is not None:
             # Imported before the answer came: the questions wait for it still.
-            end = time.monotonic() + START_WAIT_S
-            while not self._answer_received() and time.monotonic() < end:
-                if self._go.wait(POLL_S):
-                    break
-            self._call_first()
+            self._wait_for_the_wire(answer=True)
+            self._call_first()  # (or it is not coming soon: ask anyway, as always)
+
+    def _wait_for_the_wire(self, *, answer: bool = False) -> bool:
+        """Until the first answer is in (or :meth:`go`, or :data:`START_WAIT_S`); unless
+        ``answer``, only until :data:`SEND_GRACE_S` after the first connection opened.
+        True when that is why it stopped waiting (the answer is still to come)."""
+        deadline = time.monotonic() + START_WAIT_S
+        connected = answer
+        while not self._answer_received() and time.monotonic() < deadline:
+            if not connected and self._connected():
+                connected = True
+                deadline = min(deadline, time.monotonic() + SEND_GRACE_S)
+            if self._go.wait(POLL_S):
+                return False
+        return connected and not answer and not self._answer_received()
 
     def start(self) -> Prefetch:
         if not self._started:
@@ -136,6 +141,9 @@ class Prefetch:
         import (at once if never started, or for a module not in the list)."""
         if not self._started:
             return
-        wanted = set(self.modules if modules is None else modules) & set(self.modules)
         with self._cond:
-            self._cond.wait_for(lambda: wanted <= self._done, WAIT_S)
+            if modules is None:
+                self._cond.wait_for(lambda: self._finished, WAIT_S)
+            else:
+                wanted = set(modules) & set(self.modules)
+                self._cond.wait_for(lambda: wanted <= self._done, WAIT_S)

@@ -185,8 +185,9 @@ class RealBackend:
         def ask() -> None:
             threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
 
-        # Once the API server has first answered: the questions, then the imports of
-        # what the bundle, snapshot and quarantine need, while locate waits.
+        # While locate's first request is on the wire: the imports of what the bundle,
+        # snapshot and quarantine need (the caller's modules first); once the API
+        # server has answered, the questions.
         self._later = Prefetch((*modules, *LATER_MODULES), self.gateway, first=ask).start()
 
     def locate_early(
@@ -194,8 +195,8 @@ class RealBackend:
     ) -> EarlyLocate:
         """Start locating ``alert`` now, before the orchestrator is imported (hand it
         over with :meth:`EarlyLocate.backend`), with :meth:`warm` (``modules``: the
-        caller's, imported once the first answer is in: :meth:`wait_imports`) and who
-        we are asked once locate's first connection is open."""
+        caller's, imported while locate's first request is on the wire:
+        :meth:`wait_imports`) and who we are asked once its connection is open."""
         self.warm(modules=modules)
         early = EarlyLocate(self, alert, ahead, on_done=self.import_now).start()
         after_first_connection(self.gateway, self.operator)
