@@ -19,10 +19,11 @@ import and locate). Each falcoir run also records every API request it makes
 (``FALCOIR_API_TRACE``): the table gives the number of requests, the round trips on
 falcoir's critical path (the longest chain of requests each sent after the previous
 one was answered: with an API latency L they alone take at least that many L), the
-start-up time before the first request, and the process's CPU time. falcoir's bytecode
-is compiled first, as ``pip install`` does (under ``PYTHONDONTWRITEBYTECODE=1`` a
-checkout would otherwise recompile every module at each start). Run as root (the lab
-isolates pods only as root)::
+start-up time before the first request, the TCP connections it opened (each a TLS
+handshake; an exec on an idle pooled connection opens none) and the process's CPU
+time. falcoir's bytecode is compiled first, as ``pip install`` does (under
+``PYTHONDONTWRITEBYTECODE=1`` a checkout would otherwise recompile every module at each
+start). Run as root (the lab isolates pods only as root)::
 
     python benchmarks/collect_bench.py [--runs 3] [--latency-ms 0,50] [-o json]
 """
@@ -188,6 +189,10 @@ class Run:
     cpu: float
     """The falcoir process's CPU time (user + system), steadier than the wall clock on
     a busy machine."""
+    connections: int = -1
+    """TCP connections the process opened (-1: the trace does not say)."""
+    exec_reused: int = -1
+    """Exec sessions on an idle pooled connection (-1: the trace does not say)."""
 
 
 def run_falcoir(
@@ -210,13 +215,35 @@ def run_falcoir(
     with contextlib.suppress(ValueError, KeyError, TypeError):
         phase = float(json.loads(r.stdout)["elapsed_s"])
     spans = read_trace(trace)
+    conns, reused = read_counters(trace)
     by_verb: dict[str, int] = {}
     for sp in spans:
         by_verb[sp.verb] = by_verb.get(sp.verb, 0) + 1
     first = min((sp.start for sp in spans), default=float("nan"))
     return Run(
-        wall, r.returncode, phase, len(spans), critical_path(spans), first - started, by_verb, cpu
+        wall,
+        r.returncode,
+        phase,
+        len(spans),
+        critical_path(spans),
+        first - started,
+        by_verb,
+        cpu,
+        conns,
+        reused,
     )
+
+
+def read_counters(path: Path) -> tuple[int, int]:
+    """The gateway's ``connections`` and ``exec_reused`` at its last trace line."""
+    conns = reused = -1
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                d = json.loads(line)
+                conns = max(conns, int(d["connections"]))
+                reused = max(reused, int(d["exec_reused"]))
+    return conns, reused
 
 
 def read_trace(path: Path) -> list[Span]:
@@ -298,6 +325,8 @@ def main() -> None:
                         "falcoir_requests": max(r.requests for r in runs),
                         "falcoir_requests_by_verb": runs[-1].by_verb,
                         "falcoir_round_trips": max(r.round_trips for r in runs),
+                        "falcoir_connections": max(r.connections for r in runs),
+                        "falcoir_exec_reused": min(r.exec_reused for r in runs),
                         "walkthrough_s": round(w, 3),
                         "same_evidence_s": round(s, 3),
                         "ratio_vs_walkthrough": round(f / w, 3),
@@ -315,20 +344,22 @@ def main() -> None:
     how = "from Falco's alert (locate included)" if alert else "--pod"
     print(f"target {ns}/{pod}, falcoir {how}, median of {args.runs} runs (goal: ratio <= 0.3)")
     print(f"{'latency':>8} {'falcoir':>9} {'(cpu)':>7} {'(start-up)':>11} {'(collect)':>10} "
-          f"{'requests':>9} {'round trips':>12} {'walkthrough':>12} "
+          f"{'requests':>9} {'round trips':>12} {'conns':>6} {'walkthrough':>12} "
           f"{'same-evid.':>11} {'ratio/walk':>11} {'ratio/same':>11}")  # fmt: skip
     for r in rows:
         print(
             f"{r['latency_ms']:>6.0f}ms {r['falcoir_s']:>8.3f}s {r['falcoir_cpu_s']:>6.3f}s "
             f"{r['falcoir_startup_s']:>10.3f}s "
             f"{r['falcoir_collection_phase_s']:>9.3f}s {r['falcoir_requests']:>9} "
-            f"{r['falcoir_round_trips']:>12} {r['walkthrough_s']:>11.3f}s "
+            f"{r['falcoir_round_trips']:>12} {r['falcoir_connections']:>6} "
+            f"{r['walkthrough_s']:>11.3f}s "
             f"{r['same_evidence_s']:>10.3f}s {r['ratio_vs_walkthrough']:>11.3f} "
             f"{r['ratio_vs_same_evidence']:>11.3f}"
         )
     print("(cpu: the falcoir process's user + system time; "
           "start-up: process start to its first API request; round trips: the longest "
-          "chain of requests each sent after the previous one's answer)")  # fmt: skip
+          "chain of requests each sent after the previous one's answer; conns: TCP "
+          "connections opened, the most of any run)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -222,6 +222,7 @@ class FakeCluster:
         grace_period_seconds: int | None = None,
         propagation_policy: str | None = None,
         dry_run: bool = False,
+        uid: str | None = None,
     ) -> JSON:
         self.calls.append(("delete", resource.plural, namespace or "", name))
         self._check("delete", resource.plural, namespace)
@@ -229,6 +230,14 @@ class FakeCluster:
         if key not in self.objects:
             raise ApiNotFound(
                 f'{resource.plural} "{name}" not found', status=404, reason="NotFound"
+            )
+        have = (self.objects[key].get("metadata") or {}).get("uid")
+        if uid and uid != have:
+            raise ApiConflict(
+                f'Operation cannot be fulfilled on {resource.plural} "{name}": Precondition '
+                f"failed: UID in precondition: {uid}, UID in object meta: {have}",
+                status=409,
+                reason="Conflict",
             )
         obj = self.objects[key] if dry_run else self.objects.pop(key)
         return copy.deepcopy(obj)

@@ -210,8 +210,9 @@ def seal_command(
     output: OutputOpt = OutputFormat.TABLE,
 ) -> None:
     """Seal, as incomplete, a bundle whose collection was killed before it was sealed
-    (SIGKILL, a crash, power loss): hashes every file as it is now, records files cut
-    short as interrupted, marks it Falcoir-Complete: false with the reason in
+    (SIGKILL, a crash, power loss): keeps the hash each file was recorded with as it was
+    written (a file changed since then fails verify), hashes the others as they are now,
+    records files cut short as interrupted, marks it Falcoir-Complete: false with the reason in
     Falcoir-Incomplete-Reason, and writes the .tar.gz. A bundle that was sealed is left
     alone (verify it instead); running it again changes nothing."""
     from falcoir.core.bundle import (

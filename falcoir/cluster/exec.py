@@ -2,12 +2,16 @@
 
 We do not use ``kubernetes.stream.stream``: it swaps a method on a shared ApiClient
 (unsafe with threads), merges stdout and stderr into text, and can block forever. Each
-call here opens its own WebSocket (``websocket-client``, the library the official client
+call here has its own WebSocket (``websocket-client``, the library the official client
 uses) with the gateway's TLS settings and token, so any number of threads may exec at
-once. The session:
+once. The WebSocket goes over an idle keep-alive connection taken out of the gateway's
+pool when there is one (:meth:`KubeGateway.take_idle_socket`: no TCP or TLS handshake),
+else over a connection of its own. The session:
 
 1. handshake ``GET .../pods/{pod}/exec?command=..`` offering ``v5.channel.k8s.io`` then
    ``v4.channel.k8s.io``; 429/5xx and connection failures are retried (nothing ran yet);
+   a pooled connection the server had closed (it fails before any byte of the answer)
+   is replaced at once by a new one, once, without counting as a try;
    401 -> ClusterUnreachable, 403 -> Forbidden, 404 -> ApiNotFound; any other refusal
    (400 container not found, 500 after retries...) is returned as an ExecResult error;
 2. stdin, if any, in chunks on channel 0 (reading output between chunks), then the v5
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import select
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -138,6 +143,38 @@ def ssl_context(configuration: Any) -> ssl.SSLContext:
     return ctx
 
 
+class _StaleSocket(Exception):
+    """A pooled connection failed before the first byte of the answer: the server had
+    closed it (see :meth:`_Session._open`)."""
+
+
+_CLOSED = (
+    ConnectionError,  # EPIPE, ECONNRESET, ECONNABORTED
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+    websocket.WebSocketConnectionClosedException,  # EOF, or a write after the peer's close
+)
+"""How a connection the server has closed fails (a timeout is not one: a slow server
+may be at work on the request)."""
+
+
+class _Watched:
+    """A pooled socket during the upgrade handshake, counting the bytes it receives, so
+    that a failure before the answer began can be told from one after."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.received = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        data = self.sock.recv(bufsize)
+        self.received += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
 def _readable(ws: websocket.WebSocket) -> bool:
     sock = ws.sock
     if sock is None:
@@ -175,6 +212,8 @@ class _Session:
         self.status = bytearray()
         self.got_status = False
         self.closed_by_server = False
+        self.stale_pool = False
+        """A pooled connection was found closed: take no more from the pool."""
         self.started = datetime.now(UTC)
         self.op = Op("create", "pods/exec", namespace, pod)
 
@@ -290,6 +329,46 @@ class _Session:
         return self.result(None, error.message, error.reason or f"HTTP{error.status}")
 
     def _open(self, url: str, timeout: float) -> websocket.WebSocket:
+        """The WebSocket, over an idle pooled connection if there is one, else over a
+        connection of its own."""
+        sock = None if self.stale_pool else self.gw.take_idle_socket()
+        if sock is not None:
+            self.gw.stats.reused()
+            try:
+                return self._handshake(url, timeout, sock)
+            except _StaleSocket:
+                # The pooled connection failed before the first byte of the answer:
+                # writing the upgrade request failed (EPIPE, ECONNRESET), or the
+                # connection ended or was reset with nothing read. It was idle and had
+                # nothing to read when taken, so the server closed it (its idle timeout,
+                # a restart, a load balancer) while our request was on its way: a server
+                # closes a keep-alive connection only between requests, so it closed
+                # this one before reading ours, and nothing ran. (A server that read the
+                # request and died before answering looks the same; connect() already
+                # retries that on any connection, as the command starts only once the
+                # upgrade is answered.) So the request goes again at once on a new
+                # connection, without using up one of the session's tries (stats count
+                # it as a request and a retry), and once: no more pooled connections
+                # are taken (the other idle ones are likely closed too). Once a byte of
+                # the answer has arrived the server had the request: a failure after
+                # that is the try's, handled by connect() as on any connection.
+                self.stale_pool = True
+                self.gw.stats.retried()
+                self.gw.stats.count("exec")
+        try:
+            ws = self._handshake(url, timeout, None)
+        except websocket.WebSocketBadStatusException:
+            self.gw.stats.connected()  # opened, and answered
+            raise
+        self.gw.stats.connected()
+        return ws
+
+    def _handshake(
+        self, url: str, timeout: float, sock: socket.socket | None
+    ) -> websocket.WebSocket:
+        """The upgrade handshake on ``sock`` (a pooled connection's, closed on failure;
+        raises _StaleSocket when it fails before the answer began), or on a new
+        connection."""
         sslopt: dict[str, Any] = {}
         if url.startswith("wss://"):
             sslopt["context"] = self.gw.ws_ssl_context()
@@ -305,7 +384,10 @@ class _Session:
             "suppress_origin": True,
         }
         proxy = getattr(self.gw.configuration, "proxy", None)
-        if proxy:
+        watched = _Watched(sock) if sock is not None else None
+        if watched is not None:
+            options["socket"] = watched  # websocket-client then skips TCP and TLS
+        elif proxy:
             parsed = urlparse(proxy)
             options.update(
                 http_proxy_host=parsed.hostname,
@@ -316,10 +398,18 @@ class _Session:
             if no_proxy:
                 options["http_no_proxy"] = [h.strip() for h in no_proxy.split(",") if h]
         try:
+            if sock is not None:
+                sock.settimeout(timeout)  # websocket-client sets it on its own sockets only
             ws.connect(url, **options)  # type: ignore[no-untyped-call]
-        except BaseException:
+        except BaseException as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
+            if sock is not None:
+                sock.close()  # never back to the pool, never leaked
+                if watched is not None and not watched.received and isinstance(exc, _CLOSED):
+                    raise _StaleSocket(str(exc)) from exc
             raise
+        if sock is not None:
+            ws.sock = sock  # the watch was for the handshake only
         return ws
 
     # -- streaming -------------------------------------------------------------------

@@ -28,7 +28,9 @@ Connections: requests share one pool of keep-alive connections (``POOL_MAXSIZE``
 than falcoir ever has in flight), so a burst of concurrent requests opens connections
 once and the next burst reuses them all; :meth:`KubeGateway.prewarm` (or
 ``connect(prewarm=N)``) opens N of them in the background before the first burst.
-Exec sessions are WebSockets: one connection each, whatever the pool holds.
+Exec sessions are WebSockets, one connection each: an idle keep-alive connection taken
+out of the pool for good when there is one (:meth:`KubeGateway.take_idle_socket`: no
+TCP or TLS handshake), else a connection of their own.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import contextlib
 import json
 import logging
 import os
+import queue
+import socket
 import ssl
 import threading
 import time
@@ -131,7 +135,8 @@ class RequestStats:
     ``bytes_received`` counts response bodies (and exec stream payloads). With
     :meth:`record` on, every request's :class:`Span` is kept too (and, with a path,
     appended to that file as one JSON line: ``FALCOIR_API_TRACE``), so that the
-    round trips on the critical path can be counted (:func:`critical_path`)."""
+    round trips on the critical path can be counted (:func:`critical_path`). Each line
+    also gives ``connections`` and ``exec_reused`` so far: the last line's are the run's."""
 
     requests: int = 0
     retries: int = 0
@@ -139,8 +144,11 @@ class RequestStats:
     bytes_sent: int = 0
     by_verb: dict[str, int] = field(default_factory=dict)
     connections: int = 0
-    """Keep-alive connections opened (TCP and, over https, a TLS handshake each); exec
-    sessions, one WebSocket connection each, are in ``by_verb["exec"]``."""
+    """Connections opened (TCP and, over https, a TLS handshake each): the pool's
+    keep-alive connections and the exec sessions' own ones. An exec session on an idle
+    pooled connection opens none: it is counted in ``exec_reused`` instead."""
+    exec_reused: int = 0
+    """Exec sessions started on an idle keep-alive connection taken from the pool."""
     spans: list[Span] | None = None
     """The requests' spans, when recording (see :meth:`record`)."""
     _trace_path: str | None = field(default=None, repr=False, compare=False)
@@ -153,8 +161,14 @@ class RequestStats:
             self._trace_path = path if on else None
 
     def connected(self) -> None:
+        """A connection was opened."""
         with self._lock:
             self.connections += 1
+
+    def reused(self) -> None:
+        """An exec session started on a pooled connection (it opened none)."""
+        with self._lock:
+            self.exec_reused += 1
 
     def count(self, verb: str, sent: int = 0) -> None:
         with self._lock:
@@ -179,6 +193,9 @@ class RequestStats:
                         "start": s.start,
                         "end": s.end,
                         "thread": threading.current_thread().name,
+                        # So far, for the connections a run opened (the last line's).
+                        "connections": self.connections,
+                        "exec_reused": self.exec_reused,
                     }
                 )
                 with contextlib.suppress(OSError), open(self._trace_path, "a") as fh:
@@ -201,13 +218,14 @@ class RequestStats:
                 "bytes_sent": self.bytes_sent,
                 "by_verb": dict(self.by_verb),
                 "connections": self.connections,
+                "exec_reused": self.exec_reused,
                 **({"critical_path": critical_path(self.spans)} if self.spans is not None else {}),
             }
 
     def reset(self) -> None:
         with self._lock:
             self.requests = self.retries = self.bytes_received = self.bytes_sent = 0
-            self.connections = 0
+            self.connections = self.exec_reused = 0
             self.by_verb = {}
             if self.spans is not None:
                 self.spans = []
@@ -359,6 +377,52 @@ class KubeGateway:
 
         threading.Thread(target=run, daemon=True, name="falcoir-prewarm").start()
         return done
+
+    def take_idle_socket(self) -> socket.socket | None:
+        """The socket of an idle keep-alive connection to the API server, taken out of
+        the pool for good, for an exec WebSocket: HTTP/1.1 allows an Upgrade on a
+        connection that already carried requests (the API server, Go's net/http, hijacks
+        any request), and it spares a TCP and a TLS handshake. The pool keeps the slot:
+        urllib3 opens a new connection there on its next use, and never sees this socket
+        again. The caller owns the socket (and closes it).
+
+        ``None`` when no idle connection will do: a proxy is configured; none is idle;
+        the idle ones were closed by the server or hold unread bytes (readable while
+        idle: urllib3's dropped-connection test; those are closed, as urllib3 would on
+        their next use); or one was made with other TLS settings than an exec's own
+        connection would use (client certificate, CA, server name, verification)."""
+        if getattr(self.configuration, "proxy", None) or isinstance(
+            self._pool, urllib3.ProxyManager
+        ):
+            return None
+        pool = self._host_pool()
+        idle = pool.pool
+        if idle is None:
+            return None  # closed
+        held: list[Any] = []
+        found: socket.socket | None = None
+        try:
+            # LIFO: the connections last used are on top, the slots never used (None)
+            # at the bottom, so the scan stops at the first None.
+            for _ in range(POOL_MAXSIZE):
+                try:
+                    conn = idle.get(block=False)
+                except queue.Empty:
+                    break
+                held.append(conn)
+                if conn is None:
+                    break
+                if conn.sock is not None and not _idle_and_open(conn.sock):
+                    conn.close()  # dropped (or junk): as urllib3 does on its next use
+                    continue
+                if conn.sock is not None and _exec_can_use(conn, self.configuration):
+                    found, conn.sock = conn.sock, None  # detached: close() leaves it alone
+                    conn.close()  # reset the connection object; its slot stays
+                    break
+        finally:
+            for conn in reversed(held):
+                pool._put_conn(conn)
+        return found
 
     def __enter__(self) -> KubeGateway:
         return self
@@ -661,6 +725,7 @@ class KubeGateway:
         grace_period_seconds: int | None = None,
         propagation_policy: str | None = None,
         dry_run: bool = False,
+        uid: str | None = None,
     ) -> JSON:
         ns = namespace if resource.namespaced else None
         op = Op("delete", resource.plural, ns, name)
@@ -671,8 +736,21 @@ class KubeGateway:
             query.append(("propagationPolicy", propagation_policy))
         if dry_run:
             query.append(("dryRun", "All"))
+        # A uid precondition (DeleteOptions in the body, as client-go sends it): the
+        # server deletes only that very object, and answers 409 when the name now
+        # belongs to another (a StatefulSet's replacement) -- no read-then-delete race.
+        body = (
+            {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+            if uid
+            else None
+        )
         return self._send_json(
-            "DELETE", self._path(resource, ns, name), op, query=query, safety=Safety.IDEMPOTENT
+            "DELETE",
+            self._path(resource, ns, name),
+            op,
+            query=query,
+            body=body,
+            safety=Safety.IDEMPOTENT,
         )
 
     # -- ClusterGateway: logs, reviews, identity -------------------------------------
@@ -870,6 +948,51 @@ def _settle(conn: Any) -> bool:
         return True
     except (OSError, ssl.SSLError):
         return False
+
+
+def _idle_and_open(sock: Any) -> bool:
+    """An idle connection's socket has nothing to read: if it has, the server closed it
+    (or sent something no request asked for) and it cannot carry a request."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False
+    try:
+        return not wait_for_read(sock, timeout=0.0)
+    except (OSError, ValueError):
+        return False
+
+
+def _exec_can_use(conn: Any, configuration: Any) -> bool:
+    """Whether an exec may use ``conn``: made as the exec's own connection would be
+    (:func:`falcoir.cluster.exec.ssl_context`: the same client certificate, CA and
+    server name, verified when verification is on), and not through a proxy. The pool
+    is built from the same configuration (:func:`_pool_manager`), so this holds unless
+    the configuration changed since."""
+    if getattr(conn, "proxy", None) is not None or getattr(conn, "_tunnel_host", None):
+        return False
+    sock = conn.sock
+    if str(getattr(configuration, "host", "")).startswith("http://"):
+        return isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)
+    if not isinstance(sock, ssl.SSLSocket):
+        return False
+    if sock.selected_alpn_protocol() not in (None, "http/1.1"):
+        return False  # an HTTP/2 connection has no Upgrade
+
+    def same(attr: str, setting: str) -> bool:
+        have = getattr(conn, attr, None) or None
+        want = getattr(configuration, setting, None) or None
+        if attr == "ca_certs" and isinstance(want, str):
+            want = os.path.expanduser(want)  # as urllib3 stores it
+        return bool(have == want)
+
+    if not (
+        same("cert_file", "cert_file")
+        and same("key_file", "key_file")
+        and same("ca_certs", "ssl_ca_cert")
+        and same("ca_cert_data", "ca_cert_data")
+        and same("server_hostname", "tls_server_name")
+    ):
+        return False
+    return bool(conn.is_verified) or not configuration.verify_ssl
 
 
 def _counting(cls: type[Any], stats: RequestStats) -> type[Any]:

@@ -31,6 +31,7 @@ directory, bounded sizes) and copied out by hand into a private temporary direct
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -78,7 +79,15 @@ INFO_COMPLETE = "Falcoir-Complete"
 INFO_STARTED = "Falcoir-Started"
 INFO_SEALED = "Falcoir-Sealed"
 INFO_INCOMPLETE_REASON = "Falcoir-Incomplete-Reason"
-"""Why a bundle was sealed incomplete after the fact (``falcoir bundle seal``)."""
+"""Why a bundle was sealed incomplete, when falcoir knows more than "a collector did not
+succeed": sealed after the fact (``falcoir bundle seal``), or abandoned because locate
+failed or was interrupted after the collection had begun."""
+INFO_TARGET_STATUS = "Falcoir-Target-Status"
+"""``partial`` (``target.json`` holds what was known: pod, container, pids, not the owner
+chain) or ``unknown`` (no target was located: the bundle cannot say which pod it is
+about); absent when ``target.json`` is the located target."""
+TARGET_PARTIAL = "partial"
+TARGET_UNKNOWN = "unknown"
 UNSEALED_MARKER = "falcoir-unsealed.json"
 """In the bundle's root while a writer has it open (who, since when); removed when it
 is sealed. Found later, it means the writer died (SIGKILL, power loss) unsealed."""
@@ -99,6 +108,10 @@ ARCHIVE_LEVEL = 1
 several times as long to write, for a few per cent less)."""
 MANIFEST = f"manifest-{ALGORITHM}.txt"
 TAGMANIFEST = f"tagmanifest-{ALGORITHM}.txt"
+_TMP_SUFFIX = ".falcoir-tmp"
+"""A tag file (or the archive's ``.sha256``) being written, renamed over the real one
+once it is on disk."""
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 # bagit's writer changes the process's working directory while it works: one at a time.
 _BAGIT_LOCK = threading.Lock()
@@ -297,6 +310,74 @@ def _sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make ``path``'s entries durable: a file created, renamed or removed in it survives
+    a power loss only once its directory is fsynced. A no-op where directories cannot
+    be opened or fsynced (some network and FUSE filesystems, other systems)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_all(files: Sequence[Path], dirs: Sequence[Path] = ()) -> None:
+    """fsync ``files`` and ``dirs`` at once, each in its own thread: on a journalling
+    filesystem (ext4, xfs) fsyncs that wait together share one journal commit, where
+    one after the other each waits for its own (a few ms each on a busy disk)."""
+    jobs: list[tuple[Callable[[Path], None], Path]] = [(_fsync_file, f) for f in files]
+    jobs += [(_fsync_dir, d) for d in dirs]
+    errors: list[OSError] = []
+
+    def run(job: tuple[Callable[[Path], None], Path]) -> None:
+        try:
+            job[0](job[1])
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,), daemon=True) for job in jobs[1:]]
+    for t in threads:
+        t.start()
+    if jobs:
+        run(jobs[0])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` (created or truncated), fsynced before returning."""
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _bundle_relative(rel: str) -> bool:
+    """``rel`` names a payload file inside the bundle (``data/...``, nothing that climbs
+    out): a path read back from a manifest or a sidecar, which may be forged."""
+    parts = rel.split("/")
+    return (
+        len(parts) >= 2
+        and parts[0] == "data"
+        and not any(p in {"", ".", ".."} for p in parts)
+        and "\x00" not in rel
+        and "\\" not in rel
+    )
+
+
 def _meta_doc(art: Artifact, stderr: bytes) -> dict[str, Any]:
     doc = art.to_dict()
     shown = stderr[:_STDERR_KEEP_IN_META]
@@ -420,14 +501,17 @@ class BundleWriter:
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
         self._hashes: dict[str, tuple[str, int]] = {}
-        """Bundle-relative path -> (sha256, size) of each file as this writer wrote it:
-        sealing reads back only the files it did not write."""
+        """Bundle-relative path -> (sha256, size) of each file as this writer wrote it, or
+        as recorded before (``reopen``): sealing reads back only the other files."""
         self._info_lists: dict[str, list[str]] = {}
         self._algorithms: tuple[str, ...] = (ALGORITHM,)
         """The bag's manifest algorithms (a reopened bag made elsewhere may have others)."""
         """``bag-info.txt`` tags given more than once (kept as they are when resealing)."""
         self.default_mode: int | None = 0o444
         """Payload files are read-only once recorded (evidence is not edited)."""
+        self._new_parents: list[Path] = []
+        """Directories in which ``create`` made the output directory or its parents: fsynced
+        when sealing, so that the bundle's path survives a power cut as well."""
 
     # -- creation ------------------------------------------------------------------
     @classmethod
@@ -448,6 +532,7 @@ class BundleWriter:
         read the owner chain."""
         started = utc_now()
         out_dir = out_dir.expanduser().resolve()
+        made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
         out_dir.mkdir(parents=True, exist_ok=True)
         base = f"{incident.id}-{started:%Y%m%dT%H%M%SZ}"
         directory = out_dir / base
@@ -481,8 +566,9 @@ class BundleWriter:
         # An empty bag (data/ plus tag files), then the marker: the unsealed marker is
         # what says "still being written", as the bag-info has no Falcoir-Sealed yet.
         (directory / "data").mkdir(mode=0o700)
-        _write_tags(directory, info, {}, [])
+        _write_tags(directory, info, {}, [], durable=False)
         writer = cls(directory, incident.id, info)
+        writer._new_parents = [p.parent for p in made]
         writer._mark_unsealed()
         writer.actions_path = incident.actions_path
         if alert_raw is not None:
@@ -496,18 +582,49 @@ class BundleWriter:
             writer.add_target(target)
         return writer
 
-    def add_target(self, target: Target) -> Artifact:
-        """``target.json``: the located target."""
+    def add_target(self, target: Target, *, partial: str | None = None) -> Artifact:
+        """``target.json``: the located target.
+
+        ``partial``: why ``target`` is only what was known when the collection began
+        (pod, container, pids: locate had not read the owner chain). Said in the file
+        (``"partial": true``, ``"not_read": ["owner"]``, ``"partial_reason"``), by the
+        artifact's status (interrupted) and in ``bag-info.txt``
+        (``Falcoir-Target-Status: partial``)."""
+        doc = target.to_dict()
+        meta = ArtifactMeta(source="falcoir", collector="target")
+        if partial is not None:
+            why = neutralize(partial)[:1000]
+            doc.update(partial=True, not_read=["owner"], partial_reason=why)
+            meta = replace(
+                meta,
+                status=ArtifactStatus.INTERRUPTED,
+                error=f"partial target, the owner chain was not read: {why}",
+            )
+            self.info[INFO_TARGET_STATUS] = TARGET_PARTIAL
         return self.add_bytes(
             TARGET_NAME,
-            (json.dumps(target.to_dict(), indent=2, ensure_ascii=False) + "\n").encode(),
-            ArtifactMeta(source="falcoir", collector="target"),
+            (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode(),
+            meta,
             _reserved=True,
         )
 
+    def has(self, name: str) -> bool:
+        """An artifact ``name`` was recorded (``target.json``...)."""
+        with self._lock:
+            art = self._artifacts.get(name)
+            return art is not None and bool(art.path)
+
     @classmethod
     def reopen(cls, directory: Path, *, actions_path: Path | None = None) -> BundleWriter:
-        """An existing bundle, to add files and seal again (``finalize``)."""
+        """An existing bundle, to add files and seal again (``finalize``).
+
+        The hashes already recorded are kept, not taken again from the files: those of
+        its manifest (the last seal), then those its artifacts' sidecars recorded as
+        each was written (a writer that died before sealing). Sealing again is then
+        quick (a large binary copy is not read back) and never launders a change: a
+        file altered or removed since it was recorded still fails ``verify`` (which
+        hashes every file) after the new seal. Files with no recorded hash (left by a
+        writer that died while writing them) are hashed as they are."""
         bagit = _bagit()
 
         directory = directory.expanduser().resolve()
@@ -524,16 +641,49 @@ class BundleWriter:
         writer._algorithms = tuple(bag.algorithms)
         writer.previous_complete = info.get(INFO_COMPLETE) == "true"
         writer.actions_path = actions_path
+        recorded: dict[str, tuple[str, int]] = {}
         for art in _load_index(directory):
             writer._artifacts[art.name] = art
-        writer._mark_unsealed()
+            if _HEX64.match(art.sha256) and _bundle_relative(art.path):
+                recorded[art.path] = (art.sha256.lower(), art.bytes)
+        for rel, hashes in bag.entries.items():
+            digest = hashes.get(ALGORITHM)
+            if not isinstance(digest, str) or not _HEX64.match(digest):
+                continue
+            if not _bundle_relative(rel):
+                continue  # a tag file, or a forged path (verify reports it)
+            digest = digest.lower()
+            known = recorded.get(rel)
+            if known is not None and known[0] == digest:
+                size = known[1]
+            else:
+                try:
+                    size = (directory / rel).lstat().st_size
+                except OSError:
+                    size = 0  # removed since: listed still, verify says it is missing
+            recorded[rel] = (digest, size)
+        writer._hashes.update(recorded)
+        # Durably marked before anything changes: its bag-info says it was sealed, and
+        # the marker is what tells a reseal cut short by a crash from a tampered bag.
+        writer._mark_unsealed(durable=True)
         return writer
 
-    def _mark_unsealed(self) -> None:
+    def _mark_unsealed(self, *, durable: bool = False) -> None:
+        """The marker that says "being written". ``durable`` (a reopened bundle, whose
+        bag-info already says sealed): fsynced and its directory too before returning.
+        A new bundle's marker is not (the collection's critical path): until it is
+        sealed its bag-info has no ``Falcoir-Sealed``, which says "unsealed" as well,
+        and :meth:`finalize` fsyncs the directory before it writes a tag file."""
         doc = {"pid": os.getpid(), "host": socket.gethostname(), "since": iso(utc_now())}
         tmp = self.dir / (UNSEALED_MARKER + ".tmp")
-        tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-        tmp.replace(self.dir / UNSEALED_MARKER)
+        body = (json.dumps(doc) + "\n").encode("utf-8")
+        if durable:
+            _write_synced(tmp, body)
+        else:
+            tmp.write_bytes(body)
+        os.replace(tmp, self.dir / UNSEALED_MARKER)
+        if durable:
+            _fsync_dir(self.dir)
 
     # -- adding artifacts ----------------------------------------------------------
     def _path_for(self, name: str) -> Path:
@@ -650,6 +800,10 @@ class BundleWriter:
             mode=f"{stat.S_IMODE(path.stat().st_mode):04o}",
             extra=dict(meta.extra),
         )
+        # Renamed into place, not fsynced: one fsync per artifact (its data, by the
+        # caller) is the budget. A sidecar a power cut empties is skipped when read
+        # back (its file is sealed as interrupted), or reported by verify once sealed;
+        # index.json, fsynced when sealing, holds the same record.
         sidecar = path.with_name(path.name + META_SUFFIX)
         tmp = sidecar.with_name(sidecar.name + ".tmp")
         doc = json.dumps(_meta_doc(art, meta.stderr), indent=2, ensure_ascii=False) + "\n"
@@ -676,7 +830,15 @@ class BundleWriter:
     # -- sealing -------------------------------------------------------------------
     def finalize(self, complete: bool) -> BundleResult:
         """Copy the action log in, write ``index.json``, seal the bag (manifests,
-        tag manifest, ``bag-info.txt``) and write ``<dir>.tar.gz``."""
+        tag manifest, ``bag-info.txt``) and write ``<dir>.tar.gz``.
+
+        Durable when it returns, in an order a crash cannot turn into a lie: the index
+        and action log fsynced and every directory of the bag fsynced (the payload
+        files were fsynced as they were written), then each tag file fsynced and renamed
+        into place and the directory fsynced, then the unsealed marker removed and that
+        made durable, then the archive and its ``.sha256`` fsynced, renamed, and their
+        directory fsynced. The sidecars (``.meta.json``) and ``.stderr`` files are not
+        fsynced one by one (their content is in ``index.json`` too)."""
         # No new artifacts from here; wait for the ones being written (quick, bounded
         # writes), then record what still-open streams hold (a collector that did not
         # finish): their later writes are dropped.
@@ -692,12 +854,11 @@ class BundleWriter:
                 )
             )
         arts = sorted(self.artifacts, key=lambda a: a.name)
-        for stale in (self.data / INDEX_NAME, self.data / ACTIONS_NAME):
-            if stale.exists():
-                stale.unlink()
+        # The action log is replaced by the incident's, when there is one to copy; a
+        # bundle resealed without it (on another machine) keeps the one it has.
         if self.actions_path is not None and self.actions_path.exists():
             log = self.actions_path.read_bytes()
-            (self.data / ACTIONS_NAME).write_bytes(log)
+            self._rewrite(self.data / ACTIONS_NAME, log)
             self._remember(f"data/{ACTIONS_NAME}", log)
         index = {
             "incident": self.incident_id,
@@ -705,11 +866,19 @@ class BundleWriter:
             "artifacts": [a.to_dict() for a in arts],
         }
         body = (json.dumps(index, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        (self.data / INDEX_NAME).write_bytes(body)
+        self._rewrite(self.data / INDEX_NAME, body)
         self._remember(f"data/{INDEX_NAME}", body)
         # A leftover half-written sidecar would make the bag lie: drop it.
         for tmp in self.data.rglob("*" + META_SUFFIX + ".tmp"):
             tmp.unlink()
+        # On disk before a tag file says "sealed" (fsynced with the tag files): the
+        # index and action log, every file's name (the payload's data were fsynced as
+        # they were written) and the unsealed marker's.
+        before = [self.data / INDEX_NAME]
+        if (self.data / ACTIONS_NAME).is_file():
+            before.append(self.data / ACTIONS_NAME)
+        dirs = [Path(dirpath) for dirpath, _, _ in os.walk(self.data)] + [self.dir]
+        dirs += self._new_parents
         now = utc_now()
         self.info[INFO_COMPLETE] = "true" if complete else "false"
         self.info[INFO_SEALED] = iso(now)
@@ -717,19 +886,36 @@ class BundleWriter:
         if self._algorithms == (ALGORITHM,):
             with self._lock:
                 known = dict(self._hashes)
-            _write_tags(self.dir, self.info, self._info_lists, _payload(self.dir, known))
+            _write_tags(
+                self.dir,
+                self.info,
+                self._info_lists,
+                _payload(self.dir, known),
+                sync_files=before,
+                sync_dirs=dirs,
+            )
         else:
+            _fsync_all(before, dirs)
             self._remove_marker()  # bagit would list it in the tag manifest
             self._save_with_bagit()
         # Sealed once the tag files are: only then is the marker removed (a writer
-        # killed before this point leaves a bundle that says it was never sealed).
+        # killed before this point leaves a bundle that says it was never sealed),
+        # durably before the archive says "sealed" as well (fsynced with it).
         self._remove_marker()
         archive = self.dir.with_name(self.dir.name + ".tar.gz")
-        archive_sha = _write_archive(self.dir, archive)
+        archive_sha = _write_archive(self.dir, archive, sync_dirs=[self.dir])
         # Sealed: late writes (a collector thread that outlived its deadline) are
         # refused; add more with ``BundleWriter.reopen(dir)`` and seal again.
         self.sealed = BundleResult(self.dir, archive, archive_sha, complete, tuple(arts))
         return self.sealed
+
+    @staticmethod
+    def _rewrite(path: Path, body: bytes) -> None:
+        """A file ``finalize`` writes anew each time (the index, the action log); fsynced
+        with the tag files."""
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # it may be read-only
+        path.write_bytes(body)
 
     def _remove_marker(self) -> None:
         for marker in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
@@ -745,6 +931,11 @@ class BundleWriter:
             bag.info.update(self.info)
             bag.save(manifests=True)
             self.info = {str(k): str(v) for k, v in bag.info.items() if not isinstance(v, list)}
+        # bagit writes its tag files in place without fsync: on disk before "sealed".
+        _fsync_all(
+            [e for e in sorted(self.dir.iterdir()) if e.is_file() and not e.is_symlink()],
+            [self.dir],
+        )
 
 
 _NEWLINES = re.compile(r"\n|\r|(\r\n)")
@@ -763,8 +954,11 @@ def _payload(directory: Path, known: Mapping[str, tuple[str, int]]) -> list[tupl
     """``(bundle-relative path, sha256, size)`` of every file under ``data/``, in the
     order bagit lists them. A file this writer wrote keeps the hash it had when it was
     written (a file changed between its capture and the seal then fails verification
-    instead of being sealed as changed); any other file is hashed as it is now."""
+    instead of being sealed as changed); any other file is hashed as it is now. A file
+    with a recorded hash that is no longer there stays listed, after the others (so
+    ``verify`` says it is missing instead of the seal forgetting it)."""
     out: list[tuple[str, str, int]] = []
+    seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(directory / "data"):
         dirnames.sort()
         filenames.sort()
@@ -775,6 +969,10 @@ def _payload(directory: Path, known: Mapping[str, tuple[str, int]]) -> list[tupl
             if entry is None:
                 entry = _sha256_file(path)
             out.append((rel, entry[0], entry[1]))
+            seen.add(rel)
+    for rel in sorted(set(known) - seen):
+        if not os.path.lexists(directory / rel):
+            out.append((rel, known[rel][0], known[rel][1]))
     return out
 
 
@@ -783,10 +981,24 @@ def _write_tags(
     info: Mapping[str, str],
     info_lists: Mapping[str, Sequence[str]],
     payload: Sequence[tuple[str, str, int]],
+    *,
+    durable: bool = True,
+    sync_files: Sequence[Path] = (),
+    sync_dirs: Sequence[Path] = (),
 ) -> None:
     """Write a bag's tag files as ``bagit`` would (``bagit.txt``, the manifest,
     ``bag-info.txt`` with its ``Payload-Oxum``, the tag manifest), each one's hash
-    taken from the bytes written."""
+    taken from the bytes written.
+
+    ``durable``: each file is written beside its final name, the lot fsynced at once
+    (with ``sync_files`` and ``sync_dirs``: what must be on disk before the bag says
+    it holds it), then renamed over the old ones, the tag manifest last (a crash leaves
+    every tag file whole, old or new), then the directory is fsynced: the bag is on
+    disk when this returns. Without it (the empty bag of a new bundle, still marked
+    unsealed) they are plainly written."""
+    for leftover in directory.glob("*" + _TMP_SUFFIX):  # from a writer that died here
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
     tags: dict[str, bytes] = {
         "bagit.txt": (
             f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n"
@@ -802,14 +1014,12 @@ def _write_tags(
     tags["bag-info.txt"] = "".join(
         _tag_line(key, value) for key in sorted(fields) for value in fields[key]
     ).encode("utf-8")
-    for name, body in tags.items():
-        (directory / name).write_bytes(body)
     # Every other tag file (none that falcoir writes; one a later tool added) too.
     listed = [(hashlib.sha256(body).hexdigest(), name) for name, body in tags.items()]
     for entry in sorted(os.listdir(directory)):
         if entry in tags or entry == "data" or entry.startswith("tagmanifest-"):
             continue
-        if entry in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp"):
+        if entry in (UNSEALED_MARKER, UNSEALED_MARKER + ".tmp") or entry.endswith(_TMP_SUFFIX):
             continue
         path = directory / entry
         if path.is_symlink():
@@ -820,9 +1030,18 @@ def _write_tags(
                 continue
             digest, _ = _sha256_file(f)
             listed.append((digest, f.relative_to(directory).as_posix()))
-    (directory / TAGMANIFEST).write_text(
-        "".join(f"{digest} {name}\n" for digest, name in listed), encoding="utf-8"
-    )
+    tags[TAGMANIFEST] = "".join(f"{digest} {name}\n" for digest, name in listed).encode()
+    if not durable:
+        for name, body in tags.items():
+            (directory / name).write_bytes(body)
+        return
+    tmps = {name: directory / (name + _TMP_SUFFIX) for name in tags}
+    for name, body in tags.items():
+        tmps[name].write_bytes(body)
+    _fsync_all([*tmps.values(), *sync_files], sync_dirs)
+    for name, tmp in tmps.items():  # the tag manifest last
+        os.replace(tmp, directory / name)
+    _fsync_dir(directory)
 
 
 @contextlib.contextmanager
@@ -856,10 +1075,20 @@ class _HashingFile(io.RawIOBase):
         self._fh.flush()
 
 
-def _write_archive(directory: Path, archive: Path, *, level: int = ARCHIVE_LEVEL) -> str:
+def _write_archive(
+    directory: Path,
+    archive: Path,
+    *,
+    level: int = ARCHIVE_LEVEL,
+    sync_dirs: Sequence[Path] = (),
+) -> str:
     """``directory`` as a gzip'd tar (regular files and directories only, owner
-    numeric 0, modes as on disk), written atomically and hashed as it is written;
-    returns its SHA-256."""
+    numeric 0, modes as on disk), hashed as it is written; returns its SHA-256.
+
+    Durable and atomic: the archive and its ``.sha256`` are written beside their
+    names, fsynced at once (with ``sync_dirs``: what must be on disk before the archive
+    is), renamed into place, and their directory fsynced (which makes the bundle
+    directory's own name durable too)."""
     tmp = archive.with_name(archive.name + ".part")
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -882,12 +1111,14 @@ def _write_archive(directory: Path, archive: Path, *, level: int = ARCHIVE_LEVEL
                 rel = f"{root}/{path.relative_to(directory)}"
                 tar.add(path, arcname=rel, recursive=False, filter=clean)
         raw.flush()
-        os.fsync(raw.fileno())
     digest = sink.digest.hexdigest()
-    tmp.replace(archive)
-    archive.with_name(archive.name + ".sha256").write_text(
-        f"{digest}  {archive.name}\n", encoding="utf-8"
-    )
+    sidecar = archive.with_name(archive.name + ".sha256")
+    sidecar_tmp = sidecar.with_name(sidecar.name + _TMP_SUFFIX)
+    sidecar_tmp.write_text(f"{digest}  {archive.name}\n", encoding="utf-8")
+    _fsync_all([tmp, sidecar_tmp], sync_dirs)
+    os.replace(tmp, archive)
+    os.replace(sidecar_tmp, sidecar)
+    _fsync_dir(archive.parent)
     return digest
 
 
@@ -1001,7 +1232,7 @@ class UnsealedState:
             return f"not sealed yet: falcoir{who} is still writing it"
         return (
             f"never sealed: the falcoir process writing it{who} stopped before sealing it "
-            "(killed?); its files have no recorded hashes, so nothing can be verified"
+            "(killed?); no manifest covers its files, so nothing can be verified"
         )
 
 
@@ -1312,9 +1543,11 @@ def seal_unsealed(
     actions_path: Path | None = None,
     force: bool = False,
 ) -> BundleResult:
-    """Seal, as incomplete, a bundle directory whose writer died before sealing it: every
-    file it holds is hashed as it is now, files cut short (no sidecar) are recorded as
-    interrupted, and ``bag-info.txt`` says why (``Falcoir-Incomplete-Reason``).
+    """Seal, as incomplete, a bundle directory whose writer died before sealing it: each
+    artifact keeps the hash its sidecar recorded when it was written (one changed since
+    then fails ``verify``), every other file it holds is hashed as it is now, files cut
+    short (no sidecar) are recorded as interrupted, and ``bag-info.txt`` says why
+    (``Falcoir-Incomplete-Reason``).
 
     Refuses an archive, a bundle that was sealed (sealing again would hide any change
     made since: that is for ``verify`` to report), and one whose writer still runs on

@@ -179,8 +179,11 @@ class ClusterGateway(Protocol):
         grace_period_seconds: int | None = None,
         propagation_policy: str | None = None,
         dry_run: bool = False,
+        uid: str | None = None,
     ) -> JSON:
-        """Returns the deleted object (or the Status the server returned)."""
+        """Returns the deleted object (or the Status the server returned). With ``uid``,
+        only the object with that uid: ``ApiConflict`` when the name now belongs to
+        another object."""
         ...
 
     def exec(

@@ -52,15 +52,20 @@ def already_exists(group: str, plural: str, name: str) -> ApiStatus:
     )
 
 
-def conflict(group: str, plural: str, name: str) -> ApiStatus:
+def conflict(group: str, plural: str, name: str, why: str | None = None) -> ApiStatus:
+    """409 Conflict as the API server words it; ``why`` replaces the "modified" text
+    (a failed delete precondition)."""
     details: JSON = {"name": name, "kind": plural}
     if group:
         details["group"] = group
+    reason = why or (
+        "the object has been modified; please apply your changes to the latest version "
+        "and try again"
+    )
     return ApiStatus(
         409,
         "Conflict",
-        f'Operation cannot be fulfilled on {_res(group, plural)} "{name}": the object has been '
-        "modified; please apply your changes to the latest version and try again",
+        f'Operation cannot be fulfilled on {_res(group, plural)} "{name}": {reason}',
         details,
     )
 

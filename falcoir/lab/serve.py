@@ -77,7 +77,9 @@ async def run(args: argparse.Namespace, ready: asyncio.Event | None = None) -> N
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # Every way a terminal or a supervisor asks it to stop goes through server.stop(),
+    # which kills the pods (a lab's pods must never outlive it).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     port = await server.start(args.host, args.port)

@@ -444,15 +444,18 @@ class LabServer:
         return self.port
 
     async def stop(self) -> None:
+        self.stopping = True  # first: no pod is started from now on (see _start_pod)
         for t in self._tasks:
             t.cancel()
         for t in list(self._bg):
             t.cancel()
-        self.stopping = True
         for w in self.store.watchers:
             w.queue.put_nowait(None)
         if self._runner is not None:
             await self._runner.cleanup()
+        for t in list(self._bg):  # spawned while the last requests were answered
+            t.cancel()
+        # The runtime kills every pod, also those whose start was just cancelled.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.runtime.shutdown(), 30)
 
@@ -902,12 +905,24 @@ class LabServer:
             if body.get("orphanDependents") is True:
                 propagation = "Orphan"
             pre = body.get("preconditions") or {}
-            if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
-                raise conflict(rtype.group, rtype.plural, name)
-            if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"].get(
-                "resourceVersion"
-            ):
-                raise conflict(rtype.group, rtype.plural, name)
+            md = obj["metadata"]
+            if pre.get("uid") and pre["uid"] != md.get("uid"):
+                raise conflict(
+                    rtype.group,
+                    rtype.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, "
+                    f"UID in object meta: {md.get('uid')}",
+                )
+            if pre.get("resourceVersion") and pre["resourceVersion"] != md.get("resourceVersion"):
+                raise conflict(
+                    rtype.group,
+                    rtype.plural,
+                    name,
+                    "Precondition failed: ResourceVersion in precondition: "
+                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                    f"{md.get('resourceVersion')}",
+                )
             result = self.delete(
                 rtype,
                 obj,
@@ -1706,7 +1721,7 @@ class LabServer:
             component="default-scheduler",
         )
         rt = self.runtime_for(node)
-        if rt is None:
+        if rt is None or self.stopping:
             return
         self.spawn(self._run_pod(rt, pod))
 

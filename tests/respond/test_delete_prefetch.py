@@ -44,9 +44,9 @@ def test_delete_uses_the_plan_read_during_verification(tmp_path: Path) -> None:
     backend, t, inc, log = _contain(cluster, store)
     cluster.calls.clear()
     doc = backend.delete(t, inc, log, ActionOptions(), False, lambda _: None)
-    # the owners and the replica count were read ahead
-    # (one read of the pod: still the same one)
-    assert [c[0] for c in cluster.calls] == ["get", "delete"]
+    # the owners and the replica count were read ahead; the delete carries the pod's
+    # uid as a precondition instead of reading the pod again first
+    assert [c[0] for c in cluster.calls] == ["delete"]
     assert doc["owner_effect"] and "Deployment" in doc["owner_effect"]
     assert (NS, POD) not in {(ns, n) for (p, ns, n) in cluster.objects if p == "pods"}
 
@@ -58,13 +58,10 @@ def test_a_replaced_pod_is_not_deleted_on_a_stale_plan(tmp_path: Path) -> None:
     # the pod is replaced under the same name (a StatefulSet would do that)
     cluster.objects[("pods", NS, POD)]["metadata"]["uid"] = "a-new-uid"
     cluster.calls.clear()
-    import pytest
-
-    from falcoir.errors import TargetNotFound
-
-    with pytest.raises(TargetNotFound, match="replaced"):
-        backend.delete(t, inc, log, ActionOptions(), False, lambda _: None)
-    assert "delete" not in [c[0] for c in cluster.calls]
+    doc = backend.delete(t, inc, log, ActionOptions(), False, lambda _: None)
+    # the server refused the delete (uid precondition): the replacement lives on
+    assert doc["deleted"] is False and doc["status"] == "gone"
+    assert cluster.objects[("pods", NS, POD)]["metadata"]["uid"] == "a-new-uid"
 
 
 def test_no_plan_is_read_ahead_without_a_delete(tmp_path: Path) -> None:

@@ -15,12 +15,22 @@ Public API (other commands code against it):
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from falcoir.core.alert import Alert
-from falcoir.core.bundle import INFO_OPERATOR, BundleResult, BundleWriter
+from falcoir.core.bundle import (
+    INFO_INCOMPLETE_REASON,
+    INFO_OPERATOR,
+    INFO_TARGET_STATUS,
+    TARGET_NAME,
+    TARGET_UNKNOWN,
+    BundleError,
+    BundleResult,
+    BundleWriter,
+)
 from falcoir.core.collect.engine import Pending, begin, collect, snapshot
 from falcoir.core.collect.model import (
     BinaryEvidence,
@@ -142,7 +152,11 @@ def run_collect(
 
 class Started:
     """A collection under way (:func:`start_collect`): :meth:`finish` it with the
-    final target, or :meth:`abandon` it when locate fails after all."""
+    final target, or :meth:`abandon` it when locate fails after all.
+
+    ``target``: what was known when it started (``located=False``: locate's early one,
+    without the owner chain), ``None`` when nothing was. Whatever happens, the sealed
+    bundle has a ``target.json`` or says in ``bag-info.txt`` why it has none."""
 
     def __init__(
         self,
@@ -152,28 +166,63 @@ class Started:
         pending: Pending | None,
         asking: threading.Thread,
         who: list[str],
+        *,
+        target: Target | None = None,
+        located: bool = True,
     ) -> None:
         self.store = store
         self.incident = incident
         self.writer = writer
         self.pending = pending
+        self.target = target
+        self._located = located
+        self._final: Target | None = None
         self._asking = asking
         self._who = who
         self._sealed = False
 
-    def _seal(self, complete: bool) -> BundleResult:
+    def _seal(self, complete: bool, why: str | None = None) -> BundleResult:
         self._sealed = True
         self._asking.join(30)
         self.writer.info[INFO_OPERATOR] = neutralize(self._who[0] if self._who else "unknown")
+        self._ensure_target(why or "the collection stopped before the target was written")
         sealed = self.writer.finalize(complete)
         self.store.add_bundle(self.incident, sealed.dir)
         return sealed
+
+    def _ensure_target(self, why: str) -> None:
+        """``target.json`` before sealing: the final target (``finish`` may have been
+        interrupted before writing it), else what was known when the collection began,
+        marked partial; with neither, ``bag-info.txt`` says the target is unknown."""
+        if self.writer.has(TARGET_NAME):
+            return
+        target = self._final or self.target
+        partial = None if self._final is not None or self._located else why
+        problem = "no target was located"
+        if target is not None:
+            try:
+                self.writer.add_target(target, partial=partial)
+            except (BundleError, OSError, KeyboardInterrupt) as exc:
+                problem = f"target.json could not be written ({type(exc).__name__}: {exc})"
+            else:
+                if partial is not None:
+                    self.writer.info[INFO_INCOMPLETE_REASON] = neutralize(
+                        f"{why}; target.json holds what was known when the collection "
+                        "began (pod, container, pids), not the owner chain"
+                    )[:2000]
+                return
+        self.writer.info[INFO_TARGET_STATUS] = TARGET_UNKNOWN
+        self.writer.info[INFO_INCOMPLETE_REASON] = neutralize(
+            f"{problem} ({why}): this bundle does not say which pod it is about"
+            + (f" beyond Falcoir-Target ({target.namespace}/{target.pod})" if target else "")
+        )[:2000]
 
     def finish(self, target: Target) -> CollectResult:
         """``target``: locate's final one (the same pod, with its owner chain); written
         to the bundle at once, then every collector is waited for and the bundle is
         sealed (incomplete when something failed or Ctrl-C was pressed)."""
         interrupted = False
+        self._final = target
         try:
             try:
                 self.writer.add_target(target)
@@ -188,12 +237,31 @@ class Started:
             raise
         return result.sealed(self._seal(result.complete), self.incident.id)
 
-    def abandon(self) -> BundleResult | None:
+    def abandon(self, reason: str | None = None) -> BundleResult | None:
         """Seal what was captured as incomplete (locate failed, or Ctrl-C, after the
-        collection had started): the bundle says so, nothing is lost."""
+        collection had started): the bundle says so, nothing is lost. ``target.json``
+        holds what was known (marked partial: the owner chain was not read), and
+        ``bag-info.txt`` why (``reason``, else the exception being handled)."""
         if self._sealed:
             return None
-        return self._seal(False)
+        return self._seal(False, reason or _why_abandoned())
+
+
+def _why_abandoned() -> str:
+    """Why a collection is abandoned, from the exception being handled (``abandon`` is
+    called from an ``except`` block), in plain words."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return "the collection was abandoned before locate had finished"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C) before locate had finished"
+    return f"locate failed after the collection began ({_describe(exc)})"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted: Ctrl-C"
+    return f"{type(exc).__name__}: {str(exc) or 'no detail'}"
 
 
 def start_collect(
@@ -247,7 +315,9 @@ def start_collect(
             action_log=log,
             located=located,
         )
-    except BaseException:
-        Started(store, incident, writer, None, asking, who).abandon()
+    except BaseException as exc:
+        Started(store, incident, writer, None, asking, who, target=target, located=located).abandon(
+            f"the collection could not start ({_describe(exc)})"
+        )
         raise
-    return Started(store, incident, writer, pending, asking, who)
+    return Started(store, incident, writer, pending, asking, who, target=target, located=located)

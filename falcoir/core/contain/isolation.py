@@ -476,12 +476,18 @@ def quarantine(
                     f"falcoir release --incident {inc_id}",
                 ) from exc
             raise
+        late: Future[ProbeOutcome] | None = None
         if ahead:
-            # Still running: only now, with both changes recorded (it may take its whole
-            # timeout), is its answer waited for.
-            baseline = _baseline(
-                baseline_f, endpoint, rec, in_time=answered_before or labelled is None
-            )
+            in_time = answered_before or labelled is None
+            if in_time or baseline_f is None or baseline_f.done():
+                baseline = _baseline(baseline_f, endpoint, rec, in_time=in_time)
+            else:
+                # Still running after the pod was labelled: it connected in time and
+                # its answer is on the way (the usual case), or it lost the race with
+                # the policy (the lab enforces within milliseconds) and hangs on a
+                # dropped connection until its own timeout. The proof gives it a short
+                # grace, then starts without it (see _verify).
+                late, baseline = baseline_f, None
 
     # 3. detaching from the owner
     detach: dict[str, Any] | None = None
@@ -496,7 +502,9 @@ def quarantine(
         }
     else:
         try:
-            verified = _verify(gateway, target, inc_id, pname, endpoint, baseline, rec, options)
+            verified = _verify(
+                gateway, target, inc_id, pname, endpoint, baseline, rec, options, late=late
+            )
         except FalcoirError as exc:
             # The quarantine is in place; only the proof failed. Say so, do not lose it.
             verified = {"egress_blocked": None, "reason": f"verification failed: {exc}"}
@@ -912,8 +920,20 @@ def _verify(
     baseline: ProbeOutcome | None,
     rec: _Recorder,
     options: QuarantineOptions,
+    *,
+    late: Future[ProbeOutcome] | None = None,
 ) -> dict[str, Any]:
+    """Read the objects back and probe from inside the pod. ``late``: a baseline probe
+    still running when the pod was labelled. Waited for :data:`LATE_BASELINE_GRACE_S`
+    at most: in by then, it is the baseline (a connection it made counts; a failure,
+    answered after the label, proves nothing); else the proof runs with the full
+    timeout, as without a baseline, and the late answer is judged once it is in."""
     ns, name = target.namespace, target.pod
+    if late is not None:
+        with contextlib.suppress(Exception):  # _baseline says what went wrong
+            late.result(timeout=LATE_BASELINE_GRACE_S)
+        if late.done():
+            baseline, late = _baseline(late, endpoint, rec, in_time=False), None
     verified: dict[str, Any] = {}
     allowed_by = _allowed_network(endpoint, options.allow_cidrs) if endpoint else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcoir-verify") as pool:
@@ -963,6 +983,9 @@ def _verify(
             rec.warn("verify", verified["reason"])
             return verified
         after = probing.result()
+    if late is not None:
+        baseline = _baseline(late, endpoint, rec, in_time=False)
+        verified["probe"]["before"] = baseline.to_dict() if baseline else None
     verified["probe"]["after"] = after.to_dict()
     verified.update(probe_trust(after))
     where = f"{endpoint.host}:{endpoint.port}"
@@ -994,6 +1017,11 @@ def _verify(
 
 QUICK_PROBE_MIN_S = 0.25
 """The shortest wait for a connection after the quarantine."""
+
+LATE_BASELINE_GRACE_S = 0.25
+"""How long the proof waits for a baseline probe read ahead that had not answered when
+the pod was labelled (its exec's answer is usually a few tens of ms behind its
+connection) before it starts without it, with the full probe timeout."""
 
 
 def _quick_timeout(baseline: ProbeOutcome | None, cap: float) -> float:

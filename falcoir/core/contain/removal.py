@@ -23,7 +23,13 @@ from falcoir.core.rbac import (
     delete_permissions,
 )
 from falcoir.core.target import OwnerRef, Target
-from falcoir.errors import ApiNotFound, FalcoirError, InputError, TargetNotFound
+from falcoir.errors import (
+    ApiConflict,
+    ApiNotFound,
+    FalcoirError,
+    InputError,
+    TargetNotFound,
+)
 
 
 @dataclass(frozen=True)
@@ -393,11 +399,22 @@ def delete(
                 grace_period_seconds=options.grace_period,
                 propagation_policy="Background",
                 dry_run=options.dry_run,
+                # Only the pod the plan (and the evidence) is about: a pod that took its
+                # name since (a StatefulSet's replacement) is refused by the server.
+                uid=plan.pod_uid,
             )
         )
     except ApiNotFound:
         log.append("delete", "Pod", ns, plan.pod, "unchanged", "already gone", data=data)
         emit("delete", "unchanged", f"pod {ns}/{plan.pod} is already gone")
+        return DeleteResult(plan, False, "gone", scaled, options.dry_run, tuple(steps))
+    except ApiConflict as exc:
+        if not plan.pod_uid or "precondition" not in str(exc).lower():
+            log.append("delete", "Pod", ns, plan.pod, "failed", str(exc), data=data)
+            raise
+        why = "already gone: its name now belongs to another pod, which was left alone"
+        log.append("delete", "Pod", ns, plan.pod, "unchanged", why, data=data)
+        emit("delete", "unchanged", f"pod {ns}/{plan.pod} (uid {plan.pod_uid}) is {why}")
         return DeleteResult(plan, False, "gone", scaled, options.dry_run, tuple(steps))
     except FalcoirError as exc:
         log.append("delete", "Pod", ns, plan.pod, "failed", str(exc), data=data)

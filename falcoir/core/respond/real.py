@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from falcoir.core.alert import Alert
-from falcoir.core.gateway import PODS, ClusterGateway
+from falcoir.core.gateway import ClusterGateway
 from falcoir.core.incident import ActionLog, Incident, IncidentStore
 from falcoir.core.locate import LocateOptions, locate
 from falcoir.core.locate.hostproc import find_falco_pods
@@ -687,13 +687,10 @@ class RealBackend:
             return None
         if target.pod_uid and plan.pod_uid != target.pod_uid:
             return None
-        # The owners do not change under a pod, but the pod might be replaced under the
-        # same name meanwhile (a StatefulSet's): one read says it is still the same pod.
-        try:
-            now = self.gateway.get(PODS, plan.pod, plan.namespace)
-        except FalcoirError:
-            return None  # plan_delete reads it again and says what is wrong
-        if (now.get("metadata") or {}).get("uid") != plan.pod_uid:
+        # The owners do not change under a pod. The pod might be replaced under the same
+        # name meanwhile (a StatefulSet's): the delete carries the plan's uid as a
+        # precondition, so the server refuses to delete any other pod.
+        if not plan.pod_uid:
             return None
         # Which bundles exist is read again, as plan_delete reads it: they may be newer.
         inc = self.store.for_pod(plan.namespace, plan.pod, plan.pod_uid)

@@ -111,6 +111,11 @@ def _dir(h: Hierarchy, rel: str) -> Path:
     return h.mount / h.base.lstrip("/") / rel
 
 
+def planned(rel: str) -> list[Path]:
+    """Where :func:`create` makes ``rel`` (in every hierarchy; nothing is made)."""
+    return [_dir(h, rel) for h in hierarchies()]
+
+
 def create(rel: str) -> list[Path]:
     """Create ``rel`` in every hierarchy; return the directories made (record them:
     another process may sit in another base cgroup, so never recompute them)."""
@@ -155,6 +160,21 @@ def pids(dirs: list[Path]) -> set[int]:
             with contextlib.suppress(OSError, ValueError):
                 found.update(int(x) for x in procs.read_text().split())
     return found
+
+
+def kill_now(dirs: list[Path]) -> int:
+    """SIGKILL every process in these cgroups (and below) once, without waiting; return
+    how many there were (for a caller that must not block, such as a cancelled start)."""
+    for d in dirs:
+        kill = d / "cgroup.kill"
+        if kill.exists():
+            with contextlib.suppress(OSError):
+                kill.write_text("1")
+    left = pids(dirs)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return len(left)
 
 
 def kill_all(dirs: list[Path], timeout: float = 5.0) -> None:

@@ -18,7 +18,12 @@ probes (a running container is ready), no configMap/secret/projected volumes (ho
 and emptyDir only), named ports in NetworkPolicies match nothing.
 
 Everything made is recorded under ``<state dir>/runtime`` first, so :func:`cleanup`
-can undo it even after the lab was killed with SIGKILL.
+can undo it even after the lab was killed with SIGKILL. No container may outlive its lab:
+a start that is cancelled (pod deleted, lab stopping) kills its shim's process group and
+cgroups at once; ``kill_pod`` cancels and waits for every start of the pod first; and
+:func:`cleanup` (the shutdown's last step and ``falcoir lab down``) sweeps what records
+missed: shims of the lab (found in ``/proc`` by state dir and ``--falcoir-lab=<id>``)
+and any process in the lab's cgroups (listed in ``cgroups-<id>.txt`` before any is made).
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ from falcoir.lab.runtime import JSON, ContainerNotRunning, ExecNotFound, Runtime
 log = logging.getLogger("falcoir.lab.runtime")
 
 SHIM = Path(__file__).resolve().parent / "shim.py"
+SHIM_LAB_ARG = "--falcoir-lab="
+"""The shim's last argument names its lab (``--falcoir-lab=<lab id>``; the shim ignores
+it): :func:`cleanup` tells a lab's shims from any other lab's by it and the state dir."""
 ENTER = Path(__file__).resolve().parent / "enter.py"
 POOL_HOSTNAME = "pool.example.com"
 FALCO_STANDIN = "/opt/falcoir/falco_standin.py"
@@ -71,6 +79,36 @@ NOT_ISOLATED_WARNING = (
 def now_rfc3339(ts: float | None = None) -> str:
     t = datetime.fromtimestamp(ts if ts is not None else time.time(), UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ledger(runtime_dir: Path, lab_id: str) -> Path:
+    """The lab's cgroup ledger: every pod cgroup it ever planned, one path a line."""
+    return runtime_dir / f"cgroups-{lab_id}.txt"
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Done callback: fetch the exception of a task nobody may await (no asyncio noise)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _remove_made_cgroups(task: asyncio.Future[list[Path]]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        cgroups.remove(task.result())
+
+
+def _kill_now(c: Container) -> None:
+    """SIGKILL a container now, without awaiting: its shim's process group (the shim is a
+    session leader; its child stays in the group) and every process in its cgroups (one
+    that left the group). Safe to call from a cancelled task's ``except`` clause."""
+    proc = c.shim
+    if proc is not None and proc.returncode is None:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGKILL)
+    if c.cgroup_dirs:
+        cgroups.kill_now(c.cgroup_dirs)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -171,6 +209,12 @@ class Pod:
 
     sandbox: Container | None = None
     """The pause process holding a shared pid namespace (``shareProcessNamespace``)."""
+    setup: asyncio.Task[None] | None = None
+    """The network set-up (awaited by :meth:`LinuxRuntime.kill_pod` before tear-down)."""
+    starts: set[asyncio.Task[None]] = field(default_factory=set)
+    """Ephemeral container starts in flight (cancelled by ``kill_pod``)."""
+    gone: bool = False
+    """``kill_pod`` released everything: nothing of the pod is recorded again."""
 
     def all_containers(self) -> list[Container]:
         sandbox = [self.sandbox] if self.sandbox is not None else []
@@ -218,6 +262,7 @@ class LinuxRuntime:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned_nft = False
+        self._closing = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -232,6 +277,14 @@ class LinuxRuntime:
 
     def _lab_record(self) -> Path:
         return self.dir / f"lab-{self.lab_id}.json"
+
+    def _ledger_cgroups(self, p: Pod) -> None:
+        """Append the pod's cgroups (every hierarchy) to the lab's ledger before any is
+        made: :func:`cleanup` sweeps whatever is still in them, whatever else was lost."""
+        dirs = cgroups.planned(p.cgroup_rel)
+        if dirs:
+            with open(_ledger(self.dir, self.lab_id), "a") as f:
+                f.write("".join(f"{d}\n" for d in dirs))
 
     async def start(self, events: RuntimeEvents) -> None:
         self._events = events
@@ -260,13 +313,23 @@ class LinuxRuntime:
             self._pool = None
 
     async def shutdown(self) -> None:
-        await asyncio.gather(
-            *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())), return_exceptions=True
-        )
-        if self._pool is not None:
-            await self._pool.stop()
-            self._pool = None
-        await asyncio.to_thread(cleanup, self.state_dir, lab_id=self.lab_id)
+        self._closing = True  # no pod or container starts from now on
+        try:
+            await asyncio.gather(
+                *(self.kill_pod(p.pod, 0) for p in list(self._pods.values())),
+                return_exceptions=True,
+            )
+            if self._pool is not None:
+                await self._pool.stop()
+                self._pool = None
+        finally:
+            # Also when the shutdown ran out of time (cancelled): the sweep of whatever
+            # is left, any process in this lab's cgroups, any shim of this lab.
+            for line in await asyncio.to_thread(cleanup, self.state_dir, lab_id=self.lab_id):
+                if line.startswith("killed"):
+                    log.warning("falcoir lab: shutdown %s", line)
+                else:
+                    log.info("falcoir lab: shutdown removed %s", line)
         if self._subnet is not None:
             net.release_subnet(self._subnet)
             self._subnet = None
@@ -276,7 +339,7 @@ class LinuxRuntime:
     async def run_pod(self, pod: JSON) -> None:
         meta = pod.get("metadata") or {}
         uid = str(meta["uid"])
-        if uid in self._pods:
+        if uid in self._pods or self._closing:
             return
         p = Pod(
             uid=uid,
@@ -296,15 +359,23 @@ class LinuxRuntime:
             p.containers[str(c["name"])] = self._container(c, "regular")
         self._pods[uid] = p
         p.dir.mkdir(parents=True, exist_ok=True)
+        if self.isolated:
+            self._ledger_cgroups(p)
         self._record_pod(p)
+        # Its own task, run to the end even if this call is cancelled: kill_pod waits for
+        # it, so a namespace being made is never torn down half-way (and then leaked).
+        p.setup = asyncio.ensure_future(self._setup_network(p))
+        p.setup.add_done_callback(_retrieve)
         try:
-            await self._setup_network(p)
+            await asyncio.shield(p.setup)
         except net.NetError as e:
             for c in p.all_containers():
                 c.reason, c.message = "CreateContainerError", str(e)
             self._event(p, "FailedCreatePodSandBox", str(e), "Warning")
             self._publish(p)
             return
+        if p.stopping or self._closing:
+            return  # deleted (or the lab stopped) meanwhile: kill_pod releases the rest
         self._record_pod(p)
         self._publish(p)
         p.task = asyncio.create_task(self._run(p))
@@ -603,7 +674,17 @@ class LinuxRuntime:
         (p.dir / "hosts").write_text(self._hosts(p))
         (p.dir / "hostname").write_text(p.name + "\n")
         if self.isolated:
-            c.cgroup_dirs = await asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
+            c.cgroup_dirs = []
+            made = asyncio.ensure_future(
+                asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
+            )
+            try:
+                c.cgroup_dirs = await asyncio.shield(made)
+            except asyncio.CancelledError:
+                # The thread goes on making them: remove them once made (empty: no
+                # process was started for them).
+                made.add_done_callback(_remove_made_cgroups)
+                raise
         self._record_pod(p)
         if c.kind != "sandbox":
             image = c.spec.get("image", "")
@@ -619,7 +700,13 @@ class LinuxRuntime:
         else:
             pid, err = await self._start_plain(c, argv, env, logf, exitfile)
         c.host_pid = pid
-        if err:
+        if not err and (p.stopping or self._closing):
+            # The pod was deleted (or the lab stops) while this container started: nothing
+            # else would stop it (kill_pod took its list of running containers before).
+            _kill_now(c)
+            c.state, c.reason, c.exit_code = "terminated", "Error", 137
+            c.started_at = c.finished_at = time.time()
+        elif err:
             c.state, c.reason, c.message = "terminated", "StartError", err
             c.exit_code, c.started_at, c.finished_at = 128, 0.0, time.time()
             self._event(p, "Failed", f"Error: {err}", "Warning")
@@ -677,18 +764,29 @@ class LinuxRuntime:
                 "-S",
                 str(SHIM),
                 str(spec_path),
+                f"{SHIM_LAB_ARG}{self.lab_id}",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=shim_log,
                 start_new_session=True,
             )
+        # Its pid on record at once: cleanup() finds it even if the lab is killed now.
+        self._record_pod(p)
         assert c.shim.stdout is not None
         try:
             line = (await asyncio.wait_for(c.shim.stdout.readline(), 30)).decode(errors="replace")
         except TimeoutError:
             line = "err 0 the container did not start within 30 s"
+            _kill_now(c)
+        except BaseException:
+            # Cancelled (pod deleted, lab stopping) before the shim answered: nothing knows
+            # the container's pid yet, so kill the shim's process group (the shim and its
+            # child) and its cgroups now, before anything else runs.
+            _kill_now(c)
+            raise
         parts = line.strip().split(" ", 2)
         if len(parts) < 2 or parts[0] not in ("ok", "err"):
+            _kill_now(c)
             return 0, f"shim failed: {line.strip() or 'no answer'}"
         pid = int(parts[1]) if parts[1].isdigit() else 0
         return pid, (parts[2] if parts[0] == "err" and len(parts) > 2 else "")
@@ -886,19 +984,23 @@ class LinuxRuntime:
         deadline = time.monotonic() + max(0.0, min(float(grace_seconds), MAX_GRACE_SECONDS))
         while time.monotonic() < deadline and any(not c.done.is_set() for c in running):
             await asyncio.sleep(0.05)
+        # Starts in flight are cancelled (each kills its shim and cgroups as it unwinds)
+        # and waited for, so every container is known before the kill below; the network
+        # set-up is waited for, so its namespace is made before it is torn down.
+        starts = [t for t in (p.task, *p.starts) if t is not None and not t.done()]
+        starts += [c.task for c in p.containers.values() if c.task and not c.task.done()]
+        for t in starts:
+            t.cancel()
+        pending = [t for t in (*starts, p.setup) if t is not None and not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=20)
         for c in p.all_containers():
+            _kill_now(c)  # its shim's process group, at once
             if c.cgroup_dirs:
                 await asyncio.to_thread(cgroups.kill_all, c.cgroup_dirs, 5.0)
-            elif c.host_pid:
-                with contextlib.suppress(OSError):
-                    os.killpg(c.host_pid, signal.SIGKILL)
         for c in running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(c.done.wait(), 10)
-        if p.task is not None:
-            p.task.cancel()
-            with contextlib.suppress(BaseException):
-                await p.task
         for c in running:
             if c.state == "running":
                 c.state, c.reason, c.exit_code = "terminated", "Error", 137
@@ -907,6 +1009,7 @@ class LinuxRuntime:
         await asyncio.to_thread(_remove_pod_resources, _read_json(self._pod_record(p)) or {})
         if p.index:
             self._free_ips.append(p.index)
+        p.gone = True
         self._pods.pop(uid, None)
         self._pod_record(p).unlink(missing_ok=True)
         shutil.rmtree(p.dir, ignore_errors=True)
@@ -920,6 +1023,8 @@ class LinuxRuntime:
         return self.dir / "pods" / f"{p.uid}.json"
 
     def _record_pod(self, p: Pod) -> None:
+        if p.gone:
+            return
         containers = {}
         for c in p.all_containers():
             if c.id:
@@ -1073,13 +1178,21 @@ class LinuxRuntime:
         p = self._pods.get(uid)
         if p is None:
             raise ContainerNotRunning("the pod does not run on this node")
+        if p.stopping or self._closing:
+            raise ContainerNotRunning("the pod is being deleted")
         name = str(container["name"])
         if name in p.ephemeral:
             return
         p.pod = pod
         c = self._container(container, "ephemeral")
         p.ephemeral[name] = c
-        await self._start(p, c)
+        # A task of the pod's, not of the caller (an API request that may be cancelled):
+        # kill_pod cancels it and waits for it like the pod's other starts.
+        task = asyncio.ensure_future(self._start(p, c))
+        p.starts.add(task)
+        task.add_done_callback(p.starts.discard)
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
 
     # ----------------------------------------------------------------- policies
 
@@ -1380,6 +1493,7 @@ def cleanup(state_dir: Path, *, lab_id: str | None = None, only_dead: bool = Fal
         removed.append(f"pod {rec.get('namespace')}/{rec.get('name')} ({rec.get('netns')})")
         f.unlink(missing_ok=True)
         shutil.rmtree(rt / "pods" / str(rec.get("uid", "_")), ignore_errors=True)
+    removed += _sweep(rt, labs, lab_id=lab_id)
     for lid, rec in labs.items():
         if rec.get("gateway"):
             a = str(rec["gateway"][0])
@@ -1387,7 +1501,87 @@ def cleanup(state_dir: Path, *, lab_id: str | None = None, only_dead: bool = Fal
                 net.teardown_gateway(lid)
                 removed.append(f"link {a}")
         Path(str(rec["_file"])).unlink(missing_ok=True)
-    if labs and not any(rt.glob("lab-*.json")):
+    if labs and not any(rt.glob("lab-*.json")) and not any(rt.glob("cgroups-*.txt")):
         shutil.rmtree(rt / "rootfs", ignore_errors=True)
         shutil.rmtree(rt / "containers", ignore_errors=True)
     return removed
+
+
+def _lab_shims(rt: Path) -> list[tuple[int, str, str]]:
+    """``(pid, lab id or "", spec path)`` of every live shim whose spec is under ``rt``
+    (so of a lab using this state dir), from ``/proc``."""
+    prefix = str(rt / "pods") + "/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = [
+                a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")
+            ]
+        except OSError:
+            continue
+        at = next((i for i, a in enumerate(args) if a.endswith("/falcoir/lab/linux/shim.py")), -1)
+        if at < 0 or at + 1 >= len(args) or not args[at + 1].startswith(prefix):
+            continue
+        lab = next((a[len(SHIM_LAB_ARG) :] for a in args if a.startswith(SHIM_LAB_ARG)), "")
+        found.append((int(entry.name), lab, args[at + 1]))
+    return found
+
+
+def _sweep(rt: Path, labs: dict[str, JSON], *, lab_id: str | None) -> list[str]:
+    """Kill what the records did not account for: shims of the labs being cleaned up
+    (``labs``) or of no live lab, and every process still in their cgroups (the ledger).
+
+    With ``lab_id``, only that lab's; else any lab of this state dir whose server is gone
+    (a lab that has no record left is gone too)."""
+    live = set()
+    for f in rt.glob("lab-*.json"):
+        rec = _read_json(f) or {}
+        lid = str(rec.get("lab_id", ""))
+        if lid and lid not in labs and _pid_alive(int(rec.get("pid") or 0)):
+            live.add(lid)
+
+    def ours(lid: str) -> bool:
+        if lab_id is not None:
+            return lid == lab_id
+        return lid in labs or (lid not in live and (bool(lid) or not live))
+
+    out = []
+    for pid, lid, spec in _lab_shims(rt):
+        if not ours(lid):
+            continue
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        where = f"pod {Path(spec).parent.parent.name} container {Path(spec).parent.name}"
+        out.append(f"killed leftover shim pid {pid} ({where})")
+    for ledger in sorted(rt.glob("cgroups-*.txt")):
+        lid = ledger.name[len("cgroups-") : -len(".txt")]
+        if not ours(lid) or not lid:
+            continue
+        try:
+            dirs = sorted({Path(x) for x in ledger.read_text().split("\n") if x.strip()})
+        except OSError:
+            continue
+        dirs = [d for d in dirs if d.is_dir()]
+        for d in dirs:
+            n = len(cgroups.pids([d]))
+            if n:
+                cgroups.kill_all([d], 5.0)
+                out.append(f"killed {n} process(es) left in cgroup {d}")
+        for d in dirs:
+            cgroups.remove([d])
+            up = d.parent  # kubepods/<qos>/pod<uid>: the qos level and kubepods, if empty
+            while up.name in ("besteffort", "burstable", "kubepods"):
+                try:
+                    up.rmdir()
+                except OSError:
+                    break
+                if up.name == "kubepods":
+                    break
+                up = up.parent
+        ledger.unlink(missing_ok=True)
+    return out

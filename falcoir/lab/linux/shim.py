@@ -1,7 +1,9 @@
 """The per-container shim: what containerd-shim + runc do for one container, in small.
 
-Run by :class:`falcoir.lab.linux.LinuxRuntime` as ``python -I -S shim.py SPEC.json``
-(standard library only, so it starts fast and imports nothing of falcoir). It
+Run by :class:`falcoir.lab.linux.LinuxRuntime` as ``python -I -S shim.py SPEC.json
+--falcoir-lab=<lab id>`` (standard library only, so it starts fast and imports nothing
+of falcoir; the last argument is ignored here: it tells the lab's clean-up which lab a
+shim belongs to). It
 
 1. joins the pod's network namespace,
 2. unshares mount + uts (+ pid, or joins another container's pid namespace),
