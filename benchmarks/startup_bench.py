@@ -40,7 +40,8 @@ Usage, from the repository root::
 Figures are medians (and minima) of ``--runs`` runs, wall clock, on whatever else the
 machine is doing: compare rows from the same run. ``process cpu`` (user + system time
 of the whole run, which ends soon after the first request) is steadier on a busy
-machine.
+machine, and ``cpu to 1st req`` (the process's CPU time, every thread's, when its first
+request is sent: an audit hook, one more run each) steadier still.
 """
 
 from __future__ import annotations
@@ -237,6 +238,37 @@ runpy.run_module("falcoir", run_name="__main__", alter_sys=True)
 is sent (an audit hook on ``http.client.send``)."""
 
 
+CPU_WRAPPER = """
+import os, sys, time
+done = []
+def hook(event, args):
+    if event == "http.client.send" and not done:
+        done.append(time.process_time())
+        with open(os.environ["STARTUP_BENCH_CPU"], "w") as fh:
+            fh.write(repr(done[0]))
+sys.addaudithook(hook)
+import runpy
+sys.argv = ["falcoir", *sys.argv[1:]]
+runpy.run_module("falcoir", run_name="__main__", alter_sys=True)
+"""
+"""Runs falcoir and writes the process's CPU time (every thread's, from its start) when
+the first HTTP request is sent: steadier than wall times on a busy machine."""
+
+
+def cpu_to_first_request(argv: list[str], env: dict[str, str]) -> float | None:
+    """CPU seconds the process used before its first request (:data:`CPU_WRAPPER`)."""
+    out = Path(env["HOME"]) / "cpu.txt"
+    out.unlink(missing_ok=True)
+    subprocess.run(
+        [argv[0], "-c", CPU_WRAPPER, *argv[3:]],
+        env={**env, "STARTUP_BENCH_CPU": str(out)},
+        capture_output=True,
+        timeout=60,
+        cwd=env["HOME"],
+    )
+    return float(out.read_text()) if out.exists() else None
+
+
 def import_breakdown(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Import time per top-level package (``-X importtime``, self times summed), counting
     only the modules already loaded when the first request was sent (all of them for a
@@ -395,7 +427,10 @@ def main() -> int:
                         run_once(argv, envs[label], recorder)  # writes the bytecode
                 for _ in range(args.runs):  # interleaved: the machine's load hits both
                     for label in trees:
-                        runs[label].append(run_once(argv, envs[label], recorder))
+                        row = run_once(argv, envs[label], recorder)
+                        if name != "parse":
+                            row["cpu_first_s"] = cpu_to_first_request(argv, envs[label])
+                        runs[label].append(row)
                 for label in trees:
                     done = runs[label]
                     values = [r[key] for r in done if r[key] is not None]
@@ -409,6 +444,9 @@ def main() -> int:
                     else:
                         entry["error"] = done[-1]["stderr"]
                     entry["cpu"] = summary([r["cpu_s"] for r in done])
+                    cpu_first = [r["cpu_first_s"] for r in done if r.get("cpu_first_s")]
+                    if cpu_first:
+                        entry["cpu_first"] = summary(cpu_first)
                     api_values = [r["first_api_request_s"] for r in done]
                     if name != "parse" and all(v is not None for v in api_values):
                         entry["first_api_request"] = summary([v for v in api_values if v])
@@ -468,6 +506,12 @@ def report(results: dict[str, Any], before_ref: str) -> None:
             cpus = [trees[lb][mode].get(name, {}).get("cpu") for lb in labels]
             cells = [f"{c['median']:.3f} ({c['min']:.3f})" if c else "-" for c in cpus]
             out.write(f"  {'':<8} {'process cpu':<15} " + "".join(f"{c:>22}" for c in cells) + "\n")
+            firsts = [trees[lb][mode].get(name, {}).get("cpu_first") for lb in labels]
+            if any(firsts):
+                cells = [f"{c['median']:.3f} ({c['min']:.3f})" if c else "-" for c in firsts]
+                out.write(
+                    f"  {'':<8} {'cpu to 1st req':<15} " + "".join(f"{c:>22}" for c in cells) + "\n"
+                )
     for lb in labels:
         cached = trees[lb].get("cached")
         if not cached:

@@ -100,12 +100,15 @@ def collect_command(
     written into the pod. Exit 7 when the bundle is written but incomplete.
     """
     from falcoir.cli import common
+
+    # The input first (bad input: exit 2, nothing sent), then the cluster, then
+    # locate: its first request goes out before anything it does not need is imported.
+    parsed, pod_ref = common.alert_or_pod(alert, file, pod)
+    gateway = common.connect(kubeconfig, context)
     from falcoir.core.locate import LocateOptions, locate
     from falcoir.core.prefetch import Prefetch
     from falcoir.render.console import info, safe
 
-    parsed, pod_ref = common.alert_or_pod(alert, file, pod)
-    gateway = common.connect(kubeconfig, context)
     # Collection is imported while locate waits for the API server, not before.
     prefetch = Prefetch(LATER_MODULES, gateway).start()
     quiet = output.is_machine

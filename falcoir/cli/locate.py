@@ -122,10 +122,12 @@ def locate_command(
     flag or field would help), 6 if ambiguous.
     """
     from falcoir.cli import common
+
+    # The input first (bad input: exit 2, nothing sent), then the cluster, then locate.
+    parsed, pod_ref = common.alert_or_pod(alert, file, pod)
     from falcoir.core.locate import LocateOptions, locate
     from falcoir.render.console import info, safe
 
-    parsed, pod_ref = common.alert_or_pod(alert, file, pod)
     options = LocateOptions(
         node=node,
         namespace=namespace,

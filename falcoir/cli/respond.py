@@ -187,6 +187,14 @@ def _backend(
     ), store
 
 
+LATER_MODULES = (
+    "falcoir.core.respond.orchestrator",
+    "falcoir.render.respond",
+)
+"""What ``respond ALERT`` imports once locate's first request is out (its backend's
+own later modules come after these: :meth:`RealBackend.warm`)."""
+
+
 def _single(
     alert_text: str | None,
     file: Path | None,
@@ -211,14 +219,12 @@ def _single(
 
     alert = common.read_one_alert(alert_text, file)
     alert_read_s = clock.elapsed()  # -f - may wait for the alert: scripts can subtract it
-    # The rest of respond is imported once the alert is in hand.
-    from falcoir.core.respond import RespondRequest, respond
-    from falcoir.core.respond.follow import with_actions
-    from falcoir.render.console import info, safe
-    from falcoir.render.respond import StepView, ask_plan, print_summary
+    from falcoir.core.respond.early import EarlyLocate, ahead_for, with_actions
 
     decision = with_actions(pol.decide(alert), delete=not no_delete)
     if decision.ignored:
+        from falcoir.render.console import info, safe
+
         doc = {
             "incident": None,
             "status": "ignored",
@@ -241,6 +247,22 @@ def _single(
         kubeconfig, context, yes=yes, timeout=timeout, node=node, namespace=namespace,
         selector=selector,
     )  # fmt: skip
+    # Locate's first request goes out now; the orchestrator and the live view are
+    # imported while it is on the wire (falcoir.core.prefetch: once its connection is
+    # open, or at once if locate ends first), the later steps' modules after them.
+    ahead = ahead_for(
+        decision.actions, decision.options, dry_run=dry_run, asks=not (yes or dry_run)
+    )
+    from falcoir.core.respond.real import RealBackend
+
+    if isinstance(backend, RealBackend):
+        early = backend.locate_early(alert, ahead, modules=LATER_MODULES)
+        backend.wait_imports(LATER_MODULES)
+    else:  # a test's backend: the same hand-over, nothing to wait for
+        early = EarlyLocate(backend, alert, ahead).start()
+    from falcoir.core.respond import RespondRequest, respond
+    from falcoir.render.respond import StepView, ask_plan, print_summary
+
     request = RespondRequest(
         alert=alert,
         out_dir=out,
@@ -253,7 +275,7 @@ def _single(
     live = sys.stderr.isatty() and not output.is_machine
     with StepView(live=live, quiet=output.is_machine) as view:
         result = respond(
-            backend,
+            early.backend(),
             request,
             store=store,
             clock=clock,
@@ -261,6 +283,7 @@ def _single(
             on_change=view.on_change,
             notes=view.note,
             report_writer=_render_report,
+            locate_started=early.started_mono,
         )
     doc = result.to_dict()
     if output.is_machine:

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -42,7 +41,9 @@ def iso(ts: datetime) -> str:
 def new_incident_id(now: datetime | None = None) -> str:
     """``inc-YYYYMMDD-HHMMSS-xxxxxx``: sortable, unique, a valid label value."""
     ts = (now or utc_now()).astimezone(UTC)
-    return f"inc-{ts:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    # os.urandom(n).hex() is secrets.token_hex(n), without importing secrets (hmac,
+    # hashlib, random) on respond's way to its first request.
+    return f"inc-{ts:%Y%m%d-%H%M%S}-{os.urandom(3).hex()}"
 
 
 def is_incident_id(text: str) -> bool:

@@ -27,9 +27,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
-from falcoir.core.alert import Alert
 from falcoir.core.gateway import (
     CRON_JOBS,
     DAEMON_SETS,
@@ -50,7 +49,6 @@ from falcoir.core.locate.hostproc import (
     reader_for,
     validate_host_proc,
 )
-from falcoir.core.locate.known import Located, remember
 from falcoir.core.locate.options import LocateOptions
 from falcoir.core.locate.pods import (
     ContainerInfo,
@@ -73,10 +71,15 @@ from falcoir.core.locate.procfs import (
     same_name,
     valid_pid,
 )
-from falcoir.core.locate.scan import ContainerProcess, list_processes, match_processes
 from falcoir.core.owners import controller_ref, followable, owner_chain
 from falcoir.core.target import LocateMethod, OwnerRef, PodRef, Target
 from falcoir.errors import ApiNotFound, Forbidden, InputError, TargetAmbiguous, TargetNotFound
+
+if TYPE_CHECKING:
+    # Imported where used (after the first answer), not on the way to the first request
+    # (an alert, when there is one, was parsed before: --pod has none).
+    from falcoir.core.alert import Alert
+    from falcoir.core.locate.scan import ContainerProcess
 
 Step = Callable[[str], None]
 T = TypeVar("T")
@@ -86,7 +89,7 @@ MAX_PARALLEL = 32
 nodes: each wave is a round trip)."""
 MAX_SCAN_CONTAINERS = 64
 _EMPTY = ProcStatus()
-_Matches = list[tuple[ContainerProcess, Match]]
+_Matches: TypeAlias = "list[tuple[ContainerProcess, Match]]"
 
 
 class PodReplaced(TargetNotFound):
@@ -281,6 +284,8 @@ def _make_target(
     if chain:
         ctx.step("owners: " + " -> ".join(f"{o.kind} {o.name}" for o in chain))
     target = replace(found, owner=chain, notes=tuple(ctx.notes))
+    from falcoir.core.locate.known import Located, remember
+
     remember(target, Located(pod, owners))
     return target
 
@@ -394,6 +399,8 @@ def _enrich_pids(
             if read.ok:
                 host_pid = None  # that pid is another process now
     if (proc.name or proc.cmdline) and container.running:
+        from falcoir.core.locate.scan import list_processes, match_processes
+
         try:
             procs, problem = list_processes(
                 ctx.gateway,
@@ -893,6 +900,7 @@ def _by_scan(ctx: _Ctx, alert: Alert) -> Target | None:
         )
         return None
     ctx.step(f"scan: listing processes in {len(jobs)} containers ({scope})")
+    from falcoir.core.locate.scan import list_processes, match_processes
 
     def run(job: tuple[JSON, ContainerInfo]) -> tuple[JSON, ContainerInfo, _Matches, str | None]:
         p, c = job

@@ -9,18 +9,22 @@ an alert ever reaches a shell.
 from __future__ import annotations
 
 import contextlib
-import secrets
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from falcoir.core.cgroup import ProcCgroup, is_cgroup_line, parse_proc_cgroup
 from falcoir.core.gateway import JSON, PODS, ClusterGateway, ExecResult
 from falcoir.core.locate.options import DEFAULT_FALCO_SELECTORS, LocateOptions
 from falcoir.core.locate.pods import iter_containers, pod_node, pod_phase
 from falcoir.core.locate.procfs import ProcStatus, parse_cmdline, parse_status
 from falcoir.errors import ApiNotFound, FalcoirError, Forbidden, InputError
+
+if TYPE_CHECKING:
+    # imported where /proc is read (after locate's first answer)
+    from falcoir.core.cgroup import ProcCgroup
 
 READ_TIMEOUT = 15.0
 READ_MAX_BYTES = 256 * 1024
@@ -139,6 +143,8 @@ def _split_probe_status_cgroup(text: str) -> tuple[str, str, str]:
     All three are kernel-made: cgroup lines are ``N:ctrls:/path``, status lines
     ``Key:<TAB>value`` (never starting with a digit), so the borders are unambiguous.
     """
+    from falcoir.core.cgroup import is_cgroup_line
+
     probe: list[str] = []
     status: list[str] = []
     cgroup: list[str] = []
@@ -226,6 +232,8 @@ def _read_proc(
         return ProcRead(reader, pid, problem=f"no pid {pid} on node {reader.node}", absent=True)
     if status.pid != pid:
         return ProcRead(reader, pid, problem=f"{base}/status names pid {status.pid}")
+    from falcoir.core.cgroup import parse_proc_cgroup
+
     cgroup = parse_proc_cgroup(cgroup_text)
     if want_cmdline is not None and not want_cmdline(status):
         return ProcRead(reader, pid, status=status, cgroup=cgroup)
@@ -242,7 +250,9 @@ class DebugPod:
     node: str
     image: str
     step: Callable[[str], None]
-    name: str = field(default_factory=lambda: f"falcoir-node-debug-{secrets.token_hex(4)}")
+    # os.urandom(4).hex() is secrets.token_hex(4), without importing secrets (hmac,
+    # hashlib, random) on the way to locate's first request.
+    name: str = field(default_factory=lambda: f"falcoir-node-debug-{os.urandom(4).hex()}")
     namespace: str = DEBUG_POD_NAMESPACE
     record: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep

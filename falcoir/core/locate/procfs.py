@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from falcoir.core.alert import Process
+if TYPE_CHECKING:
+    from falcoir.core.alert import Process  # annotations only: --pod has no alert
 
 COMM_LEN = 15
 """The kernel keeps 15 characters of a process name (``TASK_COMM_LEN`` - 1)."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from falcoir.core.clock import Clock
 from falcoir.core.incident import IncidentStore
 from falcoir.core.policy import ActionOptions, Decision, Policy
 from falcoir.core.respond.backend import Backend, Progress
+from falcoir.core.respond.early import with_actions
 from falcoir.core.respond.graph import error_info
 from falcoir.core.respond.orchestrator import RespondRequest, respond
 from falcoir.core.target import Target
@@ -318,10 +319,3 @@ def _incident_summary(slot: Slot, doc: dict[str, Any]) -> dict[str, Any]:
         "containment_s": (doc.get("timings") or {}).get("containment_s"),
         "total_s": (doc.get("timings") or {}).get("total_s"),
     }
-
-
-def with_actions(decision: Decision, *, delete: bool) -> Decision:
-    """``--no-delete`` wins over the policy."""
-    if delete or "delete" not in decision.actions:
-        return decision
-    return replace(decision, actions=decision.actions - {"delete"})

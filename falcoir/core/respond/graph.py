@@ -51,6 +51,9 @@ class Step:
     needs: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     title: str = ""
+    began: float | None = None
+    """``time.monotonic()`` when its work began, if before the graph started it (locate,
+    started while the rest of respond was being imported): its record says so."""
 
 
 @dataclass
@@ -150,8 +153,8 @@ def run_graph(
             with contextlib.suppress(Exception):
                 on_change(rec)
 
-    def stamp_start(rec: StepRecord) -> None:
-        now = time.monotonic()
+    def stamp_start(rec: StepRecord, began: float | None) -> None:
+        now = time.monotonic() if began is None else min(began, time.monotonic())
         rec.started_s = clock.elapsed(now)
         rec.started_at = _iso(clock, now)
 
@@ -208,7 +211,7 @@ def run_graph(
                 if waiting:
                     continue
                 rec.status = StepStatus.RUNNING
-                stamp_start(rec)
+                stamp_start(rec, step.began)
                 notify(rec)
                 threading.Thread(
                     target=body, args=(step,), name=f"falcoir-step-{step.name}", daemon=True

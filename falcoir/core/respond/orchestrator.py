@@ -41,6 +41,7 @@ from falcoir.core.incident import (
 )
 from falcoir.core.policy import ActionOptions
 from falcoir.core.respond.backend import IN_FORCE_KEY, Backend, Bundle, JSONDict, Plan
+from falcoir.core.respond.early import ahead_for
 from falcoir.core.respond.graph import (
     GraphRun,
     Listener,
@@ -233,10 +234,12 @@ def respond(
     notes: Notes | None = None,
     report_writer: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
     grace_s: float = 10.0,
+    locate_started: float | None = None,
 ) -> RespondResult:
     """Run the response for one alert. Never raises for a step's failure: the result
     says which step failed and why. ``confirm`` is asked before the first change
-    (``None``: already confirmed, as with ``--yes``)."""
+    (``None``: already confirmed, as with ``--yes``). ``locate_started``: when the
+    backend's locate began, if before this call (``falcoir.core.respond.early``)."""
     import time
 
     st = _State()
@@ -245,7 +248,7 @@ def respond(
     # will go ahead without a question, its reads as soon as locate knows the pod.
     acts = request.actions
     backend.warm()
-    ahead = opts if "quarantine" in acts and not request.dry_run and confirm is None else None
+    ahead = ahead_for(acts, opts, dry_run=request.dry_run, asks=confirm is not None)
     # Who we are (one API call) is asked alongside locate, not before it.
     operator_box: list[str] = []
     asker = threading.Thread(
@@ -447,7 +450,7 @@ def respond(
         return write_report(final=False)
 
     steps: list[Step] = [
-        Step("locate", do_locate),
+        Step("locate", do_locate, began=locate_started),
         Step("owners", do_owners, needs=("locate",)),
         Step("check", do_check, needs=("owners",)),
         Step("confirm", do_confirm, needs=("check",)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +29,7 @@ from falcoir.core.rbac import (
 )
 from falcoir.core.respond.backend import IN_FORCE_KEY, JSONDict, Plan, Progress
 from falcoir.core.respond.cache import FalcoPodsCache
+from falcoir.core.respond.early import EarlyLocate, after_first_connection
 from falcoir.core.target import LocateMethod, Target
 from falcoir.errors import FalcoirError, Forbidden, TargetNotFound
 
@@ -143,11 +144,13 @@ class RealBackend:
     def context(self) -> str:
         return self.gateway.context
 
-    def warm(self, *, stream: bool = False) -> None:
+    def warm(self, *, stream: bool = False, modules: Sequence[str] = ()) -> None:
         """Start asking, in the background and once, which permissions the check step
         may need are granted in every namespace (cluster-wide access reviews, sent while
         the pod is being located). ``stream``: alerts will keep coming (``--follow``):
-        the Falco pods are remembered between alerts (:class:`FalcoPodsCache`)."""
+        the Falco pods are remembered between alerts (:class:`FalcoPodsCache`).
+        ``modules``: the caller's own, imported first with the later steps' (see
+        :meth:`wait_imports`)."""
         with self._lock:
             if stream and self._falco is None:
                 sel = self.locate_options.falco_selector
@@ -182,9 +185,31 @@ class RealBackend:
         def ask() -> None:
             threading.Thread(target=run, name="falcoir-precheck", daemon=True).start()
 
-        # Once the API server has first answered: the questions, then the imports of
-        # what the bundle, snapshot and quarantine need, while locate waits.
-        self._later = Prefetch(LATER_MODULES, self.gateway, first=ask).start()
+        # While locate's first request is on the wire: the imports of what the bundle,
+        # snapshot and quarantine need (the caller's modules first); once the API
+        # server has answered, the questions.
+        self._later = Prefetch((*modules, *LATER_MODULES), self.gateway, first=ask).start()
+
+    def locate_early(
+        self, alert: Alert, ahead: ActionOptions | None, *, modules: Sequence[str] = ()
+    ) -> EarlyLocate:
+        """Start locating ``alert`` now, before the orchestrator is imported (hand it
+        over with :meth:`EarlyLocate.backend`), with :meth:`warm` (``modules``: the
+        caller's, imported while locate's first request is on the wire:
+        :meth:`wait_imports`) and who we are asked once its connection is open."""
+        self.warm(modules=modules)
+        early = EarlyLocate(self, alert, ahead, on_done=self.import_now).start()
+        after_first_connection(self.gateway, self.operator)
+        return early
+
+    def wait_imports(self, modules: Sequence[str]) -> None:
+        """Wait until ``modules`` (given to :meth:`warm`) are imported."""
+        self._later.wait(modules)
+
+    def import_now(self) -> None:
+        """Import what :meth:`warm` imports without waiting for an answer any longer
+        (locate ended without one: its error is on its way)."""
+        self._later.go()
 
     def _granted_everywhere(self) -> frozenset[Permission]:
         future = self._everywhere
