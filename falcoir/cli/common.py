@@ -146,7 +146,7 @@ def validate_namespace(value: str) -> str:
     """A namespace name (a DNS-1123 label), else ``InputError``."""
     import re
 
-    if len(value) > 63 or not re.match(_DNS_LABEL, value):
+    if len(value) > 63 or not re.fullmatch(_DNS_LABEL, value):
         raise InputError(f"not a valid namespace name: {value!r}")
     return value
 
@@ -155,7 +155,7 @@ def validate_pod_name(value: str) -> str:
     """A pod name (a DNS-1123 subdomain), else ``InputError``."""
     import re
 
-    if len(value) > 253 or not re.match(_DNS_SUBDOMAIN, value):
+    if len(value) > 253 or not re.fullmatch(_DNS_SUBDOMAIN, value):
         raise InputError(f"not a valid pod name: {value!r}")
     return value
 

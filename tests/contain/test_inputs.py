@@ -169,3 +169,21 @@ def test_probe_says_why_it_could_not_run() -> None:
     assert out.connected is None
     assert out.detail == "could not run a probe in the container: container miner is not running"
     assert len(gw.argvs) == len(probe_commands("10.0.0.1", 3333, 3))
+
+
+@pytest.mark.parametrize("value", ["prod\n", "prod\n\n", "\nprod"])
+def test_names_with_a_newline_are_refused_everywhere(value: str) -> None:
+    # `$` in a pattern used with re.match also matches before a final newline.
+    from falcoir.cli import common
+    from falcoir.core.contain import policy
+    from falcoir.errors import InputError as Bad
+
+    for check in (
+        policy.validate_namespace,
+        policy.validate_pod_name,
+        policy.validate_label_value,
+        common.validate_namespace,
+        common.validate_pod_name,
+    ):
+        with pytest.raises(Bad):
+            check(value)

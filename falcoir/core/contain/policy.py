@@ -38,19 +38,19 @@ _MAX_ANNOTATION = 1024
 def validate_label_value(value: str) -> str:
     """A Kubernetes label value: at most 63 chars, alphanumeric at both ends,
     ``-_.`` inside. Raises :class:`InputError`."""
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise InputError(f"not a valid label value: {value!r}")
     return value
 
 
 def validate_namespace(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         raise InputError(f"not a valid namespace name: {value!r}")
     return value
 
 
 def validate_pod_name(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
         raise InputError(f"not a valid pod name: {value!r}")
     return value
 
