@@ -240,11 +240,19 @@ class FakeBackend:
         return {"artifacts": arts, "complete": "collect" not in self.incomplete}
 
     def seal(  # type: ignore[override]
-        self, bundle: FakeBundle, complete: bool, note: str | None, target: Any = None
+        self,
+        bundle: FakeBundle,
+        complete: bool,
+        note: str | None,
+        target: Any = None,
+        partial: str | None = None,
     ) -> dict[str, Any]:
         s = self._enter("seal")
         if target is not None:
-            bundle.files["target.json"] = json.dumps(target.to_dict()).encode()
+            doc = target.to_dict()
+            if partial is not None:
+                doc.update(partial=True, partial_reason=partial)
+            bundle.files["target.json"] = json.dumps(doc).encode()
         bundle.sealed.append(complete)
         self._leave("seal", s)
         return self._sealed(bundle, complete)

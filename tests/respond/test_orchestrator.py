@@ -289,3 +289,8 @@ def test_an_owner_chain_that_fails_keeps_the_evidence_and_changes_nothing(
     assert "quarantine" not in backend.order() and "delete" not in backend.order()
     assert result.exit_code == 3
     assert result.to_dict()["failed_step"] == "owners"
+    # the bundle says which pod it is about, and that its owner chain is missing
+    (bundle,) = backend.bundles
+    located = json.loads(bundle.files["target.json"])
+    assert located["pod"] and located["partial"] is True
+    assert "owner chain was not read" in located["partial_reason"]

@@ -151,10 +151,16 @@ class Backend(Protocol):
         ...
 
     def seal(
-        self, bundle: Bundle, complete: bool, note: str | None, target: Target | None = None
+        self,
+        bundle: Bundle,
+        complete: bool,
+        note: str | None,
+        target: Target | None = None,
+        partial: str | None = None,
     ) -> JSONDict:
         """Finalize: ``{"dir", "archive", "archive_sha256", "complete"}``; ``target``: the
-        located target (owner chain included) to record as ``target.json``."""
+        located target (owner chain included) to record as ``target.json``; ``partial``:
+        why it is only what was known when the pod was found (no owner chain)."""
         ...
 
     def delete(

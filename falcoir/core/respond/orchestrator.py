@@ -223,6 +223,16 @@ class _State:
         self.lock = threading.Lock()
 
 
+def _seal_target(st: _State) -> tuple[Target | None, str | None]:
+    """What ``target.json`` records when sealing, and why it is partial (``None``: it is
+    the located target, owner chain included)."""
+    if st.target is not None:
+        return st.target, None
+    if st.found is not None:
+        return st.found, "locate found the pod, but its owner chain was not read"
+    return None, None
+
+
 def respond(
     backend: Backend,
     request: RespondRequest,
@@ -425,7 +435,7 @@ def respond(
             st.bundle,
             complete,
             None if complete else "evidence incomplete",
-            st.target or st.found,
+            *_seal_target(st),
         )
         return st.seal
 
@@ -612,7 +622,7 @@ def _mark_interrupted(
         return
     try:
         if recs.get("seal") is None or recs["seal"].status is not StepStatus.OK:
-            st.seal = backend.seal(st.bundle, False, "interrupted (Ctrl-C)", st.target or st.found)
+            st.seal = backend.seal(st.bundle, False, "interrupted (Ctrl-C)", *_seal_target(st))
         rep = recs.get("report")
         if rep is None or rep.status is not StepStatus.OK:
             st.seal = {**write_report(final=True, interrupted=True)}

@@ -495,11 +495,12 @@ class RealBackend:
         complete: bool,
         note: str | None,
         target: Target | None = None,
+        partial: str | None = None,
     ) -> JSONDict:
         from falcoir.core.bundle import ArtifactMeta
 
         if target is not None:
-            bundle.add_target(target)
+            bundle.add_target(target, partial=partial)
         if note:
             bundle.add_bytes(
                 "respond-seal-note.txt",
