@@ -93,8 +93,11 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 
 
 def _remove_made_cgroups(task: asyncio.Future[list[Path]]) -> None:
+    """Done callback of a cancelled start's cgroup creation: remove what it made, and
+    the pod's own cgroup when that leaves it empty (the pod's clean-up may have run
+    before these existed, and could not remove a pod cgroup that still had them)."""
     if not task.cancelled() and task.exception() is None:
-        cgroups.remove(task.result())
+        cgroups.remove(task.result(), parents=1)
 
 
 def _kill_now(c: Container) -> None:
@@ -215,6 +218,9 @@ class Pod:
     """Ephemeral container starts in flight (cancelled by ``kill_pod``)."""
     gone: bool = False
     """``kill_pod`` released everything: nothing of the pod is recorded again."""
+    making: set[asyncio.Future[list[Path]]] = field(default_factory=set)
+    """Container cgroups being created (a thread each, not cancellable: awaited by
+    ``kill_pod`` before it removes the pod's cgroup)."""
 
     def all_containers(self) -> list[Container]:
         sandbox = [self.sandbox] if self.sandbox is not None else []
@@ -678,6 +684,8 @@ class LinuxRuntime:
             made = asyncio.ensure_future(
                 asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
             )
+            p.making.add(made)
+            made.add_done_callback(p.making.discard)
             try:
                 c.cgroup_dirs = await asyncio.shield(made)
             except asyncio.CancelledError:
@@ -991,7 +999,10 @@ class LinuxRuntime:
         starts += [c.task for c in p.containers.values() if c.task and not c.task.done()]
         for t in starts:
             t.cancel()
-        pending = [t for t in (*starts, p.setup) if t is not None and not t.done()]
+        pending: list[asyncio.Future[Any]] = [
+            t for t in (*starts, p.setup) if t is not None and not t.done()
+        ]
+        pending += [f for f in p.making if not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=20)
         for c in p.all_containers():
@@ -1007,6 +1018,10 @@ class LinuxRuntime:
                 c.finished_at = time.time()
         self._publish(p)
         await asyncio.to_thread(_remove_pod_resources, _read_json(self._pod_record(p)) or {})
+        if p.cgroup_rel and self.isolated:
+            # Whatever the record missed (a container whose start was cancelled while
+            # its cgroups were being made): the pod's own cgroup, in every hierarchy.
+            await asyncio.to_thread(_remove_pod_cgroup, p.cgroup_rel)
         if p.index:
             self._free_ips.append(p.index)
         p.gone = True
@@ -1414,6 +1429,15 @@ def _remove_pod_resources(rec: JSON) -> None:
         net.teardown_pod(Path(rec.get("netns") or "x").name, str(rec.get("veth") or "none"))
     for d in _pod_parent_cgroups(rec):
         cgroups.remove([d], parents=2)
+
+
+def _remove_pod_cgroup(rel: str) -> None:
+    """The pod's cgroup and everything below it, in every hierarchy (processes killed
+    first); its QoS parent stays."""
+    dirs = [d for d in cgroups.planned(rel) if d.is_dir()]
+    if dirs:
+        cgroups.kill_all(dirs, 5.0)
+        cgroups.remove(dirs)
 
 
 def _pod_parent_cgroups(rec: JSON) -> list[Path]:
