@@ -641,14 +641,26 @@ class BundleWriter:
         writer._algorithms = tuple(bag.algorithms)
         writer.previous_complete = info.get(INFO_COMPLETE) == "true"
         writer.actions_path = actions_path
+        # The recorded hashes are kept only when the bag vouches for them: its tag
+        # manifest for its manifest, its manifest for the sidecars read here. Otherwise
+        # a file changed together with its manifest line (or its sidecar) would be
+        # sealed anew as if it were what was captured.
+        problem = _unvouched(directory, bag.entries)
+        interrupted = (directory / UNSEALED_MARKER).exists()
+        if problem is not None and not interrupted:
+            raise BundleError(
+                f"{directory}: {problem}: it changed since it was sealed; not sealed again "
+                "(falcoir bundle verify says what differs)"
+            )
+        trust = problem is None  # (a reseal cut short: every file hashed as it is now)
         recorded: dict[str, tuple[str, int]] = {}
         for art in _load_index(directory):
             writer._artifacts[art.name] = art
-            if _HEX64.match(art.sha256) and _bundle_relative(art.path):
+            if trust and _HEX64.fullmatch(art.sha256) and _bundle_relative(art.path):
                 recorded[art.path] = (art.sha256.lower(), art.bytes)
-        for rel, hashes in bag.entries.items():
+        for rel, hashes in bag.entries.items() if trust else ():
             digest = hashes.get(ALGORITHM)
-            if not isinstance(digest, str) or not _HEX64.match(digest):
+            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
                 continue
             if not _bundle_relative(rel):
                 continue  # a tag file, or a forged path (verify reports it)
@@ -1120,6 +1132,33 @@ def _write_archive(
     os.replace(sidecar_tmp, sidecar)
     _fsync_dir(archive.parent)
     return digest
+
+
+def _unvouched(directory: Path, entries: Mapping[str, Mapping[str, str]]) -> str | None:
+    """What of the bag's own records its manifests do not vouch for (``None``: all of
+    it): the manifest against the tag manifest, each artifact sidecar the manifest lists
+    against its line. A bag never sealed (no manifest lines) vouches for nothing to
+    check."""
+    manifest = directory / MANIFEST
+    listed = entries.get(MANIFEST, {}).get(ALGORITHM)
+    if listed is not None or manifest.exists():
+        try:
+            actual = _sha256_file(manifest)[0]
+        except OSError:
+            return f"{MANIFEST} cannot be read"
+        if not isinstance(listed, str) or listed.lower() != actual:
+            return f"{MANIFEST} does not match {TAGMANIFEST}"
+    for rel, hashes in entries.items():
+        if not rel.endswith(META_SUFFIX) or not _bundle_relative(rel):
+            continue
+        digest = hashes.get(ALGORITHM)
+        try:
+            actual = _sha256_file(directory / rel)[0]
+        except OSError:
+            continue  # gone: its artifact is loaded without it, verify says it is missing
+        if not isinstance(digest, str) or digest.lower() != actual:
+            return f"{rel} does not match {MANIFEST}"
+    return None
 
 
 def _load_index(directory: Path) -> list[Artifact]:

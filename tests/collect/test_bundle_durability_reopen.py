@@ -86,7 +86,11 @@ def test_a_reseal_does_not_read_the_recorded_files_back(
     w = BundleWriter.reopen(first.dir, actions_path=incident.actions_path)
     w.add_bytes("report.md", b"# report\n", ArtifactMeta(source="falcoir"))
     res = w.finalize(True)
-    assert hashed == []  # not the binary copy, nor anything else recorded
+    # not the binary copy, nor anything else recorded: only the bag's own records, to
+    # check that its manifests vouch for them
+    assert hashed and all(h == "manifest-sha256.txt" or h.endswith(".meta.json") for h in hashed), (
+        hashed
+    )
     monkeypatch.setattr(bundle_mod, "_sha256_file", real)
     assert verify(res.dir).ok and verify(res.archive).ok
     assert bagit.Bag(str(res.dir)).is_valid()
@@ -164,3 +168,64 @@ def test_sealing_after_a_crash_keeps_the_hashes_the_sidecars_recorded(
     ]
     sidecar = json.loads((w.data / "processes" / "ps.txt.meta.json").read_text())
     assert report.problems[0].expected == sidecar["sha256"]
+
+
+def _relist(bundle: Path, rel: str, data: bytes) -> None:
+    """Change ``rel`` and its line in the manifest to match (not the tag manifest)."""
+    _tamper(bundle / rel, data)
+    manifest = bundle / "manifest-sha256.txt"
+    lines = [
+        f"{hashlib.sha256(data).hexdigest()}  {rel}" if line.endswith(f"  {rel}") else line
+        for line in manifest.read_text().splitlines()
+    ]
+    manifest.chmod(0o644)
+    manifest.write_text("\n".join(lines) + "\n")
+
+
+def test_a_file_changed_with_its_manifest_line_is_not_sealed_again(
+    tmp_path: Path, store: IncidentStore, incident: Incident
+) -> None:
+    first = _sealed(tmp_path, store, incident)
+    _relist(first.dir, "data/processes/ps.txt", b"1 /bin/sh\n")
+    assert not verify(first.dir).ok  # the tag manifest still says otherwise
+    with pytest.raises(bundle_mod.BundleError, match="does not match tagmanifest"):
+        BundleWriter.reopen(first.dir, actions_path=incident.actions_path)
+    assert not verify(first.dir).ok  # and still says so: nothing was laundered
+
+
+def test_a_changed_sidecar_is_not_sealed_again(
+    tmp_path: Path, store: IncidentStore, incident: Incident
+) -> None:
+    first = _sealed(tmp_path, store, incident)
+    meta = first.dir / "data" / "processes" / "ps.txt.meta.json"
+    doc = json.loads(meta.read_text())
+    doc["exit_code"] = 0 if doc.get("exit_code") != 0 else 1
+    _tamper(meta, (json.dumps(doc) + "\n").encode())
+    with pytest.raises(bundle_mod.BundleError, match=r"ps\.txt\.meta\.json does not match"):
+        BundleWriter.reopen(first.dir)
+
+
+def test_a_reseal_cut_short_is_sealed_from_the_files(
+    tmp_path: Path, store: IncidentStore, incident: Incident
+) -> None:
+    # A crash between the manifest's rename and the tag manifest's: the unsealed marker
+    # (made durable by reopen) says so; the next reseal hashes the files as they are.
+    first = _sealed(tmp_path, store, incident)
+    w = BundleWriter.reopen(first.dir)  # marks it unsealed
+    del w
+    manifest = first.dir / "manifest-sha256.txt"
+    manifest.chmod(0o644)
+    manifest.write_text(manifest.read_text() + "")  # same text; now the tag list goes stale:
+    tag = first.dir / "tagmanifest-sha256.txt"
+    tag.chmod(0o644)
+    tag.write_text(
+        "".join(
+            line.replace(line.split()[0], "0" * 64) + "\n"
+            if "manifest-sha256" in line
+            else line + "\n"
+            for line in tag.read_text().splitlines()
+        )
+    )
+    again = BundleWriter.reopen(first.dir)
+    res = again.finalize(False)
+    assert verify(res.dir).ok
