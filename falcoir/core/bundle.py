@@ -285,7 +285,7 @@ class BundleResult:
 
 def _check_name(name: str) -> str:
     if (
-        not _NAME_RE.match(name)
+        not _NAME_RE.fullmatch(name)
         or any(part in {".", ".."} for part in name.split("/"))
         or name.endswith((META_SUFFIX, STDERR_SUFFIX))
         or name in RESERVED_NAMES
@@ -1666,7 +1666,7 @@ def find_reports(names: Iterable[str]) -> dict[str, str]:
     """The latest report of each format among bundle-relative ``names``."""
     best: dict[str, tuple[int, str]] = {}
     for name in names:
-        m = _REPORT_RE.match(name)
+        m = _REPORT_RE.fullmatch(name)
         if m is None:
             continue
         n = int(m.group(1) or 1)

@@ -47,7 +47,7 @@ def new_incident_id(now: datetime | None = None) -> str:
 
 
 def is_incident_id(text: str) -> bool:
-    return bool(_ID_RE.match(text))
+    return bool(_ID_RE.fullmatch(text))
 
 
 def default_home() -> Path:

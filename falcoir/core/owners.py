@@ -35,7 +35,7 @@ def followable(ref: OwnerRef) -> Resource | None:
     resource = RESOURCES_BY_KIND.get(ref.kind)
     if resource is None or ref.kind not in CONTROLLER_KINDS or not resource.namespaced:
         return None
-    if not _NAME_RE.match(ref.name):
+    if not _NAME_RE.fullmatch(ref.name):
         return None
     group = (ref.api_version or "").split("/")[0] if "/" in (ref.api_version or "") else ""
     expected = resource.group_version.split("/")[0] if "/" in resource.group_version else ""

@@ -452,7 +452,7 @@ def _match(node: yaml.Node, problems: _Problems) -> Match:
         tests = []
         fnode = keys["fields"][1]
         for name, (name_node, value_node) in _mapping(fnode, "match.fields", (), problems).items():
-            if not _FIELD_RE.match(name) or (
+            if not _FIELD_RE.fullmatch(name) or (
                 "." in name and name.split(".", 1)[0] not in _FIELD_CLASSES
             ):
                 problems.add(

@@ -187,3 +187,15 @@ def test_names_with_a_newline_are_refused_everywhere(value: str) -> None:
     ):
         with pytest.raises(Bad):
             check(value)
+
+
+def test_forged_names_with_a_newline_are_not_followed() -> None:
+    # ownerReferences are the pod author's words; incident ids come from labels.
+    from falcoir.core.incident import is_incident_id
+    from falcoir.core.owners import followable
+    from falcoir.core.target import OwnerRef
+
+    assert followable(OwnerRef("ReplicaSet", "web-7d9f", api_version="apps/v1")) is not None
+    assert followable(OwnerRef("ReplicaSet", "web-7d9f\n", api_version="apps/v1")) is None
+    assert is_incident_id("inc-20261128-143102-ab12cd")
+    assert not is_incident_id("inc-20261128-143102-ab12cd\n")

@@ -39,7 +39,7 @@ def normalize_container_id(value: str | None) -> str | None:
     """A Falco ``container.id`` (12 hex), ``container.full_id`` (64 hex), or a
     ``scheme://id`` as a lower-case hex ID; ``None`` for ``host`` or anything else."""
     cid, _ = split_container_id(value)
-    if cid is None or not _HEX_ID.match(cid):
+    if cid is None or not _HEX_ID.fullmatch(cid):
         return None
     return cid
 
