@@ -355,6 +355,13 @@ class _Session:
                 self.stale_pool = True
                 self.gw.stats.retried()
                 self.gw.stats.count("exec")
+            except BaseException:
+                # Any other failure on a pooled connection (a timeout: a load balancer
+                # or NAT may drop idle connections without a word) is the try's, as on
+                # any connection; the next tries open their own instead of taking more
+                # idle ones that may be as dead.
+                self.stale_pool = True
+                raise
         try:
             ws = self._handshake(url, timeout, None)
         except websocket.WebSocketBadStatusException:

@@ -482,3 +482,29 @@ def test_the_lab_takes_an_upgrade_on_a_connection_that_carried_requests(
         assert gw.idle_connections == 0 and not (our_sockets_to(port) - before)
     finally:
         gw.close()
+
+
+def test_after_a_failed_try_on_a_pooled_connection_the_next_opens_its_own(
+    raw_api: RawApi, certs: Certs, tmp_path: Path
+) -> None:
+    # An idle connection may be dead without a word (a NAT or load balancer dropped it):
+    # once a try on one failed, the retries do not take other idle ones.
+    raw_api.plan = ["partial"]
+    gw = raw_gw(raw_api, certs, tmp_path, FAST_RETRY)
+    taken: list[bool] = []
+    real = gw.take_idle_socket
+
+    def counting() -> Any:
+        sock = real()
+        taken.append(sock is not None)
+        return sock
+
+    gw.take_idle_socket = counting  # type: ignore[method-assign]
+    try:
+        gw.version()  # one idle connection in the pool
+        r = gw.exec("prod", "web-1", None, ["echo"])
+        assert r.ok and r.stdout == b"hi\n"
+        assert taken == [True]  # the retry did not ask the pool again
+        assert len(raw_api.exec_requests()) == 2
+    finally:
+        gw.close()
