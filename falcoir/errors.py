@@ -84,6 +84,11 @@ class ApiConflict(ApiError):
     """409 from the API server: AlreadyExists or Conflict."""
 
 
+class PreconditionFailed(ApiConflict):
+    """409 because a precondition the request carried (a uid, a resourceVersion) does
+    not hold: the name now belongs to another object, or it changed."""
+
+
 class ApiInvalid(ApiError):
     """422 (Invalid) or 400 (BadRequest) from the API server."""
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from falcoir.core.gateway import JSON, PODS, ExecResult, Resource
-from falcoir.errors import ApiConflict, ApiNotFound, Forbidden
+from falcoir.errors import ApiConflict, ApiNotFound, Forbidden, PreconditionFailed
 
 ExecHandler = Callable[[Sequence[str], bytes | None], tuple[bytes, bytes, int | None]]
 """(argv, stdin) -> (stdout, stderr, exit code or None for 'executable not found')."""
@@ -233,7 +233,7 @@ class FakeCluster:
             )
         have = (self.objects[key].get("metadata") or {}).get("uid")
         if uid and uid != have:
-            raise ApiConflict(
+            raise PreconditionFailed(
                 f'Operation cannot be fulfilled on {resource.plural} "{name}": Precondition '
                 f"failed: UID in precondition: {uid}, UID in object meta: {have}",
                 status=409,

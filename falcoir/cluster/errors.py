@@ -22,6 +22,7 @@ from falcoir.errors import (
     ClusterError,
     ClusterUnreachable,
     Forbidden,
+    PreconditionFailed,
 )
 
 MAX_MESSAGE = 500
@@ -119,6 +120,10 @@ def from_status(endpoint: Endpoint, op: Op, status: int, body: bytes) -> Cluster
     if status == 404:
         return ApiNotFound(message, status=404, reason=reason or "NotFound")
     if status == 409:
+        # The API server's words for a failed delete/update precondition (storage's
+        # "Precondition failed: UID in precondition: ..., UID in object meta: ...").
+        if "precondition failed" in message.lower():
+            return PreconditionFailed(message, status=409, reason=reason or "Conflict")
         return ApiConflict(message, status=409, reason=reason or "Conflict")
     if status in (400, 422):
         return ApiInvalid(

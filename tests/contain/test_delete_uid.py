@@ -118,3 +118,30 @@ def test_lab_refuses_a_stale_uid_like_the_api_server(lab: Lab, fresh_namespace: 
 
     gw.delete(PODS, "web-0", ns, uid=new_uid, grace_period_seconds=0)
     _wait_gone(lab, ns, "web-0")
+
+
+def test_the_api_servers_precondition_refusal_is_its_own_error() -> None:
+    import json as _json
+
+    from falcoir.cluster.errors import Endpoint, Op, from_status
+    from falcoir.errors import ApiConflict as Conflict
+    from falcoir.errors import PreconditionFailed
+
+    def status(message: str) -> bytes:
+        doc = {"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409}
+        return _json.dumps({**doc, "message": message}).encode()
+
+    op = Op("delete", "pods", "prod", "web-0")
+    where = Endpoint("https://127.0.0.1:6443", "lab")
+    refused = from_status(
+        where,
+        op,
+        409,
+        status(
+            'Operation cannot be fulfilled on pods "web-0": Precondition failed: '
+            "UID in precondition: a, UID in object meta: b"
+        ),
+    )
+    assert isinstance(refused, PreconditionFailed)
+    other = from_status(where, op, 409, status('Operation cannot be fulfilled: "modified"'))
+    assert isinstance(other, Conflict) and not isinstance(other, PreconditionFailed)

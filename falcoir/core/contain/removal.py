@@ -24,10 +24,10 @@ from falcoir.core.rbac import (
 )
 from falcoir.core.target import OwnerRef, Target
 from falcoir.errors import (
-    ApiConflict,
     ApiNotFound,
     FalcoirError,
     InputError,
+    PreconditionFailed,
     TargetNotFound,
 )
 
@@ -408,10 +408,7 @@ def delete(
         log.append("delete", "Pod", ns, plan.pod, "unchanged", "already gone", data=data)
         emit("delete", "unchanged", f"pod {ns}/{plan.pod} is already gone")
         return DeleteResult(plan, False, "gone", scaled, options.dry_run, tuple(steps))
-    except ApiConflict as exc:
-        if not plan.pod_uid or "precondition" not in str(exc).lower():
-            log.append("delete", "Pod", ns, plan.pod, "failed", str(exc), data=data)
-            raise
+    except PreconditionFailed:
         why = "already gone: its name now belongs to another pod, which was left alone"
         log.append("delete", "Pod", ns, plan.pod, "unchanged", why, data=data)
         emit("delete", "unchanged", f"pod {ns}/{plan.pod} (uid {plan.pod_uid}) is {why}")
