@@ -461,3 +461,26 @@ def test_runtime_debug_container_in_flight_leaves_no_process(tmp_path: Path) -> 
     asyncio.run(main())
     assert not left_after_kill, "a deleted pod's processes run on:\n" + "\n".join(left_after_kill)
     assert not wait_gone(state, [uid], REAPED)
+
+
+def test_a_cgroup_the_sweep_cannot_remove_stays_in_the_ledger(tmp_path: Path) -> None:
+    # (No root needed: plain directories stand for cgroups; a file in one makes its
+    # rmdir fail, as a process that will not die makes a cgroup's.)
+    from falcoir.lab.linux.runtime import _sweep
+
+    rt = tmp_path / "runtime"
+    rt.mkdir()
+    gone = tmp_path / "kubepods" / "besteffort" / "pod-gone"
+    stuck = tmp_path / "kubepods" / "besteffort" / "pod-stuck"
+    gone.mkdir(parents=True)
+    stuck.mkdir(parents=True)
+    (stuck / "busy").write_text("x")
+    ledger = rt / "cgroups-abc123.txt"
+    ledger.write_text(f"{gone}\n{stuck}\n")
+    out = _sweep(rt, {}, lab_id="abc123")
+    assert not gone.exists()
+    assert ledger.read_text().split() == [str(stuck)]
+    assert any("could not be removed" in line for line in out)
+    (stuck / "busy").unlink()
+    _sweep(rt, {}, lab_id="abc123")
+    assert not stuck.exists() and not ledger.exists()

@@ -1607,5 +1607,13 @@ def _sweep(rt: Path, labs: dict[str, JSON], *, lab_id: str | None) -> list[str]:
                 if up.name == "kubepods":
                     break
                 up = up.parent
-        ledger.unlink(missing_ok=True)
+        # A cgroup that could not be removed (a process that would not die) stays in the
+        # ledger, for the next sweep; the ledger goes once nothing of it is left.
+        stuck = [d for d in dirs if d.is_dir()]
+        if stuck:
+            out.append(f"{len(stuck)} cgroup(s) of lab {lid} could not be removed (kept listed)")
+            with contextlib.suppress(OSError):
+                ledger.write_text("".join(f"{d}\n" for d in stuck))
+        else:
+            ledger.unlink(missing_ok=True)
     return out
