@@ -966,6 +966,9 @@ def _verify(
             "after": None,
         }
         if endpoint is not None and allowed_by is not None:
+            if late is not None:  # its answer belongs in the record all the same
+                baseline = _baseline(late, endpoint, rec, in_time=False)
+                verified["probe"]["before"] = baseline.to_dict() if baseline else None
             verified["egress_blocked"] = None
             verified["reason"] = (
                 f"not verified: {endpoint.host} is inside --allow-cidr {allowed_by}, so the "
