@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
+from falcoir.core.names import validate_namespace, validate_pod_name
 from falcoir.errors import ConfirmationRefused, FalcoirError, InputError, exit_code_for
 from falcoir.render.output import OutputFormat
 
@@ -133,31 +134,6 @@ def parse_pod_ref(text: str | None) -> PodRef | None:
     validate_namespace(ref.namespace)
     validate_pod_name(ref.name)
     return ref
-
-
-# The checks of falcoir.core.contain.policy (the same patterns, the same messages; a
-# test holds them equal), here so that ``--pod`` does not import containment on the
-# way to the first request.
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-
-def validate_namespace(value: str) -> str:
-    """A namespace name (a DNS-1123 label), else ``InputError``."""
-    import re
-
-    if len(value) > 63 or not re.fullmatch(_DNS_LABEL, value):
-        raise InputError(f"not a valid namespace name: {value!r}")
-    return value
-
-
-def validate_pod_name(value: str) -> str:
-    """A pod name (a DNS-1123 subdomain), else ``InputError``."""
-    import re
-
-    if len(value) > 253 or not re.fullmatch(_DNS_SUBDOMAIN, value):
-        raise InputError(f"not a valid pod name: {value!r}")
-    return value
 
 
 def alert_or_pod(

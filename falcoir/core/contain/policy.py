@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from falcoir.core.gateway import JSON
+from falcoir.core.names import validate_label_value as validate_label_value
+from falcoir.core.names import validate_namespace as validate_namespace
+from falcoir.core.names import validate_pod_name as validate_pod_name
 from falcoir.errors import InputError
 
 LABEL_KEY = "falcoir.io/quarantine"
@@ -29,30 +31,7 @@ DNS_NAMESPACE_LABEL = ("kubernetes.io/metadata.name", "kube-system")
 DNS_POD_LABEL = ("k8s-app", "kube-dns")
 """CoreDNS and kube-dns both carry ``k8s-app=kube-dns`` in ``kube-system``."""
 
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _MAX_ANNOTATION = 1024
-
-
-def validate_label_value(value: str) -> str:
-    """A Kubernetes label value: at most 63 chars, alphanumeric at both ends,
-    ``-_.`` inside. Raises :class:`InputError`."""
-    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
-        raise InputError(f"not a valid label value: {value!r}")
-    return value
-
-
-def validate_namespace(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
-        raise InputError(f"not a valid namespace name: {value!r}")
-    return value
-
-
-def validate_pod_name(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
-        raise InputError(f"not a valid pod name: {value!r}")
-    return value
 
 
 def validate_cidr(text: str) -> str:
