@@ -200,17 +200,21 @@ def remove(dirs: list[Path], *, parents: int = 0) -> None:
     parents while empty (a parent another lab still uses stays: rmdir fails)."""
     for d in dirs:
         if d.is_dir():
-            for sub in sorted((p for p in d.rglob("*") if p.is_dir()), reverse=True):
-                with contextlib.suppress(OSError):
-                    sub.rmdir()
-            for _ in range(100):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # EBUSY while the last process is being reaped
-                    time.sleep(0.02)
+            # Deepest first, each retried while busy (its last process being reaped): a
+            # child left behind would keep its parent from going, for good.
+            subs = sorted((p for p in d.rglob("*") if p.is_dir()), reverse=True)
+            deadline = time.monotonic() + 2.0
+            for one in (*subs, d):
+                while True:
+                    try:
+                        one.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:  # EBUSY while the last process is being reaped
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.02)
         up = d.parent
         for _ in range(parents):
             try:

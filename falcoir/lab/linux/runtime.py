@@ -681,6 +681,10 @@ class LinuxRuntime:
         (p.dir / "hostname").write_text(p.name + "\n")
         if self.isolated:
             c.cgroup_dirs = []
+            if p.stopping or p.gone:
+                # kill_pod is releasing the pod (or has): a start that got this far
+                # anyway must not make cgroups after it removed the pod's.
+                raise asyncio.CancelledError
             made = asyncio.ensure_future(
                 asyncio.to_thread(cgroups.create, f"{p.cgroup_rel}/{c.id}")
             )
@@ -693,6 +697,10 @@ class LinuxRuntime:
                 # process was started for them).
                 made.add_done_callback(_remove_made_cgroups)
                 raise
+            if p.stopping or p.gone:
+                made_dirs, c.cgroup_dirs = c.cgroup_dirs, []
+                await asyncio.to_thread(cgroups.remove, made_dirs, parents=1)
+                raise asyncio.CancelledError
         self._record_pod(p)
         if c.kind != "sandbox":
             image = c.spec.get("image", "")
