@@ -13,13 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.plugins.api404 import not_found_api
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERT = (
@@ -79,70 +79,27 @@ AFTER_LOCATE = {
 """Not loaded, by any thread, when the first request is sent."""
 
 
-class _Api(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    requests: list[str] = []  # noqa: RUF012 - one server per module, reset per test
-
-    def _answer(self) -> None:
-        _Api.requests.append(f"{self.command} {self.path}")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = json.dumps(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "code": 404,
-                "reason": "NotFound",
-                "message": "not here",
-            }
-        ).encode()
-        self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+_REQUESTS: list[list[str]] = []
+"""The module's server's request list (one server per module, cleared per test)."""
 
 
 @pytest.fixture(scope="module")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A kubeconfig for a plain-HTTP 'API server' answering 404 to everything."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    home = tmp_path_factory.mktemp("startup2")
-    path = home / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "t",
-                "clusters": [
-                    {
-                        "name": "t",
-                        "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"},
-                    }
-                ],
-                "users": [{"name": "t", "user": {"token": "t0k3n"}}],
-                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-            }
-        )
-    )
-    yield path
-    server.shutdown()
+    with not_found_api(tmp_path_factory.mktemp("startup2")) as (path, requests):
+        _REQUESTS.append(requests)
+        yield path
+        _REQUESTS.remove(requests)
+
+
+def _requests() -> list[str]:
+    return _REQUESTS[-1]
 
 
 def _run(
     kubeconfig: Path, argv: list[str], tmp_path: Path
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]] | None]:
-    _Api.requests.clear()
+    _requests().clear()
     out = tmp_path / "first-request.json"
     env = {
         **os.environ,
@@ -232,7 +189,7 @@ def test_bad_input_exits_2_without_a_request(
 ) -> None:
     proc, seen = _run(kubeconfig, argv, tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert seen is None and _Api.requests == []
+    assert seen is None and _requests() == []
     assert proc.stdout == ""
     assert "error:" in proc.stderr
 

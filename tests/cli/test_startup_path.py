@@ -7,16 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
 from falcoir.core.prefetch import Prefetch
+from tests.plugins.api404 import not_found_api
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERT = (
@@ -44,64 +42,11 @@ runpy.run_module("falcoir", run_name="__main__", alter_sys=True)
 threads other than the main one (read-ahead of the backend: not on the way there)."""
 
 
-class _Api(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    paths: ClassVar[list[str]] = []
-
-    def _answer(self) -> None:
-        _Api.paths.append(f"{self.command} {self.path}")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = json.dumps(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "code": 404,
-                "reason": "NotFound",
-                "message": "not here",
-            }
-        ).encode()
-        self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A plain-HTTP 'API server' answering 404 to everything, and its kubeconfig."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    home = tmp_path_factory.mktemp("home")
-    kubeconfig = home / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "t",
-                "clusters": [
-                    {
-                        "name": "t",
-                        "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"},
-                    }
-                ],
-                "users": [{"name": "t", "user": {"token": "t0k3n"}}],
-                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-            }
-        )
-    )
-    yield kubeconfig
-    server.shutdown()
+    with not_found_api(tmp_path_factory.mktemp("home")) as (kubeconfig, _):
+        yield kubeconfig
 
 
 def _modules_at_first_request(kubeconfig: Path, argv: list[str]) -> tuple[int, set[str], str]:
