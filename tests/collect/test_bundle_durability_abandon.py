@@ -16,11 +16,7 @@ from typing import Any
 
 import bagit
 import pytest
-from typer.testing import CliRunner
 
-import falcoir.core.locate as locate_pkg
-from falcoir.cli import common
-from falcoir.cli.app import app
 from falcoir.core.bundle import BundleWriter, verify
 from falcoir.core.collect import Started, start_collect
 from falcoir.core.incident import IncidentStore
@@ -119,31 +115,6 @@ def test_ctrl_c_before_the_owner_chain_says_interrupted(tmp_path: Path) -> None:
     assert sealed is not None
     assert "Ctrl-C" in _target_json(sealed.dir)["partial_reason"]
     assert "Ctrl-C" in bagit.Bag(str(sealed.dir)).info["Falcoir-Incomplete-Reason"]
-
-
-def test_cli_locate_failing_late_leaves_a_bundle_that_names_its_pod(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FALCOIR_HOME", str(tmp_path / "home"))
-    cluster = _cluster()
-    monkeypatch.setattr(common, "connect", lambda kubeconfig, context: cluster)
-    real = locate_pkg.locate
-
-    def fails_late(gw: Any, **kw: Any) -> Target:
-        real(gw, **kw)  # hands the target over: the collection starts
-        raise Forbidden("cannot get replicasets in prod")
-
-    monkeypatch.setattr(locate_pkg, "locate", fails_late)
-    out = tmp_path / "ev"
-    r = CliRunner().invoke(app, ["collect", "--pod", f"{NS}/{POD}", "--out", str(out)])
-    assert r.exit_code == 4, r.stderr
-    (bundle,) = [p for p in out.iterdir() if p.is_dir()]
-    doc = _target_json(bundle)
-    assert (doc["namespace"], doc["pod"], doc["partial"]) == (NS, POD, True)
-    report = verify(bundle)
-    assert report.ok and report.complete is False
-    assert report.info["Falcoir-Target-Status"] == "partial"
-    assert "cannot get replicasets" in report.info["Falcoir-Incomplete-Reason"]
 
 
 def test_with_no_target_known_bag_info_says_so(tmp_path: Path) -> None:

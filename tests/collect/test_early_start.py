@@ -121,3 +121,8 @@ def test_cli_locate_failing_after_collection_began_keeps_the_bundle(
     assert verify(bundle.with_name(bundle.name + ".tar.gz")).ok
     (inc,) = IncidentStore(tmp_path / "home").all()
     assert str(bundle) in inc.bundles
+    # and it names its pod: what was known, marked partial (no owner chain), and why
+    doc = json.loads((bundle / "data" / "target.json").read_text())
+    assert (doc["namespace"], doc["pod"], doc["partial"]) == (NS, POD, True)
+    assert report.info["Falcoir-Target-Status"] == "partial"
+    assert "cannot get replicasets" in report.info["Falcoir-Incomplete-Reason"]

@@ -92,29 +92,12 @@ def test_a_baseline_answering_just_after_the_label_gives_the_quick_proof(
 def test_a_late_baseline_is_recorded_when_the_endpoint_is_allowed(store: IncidentStore) -> None:
     # --allow-cidr covers the alert's endpoint: nothing to prove, but the baseline that
     # was running belongs in the record (and in the action log's steps).
-    from falcoir.core.contain import QuarantineOptions, quarantine
-    from falcoir.core.contain.common import Step
-    from falcoir.core.contain.isolation import prepare
-    from tests.contain.cluster import target
-    from tests.contain.test_quarantine import FAST, POOL, miner_alert
+    from falcoir.core.contain import QuarantineOptions
+    from tests.contain.test_quarantine import FAST, POOL
 
     cluster = _cluster(decide_first=True, delay=1.0)
-    t = target(cluster)
-    inc = store.open(NS, POD, t.pod_uid)
     opts = QuarantineOptions(**FAST, allow_cidrs=(f"{POOL[0]}/32",))  # type: ignore[arg-type]
-    ready = prepare(cluster, t, alert=miner_alert(), incident_id=inc.id, options=opts)
-    steps: list[Step] = []
-    result = quarantine(
-        cluster,
-        t,
-        alert=miner_alert(),
-        options=opts,
-        incident=inc,
-        log=inc.action_log("tester"),
-        on_step=steps.append,
-        store=store,
-        prepared=ready,
-    )
+    result, _, steps = _run_prepared(cluster, store, opts)
     assert result.verified["egress_blocked"] is None
     before = result.verified["probe"]["before"]
     assert before is not None and before["connected"] is True

@@ -616,13 +616,15 @@ class SlowFirstProbe(ContainCluster):
         self.exec_handlers[(namespace, pod, None)] = handler
 
 
-def _run_prepared(cluster: ContainCluster, store: IncidentStore):  # type: ignore[no-untyped-def]
+def _run_prepared(  # type: ignore[no-untyped-def]
+    cluster: ContainCluster, store: IncidentStore, opts: QuarantineOptions | None = None
+):
     """As respond does it: the reads and the baseline probe started ahead (prepare)."""
     from falcoir.core.contain.isolation import prepare
 
     t = target(cluster)
     inc = store.open(NS, POD, t.pod_uid)
-    opts = QuarantineOptions(**FAST)  # type: ignore[arg-type]
+    opts = opts or QuarantineOptions(**FAST)  # type: ignore[arg-type]
     ready = prepare(cluster, t, alert=miner_alert(), incident_id=inc.id, options=opts)
     steps: list[Step] = []
     result = quarantine(
